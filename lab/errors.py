@@ -1,0 +1,62 @@
+"""The lab's one exception root.
+
+User errors are bad input or a missing tool: the user can fix them.
+Infrastructure errors are the lab's machinery failing: a build that broke,
+a QEMU that died, a guest that panicked or hung. Both exit with code 2;
+a test that merely failed is a result, never an exception.
+"""
+
+
+class LabError(Exception):
+    """Root of every error the lab raises on purpose."""
+
+    exit_code = 2
+
+
+class UserError(LabError):
+    """Bad input (a scenario, an option, a fragment) or a missing host tool."""
+
+
+class InfraError(LabError):
+    """The lab's machinery failed: a build, QEMU, a guest."""
+
+
+class BuildError(InfraError):
+    """A kernel, module or image build failed; carries the log and its tail."""
+
+    def __init__(self, message: str, log: str | None = None, tail: str = ""):
+        super().__init__(message)
+        self.log = log
+        self.tail = tail
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.log:
+            text += f"\nfull log: {self.log}"
+        if self.tail:
+            text += "\n--- last lines of the log ---\n" + self.tail
+        return text
+
+
+class GuestError(InfraError):
+    """A guest that panicked, hung, or lost its QEMU."""
+
+    kind = "guest"
+
+
+class GuestPanic(GuestError):
+    """The guest kernel panicked; the message quotes the panic."""
+
+    kind = "panic"
+
+
+class GuestTimeout(GuestError):
+    """A deadline passed: boot, or a command."""
+
+    kind = "timeout"
+
+
+class GuestLost(GuestError):
+    """QEMU exited or the console closed under the lab."""
+
+    kind = "lost"

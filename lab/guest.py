@@ -1,0 +1,136 @@
+"""A booted guest: a QEMU machine, its consoles, and what the lab knows of it.
+
+Steps and tests talk to a Guest's capabilities (run, put_file, hmp, qmp, dut,
+faults), never to QEMU directly.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+from lab import faults, qemu
+from lab.arches import get_arch
+from lab.console import ConsoleLog, KernelLog, Shell
+from lab.errors import GuestError, InfraError
+from lab.model import BootFacts, CommandResult, KernelBuild, KernelMessage
+
+BOOT_DEADLINE_S = 60.0
+COMMAND_DEADLINE_S = 60.0
+
+
+class Guest:
+    """Boot with `with Guest(build) as g:`; the guest is always torn down on exit."""
+
+    def __init__(self, build: KernelBuild, cmdline: tuple[str, ...] = (),
+                 logdir: Path | None = None, accel: str | None = None,
+                 memory_mb: int | None = None, icount: bool = False,
+                 boot_deadline_s: float = BOOT_DEADLINE_S, echo_kernel=None):
+        if build.initramfs is None:
+            raise InfraError(f"kernel {build.arch}/{build.kernel} has no initramfs")
+        self.build = build
+        self.arch = get_arch(build.arch)
+        self.accel = qemu.choose_accel(self.arch, accel)
+        self.icount = icount
+        self.cmdline = qemu.kernel_cmdline(self.arch, tuple(cmdline))
+        self.logdir = Path(logdir) if logdir else Path(tempfile.mkdtemp(prefix="lab-guest-"))
+        self.memory_mb = memory_mb
+        self.boot_deadline_s = boot_deadline_s
+        self._echo_kernel = echo_kernel
+        self.machine: qemu.Machine | None = None
+        self.kernel: KernelLog | None = None
+        self.shell: Shell | None = None
+        self._log: ConsoleLog | None = None
+        self.facts: BootFacts | None = None
+
+    # -- lifecycle
+
+    def __enter__(self) -> "Guest":
+        try:
+            self.boot()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def boot(self) -> BootFacts:
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        rundir = qemu.make_rundir()
+        argv = qemu.command_line(self.arch, self.build.image, self.build.initramfs,
+                                 self.cmdline, rundir, self.accel, self.memory_mb, self.icount)
+        self.machine = qemu.Machine(argv, rundir, self.logdir)
+        self.machine.start()
+        self._log = ConsoleLog(self.logdir / "console.log")
+        self.kernel = KernelLog(self.machine.connect("kernel"), self._log, self._echo_kernel)
+        self.kernel.start()
+        self.shell = Shell(self.machine.connect("shell"), self._log, self.kernel)
+        started = time.monotonic()
+        self.machine.cont()
+        self.shell.wait_ready(self.boot_deadline_s)
+        boot_s = time.monotonic() - started
+        self.shell.setup()
+        # Kernel messages go to the kernel console only: let them all through.
+        release, _ = self.shell.run("dmesg -n 8; uname -r", COMMAND_DEADLINE_S)
+        dmesg, _ = self.shell.run("dmesg", COMMAND_DEADLINE_S)
+        self.facts = BootFacts(
+            kernel_release=release.strip(), accel=self.accel + (" icount" if self.icount else ""),
+            cmdline=self.cmdline, boot_s=boot_s,
+            kpti_active=faults.kpti_active(self.arch.kpti_dmesg, dmesg))
+        return self.facts
+
+    def close(self) -> None:
+        """Shut the guest down: QMP quit, a bounded wait, kill. Idempotent."""
+        if self.shell:
+            self.shell.close()
+        if self.machine:
+            self.machine.stop()
+        if self.kernel:
+            self.kernel.close()
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    # -- capabilities
+
+    def run(self, command: str, timeout: float = COMMAND_DEADLINE_S) -> CommandResult:
+        """Run a shell command in the guest. Kernel faults seen meanwhile come along."""
+        assert self.shell and self.kernel
+        before = len(self.kernel.faults())
+        started = time.monotonic()
+        output, code = self.shell.run(command, timeout)
+        return CommandResult(command, output, code, time.monotonic() - started,
+                             tuple(self.kernel.faults()[before:]))
+
+    def put_file(self, data: bytes, path: str, mode: int = 0o644) -> None:
+        assert self.shell
+        self.shell.put_file(data, path, mode)
+
+    def faults(self) -> list[KernelMessage]:
+        return self.kernel.faults() if self.kernel else []
+
+    def kernel_log(self) -> str:
+        return "\n".join(self.kernel.lines) if self.kernel else ""
+
+    def tainted(self) -> int:
+        out = self.run("cat /proc/sys/kernel/tainted")
+        return int(out.output.strip() or 0)
+
+    def qmp(self, command: str, **args):
+        assert self.machine
+        return self.machine.qmp(command, **args)
+
+    def hmp(self, command_line: str) -> str:
+        assert self.machine
+        return self.machine.hmp(command_line)
+
+    def dut(self) -> socket.socket:
+        """The device-under-test UART's host end (aarch64: the virt board's PL011)."""
+        if not self.arch.dut_uart:
+            raise GuestError(f"{self.arch.name} guests have no device-under-test UART")
+        assert self.machine
+        return self.machine.connect("dut")

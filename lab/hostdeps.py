@@ -1,0 +1,135 @@
+"""Host tools the lab needs, and the Debian package that provides each."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.errors import InfraError, UserError
+from lab.paths import cache_dir
+
+KERNEL_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
+BUSYBOX_ARCHES = ("amd64", "arm64")
+
+
+@dataclass(frozen=True)
+class Dep:
+    what: str          # what the lab needs, as a user would name it
+    package: str       # the Debian package
+    command: str = ""  # an executable on PATH, or
+    path: str = ""     # a file that must exist
+    foreign: str = ""  # a dpkg arch: the package is downloaded, not installed
+
+    def found(self) -> bool:
+        if self.foreign:
+            return busybox_deb(self.foreign) is not None
+        if self.command:
+            return shutil.which(self.command) is not None
+        return Path(self.path).exists()
+
+
+DEPS: tuple[Dep, ...] = (
+    Dep("QEMU for aarch64", "qemu-system-arm", command="qemu-system-aarch64"),
+    Dep("QEMU for x86_64", "qemu-system-x86", command="qemu-system-x86_64"),
+    Dep("C compiler", "gcc", command="gcc"),
+    Dep("C library (static)", "libc6-dev", path="/usr/lib/x86_64-linux-gnu/libc.a"),
+    Dep("make", "make", command="make"),
+    Dep("aarch64 cross compiler", "gcc-aarch64-linux-gnu", command="aarch64-linux-gnu-gcc"),
+    Dep("aarch64 C library", "libc6-dev-arm64-cross", path="/usr/aarch64-linux-gnu/lib/libc.a"),
+    Dep("i686 cross compiler", "gcc-i686-linux-gnu", command="i686-linux-gnu-gcc"),
+    Dep("Armv7 cross compiler", "gcc-arm-linux-gnueabihf", command="arm-linux-gnueabihf-gcc"),
+    Dep("kernel source 6.1", "linux-source-6.1", path=str(KERNEL_TARBALL)),
+    Dep("xz", "xz-utils", command="xz"),
+    Dep("flex", "flex", command="flex"),
+    Dep("bison", "bison", command="bison"),
+    Dep("bc", "bc", command="bc"),
+    Dep("libelf headers", "libelf-dev", path="/usr/include/libelf.h"),
+    Dep("OpenSSL headers", "libssl-dev", path="/usr/include/openssl/ssl.h"),
+    Dep("cpio", "cpio", command="cpio"),
+    Dep("depmod", "kmod", command="depmod"),
+    Dep("perl", "perl", command="perl"),
+    *(Dep(f"busybox-static ({a})", f"busybox-static:{a}", foreign=a) for a in BUSYBOX_ARCHES),
+)
+
+
+def require(command: str) -> str:
+    """The path of a host command, or a user error naming its package."""
+    found = shutil.which(command)
+    if found:
+        return found
+    for dep in DEPS:
+        if dep.command == command:
+            raise UserError(
+                f"{command} not found: install the Debian package {dep.package} "
+                f"(apt-get install {dep.package}, or lab doctor --install)"
+            )
+    raise UserError(f"{command} not found on PATH")
+
+
+def require_path(path: Path) -> Path:
+    if path.exists():
+        return path
+    for dep in DEPS:
+        if dep.path == str(path):
+            raise UserError(
+                f"{path} not found: install the Debian package {dep.package} "
+                f"(apt-get install {dep.package}, or lab doctor --install)"
+            )
+    raise UserError(f"{path} not found")
+
+
+def debs_dir() -> Path:
+    return cache_dir() / "debs"
+
+
+def busybox_deb(debian_arch: str) -> Path | None:
+    found = sorted(debs_dir().glob(f"busybox-static_*_{debian_arch}.deb"))
+    return found[-1] if found else None
+
+
+def require_busybox_deb(debian_arch: str) -> Path:
+    deb = busybox_deb(debian_arch)
+    if deb is None:
+        raise UserError(
+            f"busybox-static for {debian_arch} is missing from {debs_dir()}: "
+            f"run lab doctor --install (it runs apt-get download busybox-static:{debian_arch})"
+        )
+    return deb
+
+
+def missing() -> list[Dep]:
+    return [dep for dep in DEPS if not dep.found()]
+
+
+def _apt(*args: str, cwd: Path | None = None) -> None:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", *args]
+    try:
+        subprocess.run(cmd, check=True, env=env, cwd=cwd, timeout=1800)
+    except FileNotFoundError:
+        raise UserError("apt-get not found: lab doctor --install needs Debian") from None
+    except subprocess.CalledProcessError as exc:
+        raise InfraError(f"{' '.join(cmd)} failed with exit code {exc.returncode}") from None
+    except subprocess.TimeoutExpired:
+        raise InfraError(f"{' '.join(cmd)} did not finish in 30 minutes") from None
+
+
+def install(deps: list[Dep]) -> None:
+    """Install missing packages with apt, and download the foreign busybox builds."""
+    if not deps:
+        return
+    if os.geteuid() != 0:
+        raise UserError("lab doctor --install must run as root (it calls apt-get)")
+    foreign = [d for d in deps if d.foreign]
+    native = sorted({d.package for d in deps if not d.foreign})
+    if foreign:
+        subprocess.run(["dpkg", "--add-architecture", "arm64"], check=True)
+    _apt("update", "-q")
+    if native:
+        _apt("install", "-y", "-q", "--no-install-recommends", *native)
+    if foreign:
+        debs_dir().mkdir(parents=True, exist_ok=True)
+        _apt("download", *(d.package for d in foreign), cwd=debs_dir())
