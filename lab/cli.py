@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
+import time
+from pathlib import Path
 
 from lab import build, hostdeps, kconfig, report
 from lab.arches import ARCHES, get_arch
 from lab.errors import LabError, UserError
+from lab.guest import Guest
+from lab.paths import cache_dir
 from lab.model import KernelBuild
 
 DEFAULT_VARIANTS = ("kpti", "nokpti")
@@ -62,6 +68,62 @@ def cmd_doctor(args) -> int:
     return 0 if all(ok for _, _, ok in rows) else 2
 
 
+def _guest_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", required=True, help=f"one of {', '.join(ARCHES)}")
+    p.add_argument("--kernel", required=True,
+                   help="a variant name from kernel-configs/variants/, or a path to a .config fragment")
+    p.add_argument("--cmdline", default="", help="extra kernel command-line words, e.g. 'kpti=1'")
+    p.add_argument("--accel", choices=("tcg", "kvm"), help="override the accelerator (default: KVM only where the probe passed)")
+    p.add_argument("--logs", type=Path, help="keep the guest's logs here (default: a new directory under $LAB_CACHE/logs)")
+
+
+def _logdir(args, what: str) -> Path:
+    if args.logs:
+        return args.logs
+    return cache_dir() / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{what}-{os.getpid()}"
+
+
+def _guest(args, what: str, **kw) -> Guest:
+    kbuild = ensure_kernel(args.arch, args.kernel)
+    return Guest(kbuild, tuple(args.cmdline.split()), logdir=_logdir(args, what),
+                 accel=args.accel, **kw)
+
+
+def cmd_exec(args) -> int:
+    command = args.command_argv[1:] if args.command_argv[:1] == ["--"] else args.command_argv
+    if not command:
+        raise UserError("lab exec: no command given (lab exec --arch A --kernel K -- CMD ...)")
+    guest = _guest(args, "exec")
+    try:
+        with guest:
+            result = guest.run(shlex.join(command), args.timeout)
+    except LabError:
+        report.err.print(f"logs: {guest.logdir}")
+        raise
+    if args.json:
+        report.print_json({"exit_code": result.exit_code, "output": result.output,
+                           "boot": guest.facts.to_json(), "logs": str(guest.logdir),
+                           "faults": [f.__dict__ for f in result.faults]})
+    else:
+        sys.stdout.write(result.output)
+        for fault in result.faults:
+            report.error(f"kernel {fault.kind} during the command:\n{fault.text}")
+    return result.exit_code
+
+
+def cmd_shell(args) -> int:
+    guest = _guest(args, "shell", echo_kernel=lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+    with guest:
+        facts = guest.facts
+        report.err.print(f"[bold]{args.arch}/{args.kernel}[/bold] {facts.kernel_release}, "
+                         f"{facts.accel}, booted in {facts.boot_s:.2f} s, KPTI "
+                         f"{'active' if facts.kpti_active else 'inactive'}. "
+                         f"Leave with [bold]Ctrl-][/bold]. Logs: {guest.logdir}")
+        guest.shell.interact()
+    report.err.print("\nguest shut down")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lab", description="A QEMU hardware lab for kernel and driver developers.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -79,6 +141,17 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="check host dependencies and the accelerator")
     d.add_argument("--install", action="store_true", help="install what is missing with apt")
     d.set_defaults(func=cmd_doctor)
+
+    e = sub.add_parser("exec", help="boot a guest, run one command, shut down; exits with its exit code")
+    _guest_args(e)
+    e.add_argument("--json", action="store_true", help="print one JSON object: exit_code, output, boot")
+    e.add_argument("--timeout", type=float, default=60.0, help="deadline of the command in seconds")
+    e.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+    e.set_defaults(func=cmd_exec)
+
+    s = sub.add_parser("shell", help="an interactive shell in a guest (Ctrl-] leaves)")
+    _guest_args(s)
+    s.set_defaults(func=cmd_shell)
     return p
 
 

@@ -12,7 +12,12 @@ command between unique markers that carry its exit code.
 from __future__ import annotations
 
 import base64
+import os
 import re
+import select
+import sys
+import termios
+import tty
 import socket
 import threading
 import time
@@ -147,7 +152,8 @@ class Shell:
         self.child = fdspawn(sock.fileno(), encoding="utf-8", codec_errors="replace",
                              use_poll=True)
         self.child.delaybeforesend = None
-        self.child.logfile_read = _Tap(log)
+        self._log_tap = _Tap(log)
+        self.child.logfile_read = self._log_tap
 
     # -- waiting, with the kernel console watched all along
 
@@ -156,7 +162,7 @@ class Shell:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise GuestTimeout(f"{what}: no answer within the deadline")
+                raise GuestTimeout(f"{what}: deadline passed; the guest is shut down")
             try:
                 return self.child.expect(patterns, timeout=min(_POLL_S, remaining))
             except pexpect.TIMEOUT:
@@ -213,6 +219,39 @@ class Shell:
             out, rc = self.run(step, max(deadline - time.monotonic(), 0.1))
             if rc != 0:
                 raise GuestLost(f"copying {path} into the guest failed: {out.strip()}")
+
+    def interact(self, escape: bytes = b"\x1d") -> None:
+        """Pass the user's terminal through to the guest shell until escape (Ctrl-]).
+
+        Echo and the line editor come back on, with the host terminal's size.
+        """
+        size = os.get_terminal_size() if sys.stdin.isatty() else os.terminal_size((80, 24))
+        self.run(f"stty echo rows {size.lines} cols {size.columns}; PS1='lab:$PWD# '", 10)
+        sys.stdout.write(self.child.buffer)   # whatever the shell printed after the marker
+        sys.stdout.flush()
+        self.child.send("\n")
+        fd = self._sock.fileno()
+        stdin = sys.stdin.fileno()
+        saved = termios.tcgetattr(stdin) if sys.stdin.isatty() else None
+        try:
+            if saved:
+                tty.setraw(stdin)
+            while True:
+                ready, _, _ = select.select([fd, stdin], [], [])
+                if fd in ready:
+                    data = os.read(fd, 65536)
+                    if not data:
+                        return
+                    self._log_tap.write(data.decode("utf-8", errors="replace"))
+                    os.write(sys.stdout.fileno(), data)
+                if stdin in ready:
+                    data = os.read(stdin, 1024)
+                    if not data or escape in data:
+                        return
+                    self._sock.sendall(data)
+        finally:
+            if saved:
+                termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
 
     def close(self) -> None:
         try:

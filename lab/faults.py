@@ -20,7 +20,9 @@ CATALOGUE: tuple[tuple[str, bool, re.Pattern], ...] = tuple(
     )
 )
 _SEVERITY = {kind: i for i, (kind, _, _) in enumerate(CATALOGUE)}
-#: How many lines after its first line belong to a fault's text.
+#: The line that closes a fault's text.
+_END = re.compile(r"---\[ end (trace|Kernel panic)")
+#: How many lines after its first line belong to a fault's text, at most.
 CONTEXT_LINES = 40
 
 
@@ -60,7 +62,7 @@ class FaultScanner:
             return self._freeze(self._faults[-1])
         if current is not None:
             current.lines.append(line)
-            self._left -= 1
+            self._left = 0 if _END.search(line) else self._left - 1
             if hit and _SEVERITY[hit[0]] < _SEVERITY[current.kind]:
                 current.kind = hit[0]
         return None

@@ -305,11 +305,17 @@ def probe_kvm() -> tuple[bool, str]:
         return False, "/dev/kvm is missing or not accessible"
     if _host_arch() != "x86_64" or not shutil.which("qemu-system-x86_64"):
         return False, "the KVM probe runs on x86_64 hosts with qemu-system-x86"
+    ok, reason = probe_boot("kvm", "host")
+    return ok, ("KVM: " if ok else "KVM is unusable: ") + reason
+
+
+def probe_boot(accel: str, cpu: str) -> tuple[bool, str]:
+    """Boot the probe's boot sector; True when its output reached the serial port."""
     with tempfile.TemporaryDirectory(prefix="lab-kvm-probe-") as tmp:
         disk = Path(tmp) / "probe.img"
         disk.write_bytes(_PROBE_MBR)
         out = Path(tmp) / "serial.txt"
-        argv = ["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-M", "pc", "-m", "32",
+        argv = ["qemu-system-x86_64", "-accel", accel, "-cpu", cpu, "-M", "pc", "-m", "32",
                 "-nodefaults", "-no-user-config", "-display", "none",
                 "-serial", f"file:{out}", "-drive", f"file={disk},format=raw,if=ide"]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -325,10 +331,10 @@ def probe_kvm() -> tuple[bool, str]:
             os.killpg(proc.pid, signal.SIGKILL)
         said = (proc.communicate(timeout=10)[0] or b"").decode(errors="replace").strip()
     if booted:
-        return True, "a KVM probe boot reached its serial output"
+        return True, "a probe boot reached its serial output"
     if said:
-        return False, f"the KVM probe boot failed: {said.splitlines()[-1][:200]}"
-    return False, f"the KVM probe boot hung (no output within {PROBE_DEADLINE_S:.0f} s)"
+        return False, f"a probe boot failed: {said.splitlines()[-1][:200]}"
+    return False, f"a probe boot hung (no output within {PROBE_DEADLINE_S:.0f} s)"
 
 
 def qemu_version() -> str:

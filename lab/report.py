@@ -42,8 +42,9 @@ def build_progress(label: str) -> Iterator:
 
     with Live(render(), console=err, refresh_per_second=4, transient=True) as live:
         yield progress
-    err.print(Text.assemble((f"{label} ", "bold"), ("ready ", "green"),
-                            f"({time.monotonic() - started:.1f}s)"))
+    if state["phase"] != "start":   # say so only when something was built
+        err.print(Text.assemble((f"{label} ", "bold"), ("built ", "green"),
+                                f"({time.monotonic() - started:.1f}s)"))
 
 
 def kernels_table(builds) -> None:

@@ -1,0 +1,69 @@
+"""pytest fixtures for guest tests (registered through the pytest11 entry point).
+
+    def test_uname(lab_guest):                 # aarch64/nokpti by default
+        assert lab_guest.run("uname -m").output.strip() == "aarch64"
+
+    @pytest.mark.parametrize("lab_guest", [{"arch": "x86_64", "kernel": "kpti",
+                                            "cmdline": ["pti=on"]}], indirect=True)
+    def test_pti(lab_guest):
+        assert lab_guest.facts.kpti_active
+
+    def test_two(lab_boot):                    # a factory: any number of guests
+        a = lab_boot("aarch64", "kpti", cmdline=["kpti=1"])
+
+Each guest keeps its logs (console.log, qemu.log, qmp.log, reproduce.sh) in
+the test's tmp_path, and is shut down when the test ends, however it ends.
+The defaults come from --lab-arch and --lab-kernel.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lab import build, kconfig
+from lab.arches import get_arch
+from lab.guest import Guest
+from lab.model import KernelBuild
+
+_kernels: dict[tuple[str, str], KernelBuild] = {}
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("lab")
+    group.addoption("--lab-arch", default="aarch64", help="arch of lab_guest (default aarch64)")
+    group.addoption("--lab-kernel", default="nokpti", help="kernel of lab_guest (default nokpti)")
+
+
+def lab_kernel(arch: str, kernel: str) -> KernelBuild:
+    """A built kernel and initramfs (cached for the session, and on disk)."""
+    key = (arch, kernel)
+    if key not in _kernels:
+        profile = get_arch(arch)
+        _kernels[key] = build.ensure(profile, kconfig.resolve_variant(profile, kernel))
+    return _kernels[key]
+
+
+@pytest.fixture
+def lab_boot(tmp_path):
+    """A factory that boots guests; every one is shut down at the end of the test."""
+    guests: list[Guest] = []
+
+    def boot(arch: str, kernel: str, cmdline=(), **kw) -> Guest:
+        guest = Guest(lab_kernel(arch, kernel), tuple(cmdline),
+                      logdir=tmp_path / f"guest-{len(guests)}-{arch}-{kernel}", **kw)
+        guests.append(guest)
+        guest.__enter__()
+        return guest
+
+    yield boot
+    for guest in guests:
+        guest.close()
+
+
+@pytest.fixture
+def lab_guest(request, lab_boot) -> Guest:
+    """One booted guest: request.param (indirect parametrization) or the defaults."""
+    params = dict(getattr(request, "param", None) or {})
+    arch = params.pop("arch", request.config.getoption("--lab-arch"))
+    kernel = params.pop("kernel", request.config.getoption("--lab-kernel"))
+    return lab_boot(arch, kernel, **params)

@@ -1,0 +1,40 @@
+"""Shared helpers, and the suite-wide check that no QEMU outlives the lab."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LAB = [sys.executable, "-m", "lab"]
+
+
+def lab(*args: str, env: dict | None = None, timeout: float = 1800,
+        input: str | None = None) -> subprocess.CompletedProcess:
+    """Run the lab CLI as a user would, in a fresh process."""
+    return subprocess.run([*LAB, *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **(env or {})}, timeout=timeout, input=input)
+
+
+def lab_qemus() -> list[str]:
+    """Every running QEMU started by a lab (its sockets live in a lab-run-* directory)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmd and b"qemu-system" in cmd[0] and any(b"lab-run-" in a for a in cmd):
+            found.append(b" ".join(cmd).decode(errors="replace"))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_qemu_left_behind():
+    yield
+    left = lab_qemus()
+    assert not left, f"QEMU processes outlived the tests: {left}"

@@ -1,0 +1,45 @@
+"""The lab exec acceptance commands, as a user runs them."""
+
+import json
+
+import pytest
+
+from tests.conftest import lab
+
+pytestmark = pytest.mark.qemu
+
+
+@pytest.mark.parametrize("arch", ["aarch64", "x86_64"])
+def test_uname_and_exit_code(arch):
+    result = lab("exec", "--arch", arch, "--kernel", "nokpti", "--", "uname", "-m")
+    assert (result.returncode, result.stdout) == (0, f"{arch}\n"), result.stderr
+    result = lab("exec", "--arch", arch, "--kernel", "nokpti", "--", "sh", "-c", "exit 7")
+    assert result.returncode == 7, result.stderr
+
+
+@pytest.mark.parametrize("arch, kernel, cmdline, active", [
+    ("aarch64", "kpti", "kpti=1", True),
+    ("aarch64", "kpti", "", False),        # cortex-a72 is not Meltdown-affected
+    ("aarch64", "nokpti", "kpti=1", False),
+    ("x86_64", "kpti", "pti=on", True),
+    ("x86_64", "kpti", "", False),         # TCG CPUs report an AMD vendor
+    ("x86_64", "nokpti", "pti=on", False),
+])
+def test_json_reports_whether_kpti_is_really_active(arch, kernel, cmdline, active):
+    result = lab("exec", "--json", "--arch", arch, "--kernel", kernel, "--cmdline", cmdline,
+                 "--", "true")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["exit_code"] == 0 and data["output"] == ""
+    boot = data["boot"]
+    assert boot["kpti_active"] is active
+    assert boot["accel"] in ("tcg", "kvm") and boot["kernel_release"].startswith("6.1")
+    assert cmdline in boot["cmdline"] and boot["boot_s"] > 0
+
+
+def test_a_panic_exits_2_with_the_panic_on_stderr():
+    result = lab("exec", "--arch", "x86_64", "--kernel", "nokpti", "--",
+                 "sh", "-c", "echo c > /proc/sysrq-trigger")
+    assert result.returncode == 2
+    assert "Kernel panic - not syncing" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,112 @@
+"""Real guests, real kernels: the runtime's reliability (both arches)."""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from lab.errors import GuestLost, GuestPanic, GuestTimeout
+from tests.conftest import lab_qemus
+
+pytestmark = pytest.mark.qemu
+ARCHES = ["aarch64", "x86_64"]
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_commands_return_output_and_exit_codes(lab_boot, arch):
+    guest = lab_boot(arch, "nokpti")
+    assert guest.run("uname -m").output == f"{arch}\n"
+    assert guest.run("sh -c 'exit 7'").exit_code == 7
+    assert guest.run("printf 'no newline'").output == "no newline"
+    quoted = guest.run("""echo "it's" '$HOME' "$HOME" """)
+    assert quoted.output == "it's $HOME /root\n"
+    assert guest.run("cat").exit_code == 0          # stdin is /dev/null: no hang
+    assert guest.facts.kernel_release == guest.run("uname -r").output.strip()
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_long_commands_and_files_cross_the_tty_line_limit_in_chunks(lab_boot, arch):
+    guest = lab_boot(arch, "nokpti")
+    long = "echo " + "x" * 9000 + " | wc -c"
+    assert guest.run(long).output.strip() == "9001"
+    script = "a=1\nb=2\necho $((a + b))\n"
+    assert guest.run(script).output == "3\n"
+    data = os.urandom(20000)
+    guest.put_file(data, "/tmp/blob")
+    import hashlib
+    assert guest.run("md5sum /tmp/blob").output.split()[0] == hashlib.md5(data).hexdigest()
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_a_kernel_panic_is_reported_within_5_seconds(lab_boot, arch):
+    guest = lab_boot(arch, "nokpti")
+    started = time.monotonic()
+    with pytest.raises(GuestPanic) as err:
+        guest.run("echo c > /proc/sysrq-trigger", timeout=60)
+    assert time.monotonic() - started < 5
+    assert "Kernel panic - not syncing: sysrq triggered crash" in str(err.value)
+    assert "echo c > /proc/sysrq-trigger" in str(err.value)
+    assert "sysrq triggered crash" in (guest.logdir / "console.log").read_text()
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_a_hung_command_hits_its_deadline_and_the_guest_is_torn_down(lab_boot, arch):
+    guest = lab_boot(arch, "nokpti")
+    started = time.monotonic()
+    with pytest.raises(GuestTimeout) as err:
+        guest.run("sleep 600", timeout=2)
+    assert 2 <= time.monotonic() - started < 4
+    assert "'sleep 600'" in str(err.value) and "deadline 2 s" in str(err.value)
+    guest.close()
+    assert not guest.machine.alive()
+    assert not any(guest.machine.rundir.name in q for q in lab_qemus())
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_qemu_killed_mid_command_is_an_error_not_a_hang(lab_boot, arch):
+    guest = lab_boot(arch, "nokpti")
+    threading.Timer(1.0, os.kill, (guest.machine.proc.pid, signal.SIGKILL)).start()
+    started = time.monotonic()
+    with pytest.raises(GuestLost, match="QEMU exited"):
+        guest.run("sleep 600", timeout=60)
+    assert time.monotonic() - started < 5
+
+
+def test_run_directory_is_private_and_logs_are_kept(lab_boot):
+    guest = lab_boot("aarch64", "nokpti")
+    assert guest.machine.rundir.stat().st_mode & 0o777 == 0o700
+    guest.run("echo hello-log")
+    guest.close()
+    assert not guest.machine.rundir.exists()
+    for name in ("console.log", "qemu.log", "qmp.log", "reproduce.sh"):
+        assert (guest.logdir / name).is_file(), name
+    assert "hello-log" in (guest.logdir / "console.log").read_text()
+    assert "-S" in (guest.logdir / "reproduce.sh").read_text().split()
+
+
+def test_qmp_and_hmp_reach_the_machine(lab_boot):
+    guest = lab_boot("aarch64", "nokpti")
+    assert guest.qmp("query-status")["status"] == "running"
+    # The PL011's peripheral ID registers (0xfe0..) read from the host: 0x11 0x10 0x14/0x34.
+    words = guest.hmp("xp /4wx 0x9000fe0").split(":")[1].split()
+    assert [int(w, 16) for w in words][:2] == [0x11, 0x10]
+
+
+def test_a_killed_lab_leaves_no_qemu_the_next_lab_sweeps_it(tmp_path):
+    """SIGKILL the lab process itself: PDEATHSIG takes its QEMU down."""
+    import subprocess
+    import sys
+    code = ("from lab.pytest_plugin import lab_kernel\nfrom lab.guest import Guest\n"
+            "g = Guest(lab_kernel('aarch64', 'nokpti'), logdir=%r)\ng.boot()\n"
+            "print('booted', flush=True)\nimport time; time.sleep(600)\n" % str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "booted"
+    assert lab_qemus()
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while lab_qemus() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not lab_qemus()

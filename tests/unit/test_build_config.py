@@ -1,0 +1,50 @@
+"""Fragments that cannot take effect fail the build, naming the option (real Kconfig)."""
+
+import pytest
+
+from lab import build, kconfig
+from lab.arches import ARCHES
+from tests.conftest import lab
+
+
+def test_an_option_x86_64_cannot_have_exits_2_and_names_it(tmp_path):
+    frag = tmp_path / "arm-only.config"
+    frag.write_text("CONFIG_UNMAP_KERNEL_AT_EL0=y\n")
+    result = lab("build", "--arch", "x86_64", "--kernel", str(frag))
+    assert result.returncode == 2, result.stderr
+    assert "CONFIG_UNMAP_KERNEL_AT_EL0: requested y" in result.stderr
+    assert f"{frag}:1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_option_whose_dependency_is_missing_fails_too(tmp_path):
+    """VIRTIO_MMIO=y is dropped without VIRTIO_MENU (here: forced off)."""
+    frag = tmp_path / "no-menu.config"
+    frag.write_text("# CONFIG_VIRTIO_MENU is not set\n")
+    result = lab("build", "--arch", "aarch64", "--kernel", str(frag))
+    assert result.returncode == 2, result.stderr
+    assert "CONFIG_VIRTIO_MMIO: requested y" in result.stderr
+
+
+class TestCacheKey:
+    source = "0" * 64
+
+    def key(self, arch="aarch64", variant="kpti", source=None):
+        a = ARCHES[arch]
+        return build.kernel_key(a, kconfig.resolve_variant(a, variant), source or self.source)
+
+    def test_stable_for_the_same_inputs(self):
+        assert self.key() == self.key()
+
+    @pytest.mark.parametrize("change", [dict(arch="x86_64"), dict(variant="nokpti"),
+                                        dict(source="1" * 64)])
+    def test_changes_with_arch_variant_and_source(self, change):
+        assert self.key(**change) != self.key()
+
+    def test_changes_with_a_fragment_byte(self, tmp_path):
+        a = ARCHES["aarch64"]
+        frag = tmp_path / "v.config"
+        frag.write_text("CONFIG_KALLSYMS_ALL=y\n")
+        first = build.kernel_key(a, kconfig.resolve_variant(a, str(frag)), self.source)
+        frag.write_text("CONFIG_KALLSYMS_ALL=n\n")
+        assert build.kernel_key(a, kconfig.resolve_variant(a, str(frag)), self.source) != first

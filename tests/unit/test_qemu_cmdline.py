@@ -1,0 +1,53 @@
+"""The QEMU command line is a pure function of the arch profile and the guest."""
+
+from pathlib import Path
+
+from lab import qemu
+from lab.arches import ARCHES
+
+RUN = Path("/tmp/lab-run-x")
+
+
+def argv(arch, **kw):
+    return qemu.command_line(ARCHES[arch], Path("/k/Image"), Path("/k/initramfs.cpio"),
+                             "console=hvc0", RUN, **kw)
+
+
+def pairs(args):
+    return list(zip(args, args[1:]))
+
+
+def test_guest_starts_paused_never_reboots_and_has_no_default_devices():
+    for arch in ARCHES:
+        args = argv(arch)
+        assert {"-S", "-no-reboot", "-nodefaults", "-no-user-config"} <= set(args)
+        assert ("-qmp", f"unix:{RUN}/qmp.sock,server=on,wait=off") in pairs(args)
+        assert argv(arch) == args   # pure
+
+
+def test_aarch64_uses_virtio_consoles_and_leaves_the_pl011_to_the_dut_socket():
+    args = argv("aarch64")
+    assert ("-M", "virt") in pairs(args) and ("-cpu", "cortex-a72") in pairs(args)
+    assert ("-device", "virtconsole,chardev=kernel") in pairs(args)
+    assert ("-device", "virtconsole,chardev=shell") in pairs(args)
+    assert ("-serial", "chardev:dut") in pairs(args)
+    assert f"socket,id=dut,path={RUN}/dut.sock,server=on,wait=off" in args
+
+
+def test_x86_uses_two_serial_ports_and_has_no_dut():
+    args = argv("x86_64")
+    assert [b for a, b in pairs(args) if a == "-serial"] == ["chardev:kernel", "chardev:shell"]
+    assert not any("dut" in a for a in args)
+
+
+def test_accel_cpu_memory_and_icount():
+    args = argv("x86_64", accel="kvm", memory_mb=1024, icount=True)
+    assert ("-accel", "kvm") in pairs(args) and ("-cpu", "host") in pairs(args)
+    assert ("-m", "1024") in pairs(args) and ("-icount", "shift=0") in pairs(args)
+    assert ("-cpu", "qemu64") in pairs(argv("x86_64"))
+
+
+def test_kernel_cmdline_names_the_shell_console_and_keeps_user_words_last():
+    line = qemu.kernel_cmdline(ARCHES["aarch64"], ("kpti=1",))
+    assert line.split() == ["console=hvc0", "quiet", "panic=-1", "labshell=hvc1", "kpti=1"]
+    assert "labshell=ttyS1" in qemu.kernel_cmdline(ARCHES["x86_64"])
