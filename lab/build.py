@@ -249,10 +249,20 @@ def build_kernel(arch: ArchProfile, variant: KernelVariant,
             return _from_meta(kdir)
         shutil.rmtree(kdir, ignore_errors=True)
         obj = kdir / "obj"
-        obj.mkdir(parents=True)
+        started = time.monotonic()
+        toolchain = _toolchain_id(arch)
+        seed = _nearest_build(arch, source_id, toolchain, wanted)
+        if seed is not None:
+            # kbuild tracks every option per object file: from a copy of the
+            # nearest tree it rebuilds only what the changed options touch.
+            progress("seed", f"from {seed.name}")
+            kdir.mkdir(parents=True)
+            subprocess.run(["cp", "-a", "--reflink=auto", str(seed / "obj"), str(obj)],
+                           check=True, timeout=600)
+        else:
+            obj.mkdir(parents=True)
         log = kdir / "build.log"
         make = _make(arch, src, obj)
-        started = time.monotonic()
         progress("configure", "tinyconfig")
         _run([*make, "tinyconfig"], log, "configure", progress)
         _run([str(src / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(obj),
@@ -279,10 +289,27 @@ def build_kernel(arch: ArchProfile, variant: KernelVariant,
             "release": release, "source": str(src), "source_id": source_id,
             "fragments": [str(p) for p in frags],
             "options": kconfig.variant_options(wanted, variant, final),
+            "toolchain": toolchain, "seeded_from": seed.name if seed else None,
             "build_s": round(time.monotonic() - started, 1),
         })
     progress("done", f"{arch.name}/{variant.name}")
     return _from_meta(kdir)
+
+
+def _nearest_build(arch: ArchProfile, source_id: str, toolchain: str,
+                   wanted: dict) -> Path | None:
+    """The finished build of the same arch, source and toolchain whose .config
+    differs least from what is wanted now."""
+    best, best_score = None, None
+    for meta_file in _kernel_dirs().glob(f"{arch.name}-*/meta.json"):
+        meta = json.loads(meta_file.read_text())
+        if meta.get("source_id") != source_id or meta.get("toolchain") != toolchain:
+            continue
+        have = kconfig.parse_config(meta_file.parent / "config")
+        score = sum(have.get(name, "n") != req.value for name, req in wanted.items())
+        if best_score is None or score < best_score:
+            best, best_score = meta_file.parent, score
+    return best
 
 
 def kernel_meta(build: KernelBuild) -> dict:

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab import build, hostdeps, kconfig, report
+from lab import build, compare, hostdeps, kconfig, report, runner, scenario
 from lab.arches import ARCHES, get_arch
 from lab.errors import LabError, UserError
 from lab.guest import Guest
@@ -124,6 +124,29 @@ def cmd_shell(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    scenarios = scenario.load_all(args.scenarios)     # everything is checked before any boot
+    opts = runner.with_only(runner.Options(out=args.out, jobs=args.jobs, repeat=args.repeat,
+                                           icount=args.icount, accel=args.accel), args.only)
+    if args.repeat is not None and args.repeat < 1:
+        raise UserError("--repeat must be at least 1")
+    with report.CellsLive() as live:
+        results = runner.run(scenarios, opts, live.event, report.build_progress)
+    report.write_results(results, args.out)
+    report.run_summary(results, args.out)
+    return runner.exit_code(results)
+
+
+def cmd_compare(args) -> int:
+    key, sep, value = args.baseline.partition("=")
+    if not sep:
+        raise UserError(f"--baseline {args.baseline!r}: expected KEY=VALUE")
+    comparison = compare.compare(compare.load_results(args.dir), (key, value), args.metric)
+    report.compare_table(comparison)
+    report.write_compare(comparison, args.dir if args.dir.is_dir() else args.dir.parent)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lab", description="A QEMU hardware lab for kernel and driver developers.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -152,6 +175,26 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("shell", help="an interactive shell in a guest (Ctrl-] leaves)")
     _guest_args(s)
     s.set_defaults(func=cmd_shell)
+
+    r = sub.add_parser("run", help="run YAML scenarios (files or directories)")
+    r.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    r.add_argument("--out", type=Path, default=Path("out") / time.strftime("%Y%m%d-%H%M%S"),
+                   help="results directory (default: out/<date-time>)")
+    r.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
+                   help="cells run in parallel (default: CPU count)")
+    r.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
+                   help="run only cells with arch, kernel or cmdline = VALUE (repeatable)")
+    r.add_argument("--repeat", type=int, help="boots per cell (overrides the scenario)")
+    r.add_argument("--icount", action="store_true",
+                   help="deterministic TCG instruction counting (-icount shift=0); results say so")
+    r.add_argument("--accel", choices=("tcg", "kvm"), help="override the accelerator")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("compare", help="compare the metrics of a run against a baseline")
+    c.add_argument("dir", type=Path, metavar="DIR", help="a lab run's --out directory")
+    c.add_argument("--baseline", default="kernel=nokpti", help="KEY=VALUE (default kernel=nokpti)")
+    c.add_argument("--metric", help="only this metric")
+    c.set_defaults(func=cmd_compare)
     return p
 
 

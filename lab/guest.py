@@ -64,6 +64,7 @@ class Guest:
         argv = qemu.command_line(self.arch, self.build.image, self.build.initramfs,
                                  self.cmdline, rundir, self.accel, self.memory_mb, self.icount)
         self.machine = qemu.Machine(argv, rundir, self.logdir)
+        launched = time.monotonic()
         self.machine.start()
         self._log = ConsoleLog(self.logdir / "console.log")
         self.kernel = KernelLog(self.machine.connect("kernel"), self._log, self._echo_kernel)
@@ -73,6 +74,8 @@ class Guest:
         self.machine.cont()
         self.shell.wait_ready(self.boot_deadline_s)
         boot_s = time.monotonic() - started
+        #: From launching QEMU to the ready marker, as the user waits for it.
+        self.ready_s = time.monotonic() - launched
         self.shell.setup()
         # Kernel messages go to the kernel console only: let them all through.
         release, _ = self.shell.run("dmesg -n 8; uname -r", COMMAND_DEADLINE_S)

@@ -115,3 +115,87 @@ class CommandResult:
     exit_code: int
     duration_s: float
     faults: tuple[KernelMessage, ...] = field(default=())
+
+
+# ---------------------------------------------------------------- scenarios
+
+@dataclass(frozen=True)
+class Metric:
+    """A number read from a step's output: every match of regex's first group."""
+
+    name: str
+    regex: str
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a scenario. kind says which of the fields below apply."""
+
+    kind: str                 # run, put, module, uart, qmp, hmp, assert
+    name: str
+    line: int
+    when: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    timeout: float | None = None
+    allow_faults: bool = False
+    # run
+    command: str = ""
+    expect_exit: int | None = 0       # None: any exit code
+    match: str | None = None          # run, hmp, uart: regex that must match
+    no_match: str | None = None
+    metrics: tuple[Metric, ...] = ()
+    # put
+    src: str = ""
+    dest: str = ""
+    mode: int = 0o644
+    # module
+    load: str = ""
+    unload: str = ""
+    args: str = ""
+    # uart
+    send: str = ""
+    # qmp / hmp
+    qmp_command: str = ""
+    qmp_args: tuple[tuple[str, object], ...] = ()
+    qmp_expect: tuple[tuple[str, object], ...] = ()
+    hmp: str = ""
+    # assert
+    fact: str = ""
+    metric: str = ""
+    equals: object = None
+    min: float | None = None
+    max: float | None = None
+
+    def applies(self, cell: "Cell") -> bool:
+        values = {"arch": cell.arch, "kernel": cell.kernel, "cmdline": cell.cmdline}
+        return all(values[key] in allowed for key, allowed in self.when)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of a scenario's matrix."""
+
+    arch: str
+    kernel: str
+    cmdline: str                  # the name of the command-line set
+    cmdline_words: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.arch}-{self.kernel}-{self.cmdline}"
+
+    def key(self) -> dict[str, str]:
+        return {"arch": self.arch, "kernel": self.kernel, "cmdline": self.cmdline}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    path: Path
+    cells: tuple[Cell, ...]
+    steps: tuple[Step, ...]
+    repeat: int = 1
+    boot_timeout: float = 60.0
+    step_timeout: float = 60.0
+    memory_mb: int | None = None

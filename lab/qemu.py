@@ -113,14 +113,15 @@ def sweep_stale() -> int:
     return swept
 
 
-def _kill_all() -> None:
+def kill_all() -> None:
+    """Kill every QEMU this process started and has not stopped yet."""
     with _live_lock:
         machines = list(_live)
     for m in machines:
         m.kill()
 
 
-atexit.register(_kill_all)
+atexit.register(kill_all)
 
 
 def make_rundir() -> Path:
