@@ -50,7 +50,10 @@ def _to_nodes(node: yaml.Node, loader: yaml.SafeLoader, ctx: _Ctx, key: str) -> 
         for knode, vnode in node.value:
             k = loader.construct_object(knode)
             if not isinstance(k, str):
-                ctx.fail(knode.start_mark.line + 1, key or "(top)", f"key {k!r} is not a string")
+                hint = (" (YAML reads on/off/yes/no as booleans: quote the key)"
+                        if isinstance(k, bool) else "")
+                ctx.fail(knode.start_mark.line + 1, key or "(top)",
+                         f"key {k!r} is not a string{hint}")
             if k in out:
                 ctx.fail(knode.start_mark.line + 1, _join(key, k),
                          f"duplicate key (first at line {out[k].line})")

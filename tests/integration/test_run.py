@@ -1,0 +1,99 @@
+"""lab run and lab compare on real guests: the kpti scenario end to end."""
+
+import json
+
+import pytest
+from junitparser import Error, Failure, JUnitXml
+
+from tests.conftest import ROOT, lab
+
+pytestmark = pytest.mark.qemu
+
+
+@pytest.fixture(scope="module")
+def kpti_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("kpti-run")
+    result = lab("run", str(ROOT / "scenarios" / "kpti.yaml"), "--out", str(out))
+    return out, result
+
+
+def test_kpti_scenario_passes_with_six_cells(kpti_run):
+    out, result = kpti_run
+    assert result.returncode == 0, result.stdout + result.stderr
+    results = json.loads((out / "results.json").read_text())
+    cells = {c["id"]: c for c in results["cells"]}
+    assert len(cells) == 6 and {c["status"] for c in cells.values()} == {"pass"}
+    active = sorted(i for i, c in cells.items() if c["kpti_active"])
+    assert active == ["aarch64-kpti-forced-on", "x86_64-kpti-forced-on"]
+    for cell in cells.values():
+        for key in ("id", "arch", "kernel", "cmdline", "accel", "timing", "status", "error",
+                    "kpti_active", "config", "boot_s", "metrics", "steps", "logs"):
+            assert key in cell, key
+        assert cell["timing"] == "wallclock" and cell["accel"] in ("tcg", "kvm")
+        assert len(cell["metrics"]["getppid_ns"]) == 10
+        assert len(cell["metrics"]["tcp_rtt_ns"]) == 10
+        assert (out / cell["logs"]["console"]).is_file()
+        assert (out / "kpti" / cell["id"] / "result.json").is_file()
+        assert (out / "kpti" / cell["id"] / "reproduce.sh").is_file()
+    option = {"aarch64": "CONFIG_UNMAP_KERNEL_AT_EL0", "x86_64": "CONFIG_PAGE_TABLE_ISOLATION"}
+    assert cells["aarch64-kpti-forced-on"]["config"] == {option["aarch64"]: "y"}
+    assert cells["x86_64-nokpti-default"]["config"] == {option["x86_64"]: "not set"}
+    assert results["host"]["qemu"].startswith("QEMU emulator version")
+
+
+def test_compare_shows_the_syscall_cost_ratio_above_1_with_intervals(kpti_run):
+    out, _ = kpti_run
+    result = lab("compare", str(out), "--baseline", "kernel=nokpti", env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert "TCG flushes its software TLB" in result.stdout
+    comparison = json.loads((out / "compare.json").read_text())
+    rows = {r["id"]: r for r in comparison["metrics"]["getppid_ns"]}
+    for arch in ("aarch64", "x86_64"):
+        ratio = rows[f"{arch}-kpti-forced-on"]["ratio"]
+        assert ratio["ratio"] > 1 and ratio["ci95"][0] > 1 and ratio["verdict"] == "higher"
+        assert rows[f"{arch}-nokpti-default"]["baseline"]
+    png = (out / "compare.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10000
+
+
+def test_junit_xml_reads_in_a_junit_parser(kpti_run):
+    out, _ = kpti_run
+    xml = JUnitXml.fromfile(str(out / "junit.xml"))
+    suites = list(xml)
+    assert [s.name for s in suites] == ["kpti"]
+    cases = list(suites[0])
+    # per cell: boot, 3 steps (one of the two asserts applies to each cell)
+    assert len(cases) == 6 * 4 == suites[0].tests
+    assert suites[0].failures == 0 and suites[0].errors == 0
+    assert all(not any(isinstance(r, (Failure, Error)) for r in c.result) for c in cases)
+    assert {c.classname for c in cases} == {f"kpti.{a}-{k}" for a in ("aarch64", "x86_64")
+                                            for k in ("kpti-forced-on", "kpti-forced-off",
+                                                      "nokpti-default")}
+
+
+def test_failures_and_errors_are_results_and_the_run_goes_on(tmp_path):
+    scenario = tmp_path / "mixed.yaml"
+    scenario.write_text(
+        "name: mixed\n"
+        "matrix: {arch: [aarch64, x86_64], kernel: [nokpti]}\n"
+        "steps:\n"
+        "  - name: wrong exit code on x86\n"
+        "    run: uname -m\n"
+        "    match: aarch64\n"
+        "  - name: panic on aarch64\n"
+        "    run: echo c > /proc/sysrq-trigger\n"
+        "    when: {arch: aarch64}\n"
+        "  - name: after the panic\n"
+        "    run: 'true'\n")
+    out = tmp_path / "out"
+    result = lab("run", str(scenario), "--out", str(out))
+    assert result.returncode == 2            # an error outranks a failure
+    cells = {c["arch"]: c for c in json.loads((out / "results.json").read_text())["cells"]}
+    assert cells["x86_64"]["status"] == "fail"
+    assert [s["status"] for s in cells["x86_64"]["steps"]] == ["fail", "pass"]
+    assert cells["aarch64"]["status"] == "error"
+    assert "Kernel panic" in cells["aarch64"]["error"]
+    assert [s["status"] for s in cells["aarch64"]["steps"]] == ["pass", "error", "skip"]
+    xml = JUnitXml.fromfile(str(out / "junit.xml"))
+    suite = next(iter(xml))
+    assert (suite.failures, suite.errors, suite.skipped) == (1, 1, 1)

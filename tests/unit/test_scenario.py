@@ -1,0 +1,75 @@
+"""Scenario loading: the real scenarios load; every malformed one is rejected
+with file:line:key, exit code 2 and no traceback, before anything boots."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from lab import scenario
+from lab.errors import UserError
+from tests.conftest import ROOT, lab
+
+BAD = sorted((Path(__file__).parent.parent / "data" / "bad-scenarios").glob("*.yaml"))
+
+
+def expectation(path: Path) -> tuple[int, str]:
+    m = re.match(r"# expect: (\d+): (.*)", path.read_text().splitlines()[0])
+    return int(m.group(1)), m.group(2)
+
+
+def test_the_corpus_is_large_enough():
+    assert len(BAD) >= 15
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
+def test_malformed_scenario_is_rejected_with_file_line_and_key(path):
+    line, message = expectation(path)
+    with pytest.raises(UserError) as err:
+        scenario.load(path)
+    assert str(err.value).startswith(f"{path}:{line}: {message}")
+
+
+@pytest.mark.parametrize("path", BAD[::3], ids=[p.stem for p in BAD[::3]])
+def test_lab_run_rejects_it_with_exit_2_and_no_traceback(path, tmp_path):
+    line, _ = expectation(path)
+    result = lab("run", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert f"{path}:{line}:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()      # nothing ran
+
+
+def test_kpti_scenario_has_the_six_cells_with_per_arch_command_lines():
+    s = scenario.load(ROOT / "scenarios" / "kpti.yaml")
+    cells = {(c.arch, c.kernel, c.cmdline): c.cmdline_words for c in s.cells}
+    assert cells == {
+        ("aarch64", "kpti", "forced-on"): ("kpti=1",),
+        ("aarch64", "kpti", "forced-off"): ("kpti=0",),
+        ("aarch64", "nokpti", "default"): (),
+        ("x86_64", "kpti", "forced-on"): ("pti=on",),
+        ("x86_64", "kpti", "forced-off"): ("pti=off",),
+        ("x86_64", "nokpti", "default"): (),
+    }
+    on, off = s.steps[0], s.steps[1]
+    assert [c.id for c in s.cells if on.applies(c)] == ["aarch64-kpti-forced-on",
+                                                       "x86_64-kpti-forced-on"]
+    assert len([c for c in s.cells if off.applies(c)]) == 4
+    assert [m.name for st in s.steps for m in st.metrics] == ["getppid_ns", "tcp_rtt_ns"]
+
+
+def test_every_shipped_scenario_loads():
+    for path in sorted((ROOT / "scenarios").glob("*.yaml")):
+        assert scenario.load(path).cells
+
+
+def test_a_directory_runs_every_scenario_in_it(tmp_path):
+    (tmp_path / "b.yaml").write_text("name: b\nmatrix: {arch: aarch64, kernel: nokpti}\n"
+                                     "steps: [{run: 'true'}]\n")
+    (tmp_path / "a.yaml").write_text("name: a\nmatrix: {arch: x86_64, kernel: kpti}\n"
+                                     "steps: [{run: 'true'}]\n")
+    assert [s.name for s in scenario.load_all([str(tmp_path)])] == ["a", "b"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="no \\*.yaml scenarios"):
+        scenario.load_all([str(empty)])
