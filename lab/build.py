@@ -348,9 +348,16 @@ def build_tools(arch: ArchProfile, progress: Progress = _quiet) -> dict[str, Pat
     return {src.stem: out / src.stem for src in sources}
 
 
-def _drivers() -> list[Path]:
-    return sorted(d for d in DRIVERS.iterdir() if (d / "Kbuild").is_file()) \
-        if DRIVERS.is_dir() else []
+def drivers(extra: tuple[Path, ...] = ()) -> list[Path]:
+    """The module directories for guest images: drivers/*, then extra ones; an
+    extra directory replaces a drivers/ one of the same name."""
+    found = {d.name: d for d in sorted(DRIVERS.iterdir()) if (d / "Kbuild").is_file()} \
+        if DRIVERS.is_dir() else {}
+    for d in extra:
+        if not (d / "Kbuild").is_file():
+            raise UserError(f"{d}: not an out-of-tree module directory (no Kbuild file)")
+        found[d.name] = d.resolve()
+    return list(found.values())
 
 
 def build_module(build: KernelBuild, driver: Path, progress: Progress = _quiet) -> list[Path]:
@@ -438,7 +445,7 @@ class Cpio:
         return bytes(self._out)
 
 
-def _stage_modules(build: KernelBuild, arch: ArchProfile, stage: Path,
+def _stage_modules(build: KernelBuild, arch: ArchProfile, stage: Path, modules: list[Path],
                    progress: Progress) -> None:
     """In-tree modules (modules_install) plus every drivers/* module, then depmod."""
     src = Path(kernel_meta(build)["source"])
@@ -449,7 +456,7 @@ def _stage_modules(build: KernelBuild, arch: ArchProfile, stage: Path,
     for link in ("build", "source"):
         (mods / link).unlink(missing_ok=True)
     extra = mods / "extra"
-    for driver in _drivers():
+    for driver in modules:
         extra.mkdir(parents=True, exist_ok=True)
         for ko in build_module(build, driver, progress):
             shutil.copy2(ko, extra / ko.name)
@@ -457,16 +464,17 @@ def _stage_modules(build: KernelBuild, arch: ArchProfile, stage: Path,
          progress)
 
 
-def build_initramfs(build: KernelBuild, progress: Progress = _quiet) -> KernelBuild:
+def build_initramfs(build: KernelBuild, progress: Progress = _quiet,
+                    extra_drivers: tuple[Path, ...] = ()) -> KernelBuild:
     """The guest image for a kernel: busybox, /init, guest tools and modules."""
     arch = get_arch(build.arch)
     tools = build_tools(arch, progress)
     bb = busybox(arch)
-    drivers = _drivers()
+    modules = drivers(extra_drivers)
     key = _sha(f"recipe={RECIPE}", build.hash, bb.read_bytes(),
                (IMAGES / "init").read_bytes(),
                *(p.read_bytes() for p in tools.values()),
-               *(_tree_hash(d) for d in drivers))
+               *(d.name + _tree_hash(d) for d in modules))
     image = build.image.parent / f"initramfs-{key[:12]}.cpio"
     if image.exists():
         return replace(build, initramfs=image)
@@ -486,7 +494,7 @@ def build_initramfs(build: KernelBuild, progress: Progress = _quiet) -> KernelBu
             with tempfile.TemporaryDirectory(dir=build.image.parent) as tmp:
                 stage = Path(tmp) / "stage"
                 stage.mkdir()
-                _stage_modules(build, arch, stage, progress)
+                _stage_modules(build, arch, stage, modules, progress)
                 if (stage / "lib" / "modules").is_dir():
                     cpio.tree("lib/modules", stage / "lib" / "modules")
             tmp_image = image.with_suffix(".tmp")
@@ -496,6 +504,7 @@ def build_initramfs(build: KernelBuild, progress: Progress = _quiet) -> KernelBu
 
 
 def ensure(arch: ArchProfile, variant: KernelVariant, progress: Progress = _quiet,
-           jobs: int | None = None) -> KernelBuild:
+           jobs: int | None = None, extra_drivers: tuple[Path, ...] = ()) -> KernelBuild:
     """A kernel and its initramfs, building only what is missing."""
-    return build_initramfs(build_kernel(arch, variant, progress, jobs), progress)
+    return build_initramfs(build_kernel(arch, variant, progress, jobs), progress,
+                           extra_drivers)

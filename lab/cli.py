@@ -13,7 +13,7 @@ from lab import build, compare, hostdeps, kconfig, report, runner, scenario
 from lab.arches import ARCHES, get_arch
 from lab.errors import LabError, UserError
 from lab.guest import Guest
-from lab.paths import cache_dir
+from lab.paths import ROOT, cache_dir
 from lab.model import KernelBuild
 
 DEFAULT_VARIANTS = ("kpti", "nokpti")
@@ -147,6 +147,20 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_driver(args) -> int:
+    driver = args.driver_dir.resolve()
+    path = args.scenario or (driver / "lab.yaml" if (driver / "lab.yaml").is_file()
+                             else ROOT / "scenarios" / "pl011-driver.yaml")
+    target = runner.retarget(scenario.load(path), args.arch, args.kernel)
+    opts = runner.Options(out=args.out, jobs=1, drivers=(driver,), stop_on_fail=True)
+    with report.CellsLive() as live:
+        results = runner.run([target], opts, live.event, report.build_progress)
+    report.write_results(results, args.out)
+    report.run_summary(results, args.out)
+    report.driver_verdict(results, args.out)
+    return runner.exit_code(results)
+
+
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lab", description="A QEMU hardware lab for kernel and driver developers.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -189,6 +203,16 @@ def parser() -> argparse.ArgumentParser:
                    help="deterministic TCG instruction counting (-icount shift=0); results say so")
     r.add_argument("--accel", choices=("tcg", "kvm"), help="override the accelerator")
     r.set_defaults(func=cmd_run)
+
+    dv = sub.add_parser("driver", help="the driver loop: build a module, boot, load it, run its scenario")
+    dv.add_argument("driver_dir", nargs="?", type=Path, default=ROOT / "drivers" / "pl011-lab",
+                    metavar="DRIVER_DIR", help="an out-of-tree module directory (default drivers/pl011-lab)")
+    dv.add_argument("--arch", default="aarch64", help="default aarch64")
+    dv.add_argument("--kernel", help="a kernel variant or fragment (default: the scenario's)")
+    dv.add_argument("--scenario", type=Path,
+                    help="default DRIVER_DIR/lab.yaml, else scenarios/pl011-driver.yaml")
+    dv.add_argument("--out", type=Path, default=Path("out") / ("driver-" + time.strftime("%Y%m%d-%H%M%S")))
+    dv.set_defaults(func=cmd_driver)
 
     c = sub.add_parser("compare", help="compare the metrics of a run against a baseline")
     c.add_argument("dir", type=Path, metavar="DIR", help="a lab run's --out directory")

@@ -103,3 +103,20 @@ def kpti_active(pattern: str, dmesg: str) -> bool:
     is really in use.
     """
     return re.search(pattern, dmesg) is not None
+
+
+_KEY_LINE = re.compile(r"Modules linked in|\bpc : |\blr : |\bRIP: |Comm: |Internal error|"
+                       r"Kernel panic|BUG: |WARNING: |Unable to handle")
+
+
+def summarize(text: str, trace_lines: int = 12) -> list[str]:
+    """The lines of a fault a developer reads first: what happened, where
+    (pc/lr, RIP), which modules, and the top of the call trace; registers
+    and abort details are left to the log."""
+    lines = text.splitlines()
+    out = [line for line in lines[:1]]
+    trace_at = next((i for i, line in enumerate(lines) if "Call trace:" in line
+                     or "Call Trace:" in line), len(lines))
+    out += [line for line in lines[1:trace_at] if _KEY_LINE.search(line)]
+    out += lines[trace_at:trace_at + 1 + trace_lines]
+    return out

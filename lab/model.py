@@ -154,6 +154,11 @@ class Step:
     args: str = ""
     # uart
     send: str = ""
+    device: str = ""                  # the guest's tty of the UART, for transfers
+    transfer: str = ""                # "guest-to-host" or "host-to-guest"
+    nbytes: int = 0
+    count: int = 1
+    metric_name: str = ""             # transfers: where the KiB/s samples go
     # qmp / hmp
     qmp_command: str = ""
     qmp_args: tuple[tuple[str, object], ...] = ()
@@ -163,6 +168,7 @@ class Step:
     fact: str = ""
     metric: str = ""
     equals: object = None
+    ratio_to: str = ""                # assert: median(metric) / median(ratio_to)
     min: float | None = None
     max: float | None = None
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Iterator
 
 from rich.console import Console
+
+from lab import faults
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -180,8 +182,36 @@ def run_summary(results: dict, outdir) -> None:
         if c["status"] == "error" and not any(s["status"] == "error" for s in c["steps"]):
             err.print(Text(f"{c['scenario']}/{c['id']}: error: ", "bold magenta"),
                       Text(c["error"][:1500]), soft_wrap=True)
+    metric_rows = [(c, k, v) for c in results["cells"] for k, v in c["metrics"].items() if v]
+    if metric_rows:
+        table = Table(title="metrics")
+        for col in ("cell", "metric", "n", "median", "min", "max", "unit"):
+            table.add_column(col, justify="right" if col in ("n", "median", "min", "max") else "left")
+        for c, k, v in metric_rows:
+            table.add_row(f"{c['scenario']}/{c['id']}", k, str(len(v)), _num(statistics.median(v)),
+                          _num(min(v)), _num(max(v)), c["units"].get(k, ""))
+        out.print(table)
     out.print(f"results: {outdir}/results.json and junit.xml; logs per cell under {outdir}")
 
+
+def driver_verdict(results: dict, outdir) -> None:
+    """The driver loop's last word: the verdict, where it failed, the kernel's faults and log."""
+    for c in results["cells"]:
+        if c["status"] == "pass":
+            out.print(Text(f"PASS {c['id']}: every step passed", "bold green"))
+            continue
+        first = next((s for s in c["steps"] if s["status"] in ("fail", "error")), None)
+        where = f"step '{first['name']}'" if first else "boot"
+        out.print(Text(f"{c['status'].upper()} {c['id']}: first failure at {where}", "bold red"))
+        for fault in c["faults"]:
+            out.print(Text(f"kernel {fault['kind']}:", "bold red"))
+            out.print("\n".join(faults.summarize(fault["text"])), markup=False)
+        console = Path(outdir) / c["logs"]["console"]
+        if console.is_file():
+            kernel = [line for line in console.read_text(errors="replace").splitlines()
+                      if " kernel | " in line]
+            out.print(Text(f"last kernel messages ({console}):", "bold"))
+            out.print("\n".join(kernel[-15:]), markup=False)
 
 # ---------------------------------------------------------------- lab compare
 

@@ -6,17 +6,20 @@ loses QEMU is a result too (status "error"), and the other cells go on.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shlex
 import socket
 import statistics
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from lab import __version__, build, kconfig, qemu
+from lab import __version__, build, kconfig, qemu, stats
 from lab.arches import get_arch
 from lab.errors import GuestError, InfraError, LabError, UserError
 from lab.guest import Guest
@@ -86,6 +89,10 @@ class Options:
     repeat: int | None = None
     icount: bool = False
     accel: str | None = None
+    #: Module directories to put in the guest image besides drivers/*.
+    drivers: tuple[Path, ...] = ()
+    #: Stop a cell at its first failed step (the driver loop wants the first failure).
+    stop_on_fail: bool = False
 
 
 def select_cells(scenario: Scenario, only: tuple[tuple[str, str], ...]) -> list[Cell]:
@@ -99,7 +106,8 @@ def kernels_needed(scenarios: list[Scenario], opts: Options) -> list[tuple[Scena
     return [(s, c) for s in scenarios for c in select_cells(s, opts.only)]
 
 
-def build_kernels(pairs: list[tuple[Scenario, Cell]], progress_for) -> dict:
+def build_kernels(pairs: list[tuple[Scenario, Cell]], progress_for,
+                  drivers: tuple[Path, ...] = ()) -> dict:
     """Every kernel the cells need, built once each (in order, each build uses -j)."""
     built: dict[tuple[str, str], KernelBuild] = {}
     for scenario, cell in pairs:
@@ -109,7 +117,7 @@ def build_kernels(pairs: list[tuple[Scenario, Cell]], progress_for) -> dict:
             arch = get_arch(cell.arch)
             variant = kconfig.resolve_variant(arch, kernel_spec)
             with progress_for(f"{cell.arch}/{variant.name}") as progress:
-                built[key] = build.ensure(arch, variant, progress)
+                built[key] = build.ensure(arch, variant, progress, extra_drivers=drivers)
     return built
 
 
@@ -164,9 +172,8 @@ def _run_step(step: Step, boot: _Boot, timeout: float, res: StepResult) -> list[
             found = [float(m.group(1)) for m in re.finditer(metric.regex, r.output, re.M)]
             if not found:
                 problems.append(f"metric {metric.name}: no sample in the output")
-            boot.samples.setdefault(metric.name, []).extend(found)
-            boot.result.metrics.setdefault(metric.name, []).extend(found)
-            boot.result.units[metric.name] = metric.unit or _unit(metric.name, r.output)
+            for value in found:
+                _sample(boot, metric.name, value, metric.unit or _unit(metric.name, r.output))
         if problems:
             problems.append("output:\n" + r.output[-2000:])
         return problems
@@ -195,9 +202,23 @@ def _run_step(step: Step, boot: _Boot, timeout: float, res: StepResult) -> list[
         facts = guest.facts.to_json()
         value = guest.tainted() if step.fact == "tainted" else facts.get(step.fact)
         return [f"{step.fact} {p}" for p in _compare(value, step)]
-    samples = boot.samples.get(step.metric)
-    if not samples:
-        return [f"metric {step.metric} has no samples yet in this boot"]
+    for name in filter(None, (step.metric, step.ratio_to)):
+        if not boot.samples.get(name):
+            return [f"metric {name} has no samples yet in this boot"]
+    samples = boot.samples[step.metric]
+    if step.ratio_to:
+        # Fails only when the whole 95% interval of the ratio is past a bound:
+        # a real regression fails it, the noise of a shared machine does not.
+        r = stats.ratio(samples, boot.samples[step.ratio_to])
+        lo, hi = r.ci
+        what = (f"median {step.metric} / median {step.ratio_to} = {r.value:.3f} "
+                f"(95% interval {lo:.3f}-{hi:.3f})")
+        problems = []
+        if step.min is not None and hi < step.min:
+            problems.append(f"{what}, entirely below {step.min}")
+        if step.max is not None and lo > step.max:
+            problems.append(f"{what}, entirely above {step.max}")
+        return problems
     return [f"median of {step.metric} {p}" for p in _compare(statistics.median(samples), step)]
 
 
@@ -206,9 +227,77 @@ def _unit(name: str, output: str) -> str:
     return m.group(1) if m else ""
 
 
+def _sample(boot: _Boot, name: str, value: float, unit: str) -> None:
+    boot.samples.setdefault(name, []).append(value)
+    boot.result.metrics.setdefault(name, []).append(value)
+    boot.result.units[name] = unit
+
+
+def _recv_exactly(sock: socket.socket, n: int, deadline: float, into: bytearray) -> None:
+    while len(into) < n:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        sock.settimeout(remaining)
+        try:
+            data = sock.recv(min(65536, n - len(into)))
+        except socket.timeout:
+            return
+        if not data:
+            return
+        into.extend(data)
+
+
+def _transfer(step: Step, boot: _Boot, timeout: float) -> list[str]:
+    """Random bytes through the UART, checksummed on both ends; KiB/s as a metric."""
+    guest, dev, n = boot.guest, shlex.quote(step.device), step.nbytes
+    problems = []
+    setup = guest.run(f"stty -F {dev} raw -echo", timeout)
+    if setup.exit_code != 0:
+        return [f"stty on {step.device} failed: {setup.output.strip()}"]
+    for i in range(step.count):
+        deadline = time.monotonic() + timeout
+        if step.transfer == "guest-to-host":
+            r = guest.run(f"head -c {n} /dev/urandom > /tmp/.lab-tx && md5sum /tmp/.lab-tx",
+                          timeout)
+            want = r.output.split()[0]
+            got = bytearray()
+            reader = threading.Thread(target=_recv_exactly, args=(boot.uart, n, deadline, got))
+            started = time.monotonic()
+            reader.start()
+            sent = guest.run(f"cat /tmp/.lab-tx > {dev}", timeout)
+            reader.join()
+            elapsed = time.monotonic() - started
+            received, have = len(got), hashlib.md5(got).hexdigest()
+            if sent.exit_code != 0:
+                problems.append(f"writing {step.device} failed: {sent.output.strip()}")
+        else:
+            data = os.urandom(n)
+            want = hashlib.md5(data).hexdigest()
+            # Start the reader, and wait until it really has the tty open.
+            guest.run(f"head -c {n} {dev} > /tmp/.lab-rx & echo $! > /tmp/.lab-rx.pid; "
+                      f"until ls -l /proc/$(cat /tmp/.lab-rx.pid)/fd 2>/dev/null | "
+                      f"grep -q {dev}; do usleep 1000; done", timeout)
+            started = time.monotonic()
+            boot.uart.sendall(data)
+            r = guest.run("wait $(cat /tmp/.lab-rx.pid); wc -c < /tmp/.lab-rx; "
+                          "md5sum /tmp/.lab-rx", max(deadline - time.monotonic(), 1))
+            elapsed = time.monotonic() - started
+            words = r.output.split()
+            received, have = (int(words[0]), words[1]) if len(words) >= 2 else (0, "")
+        if have != want:
+            problems.append(f"transfer {i + 1}: {received} of {n} bytes arrived, md5 "
+                            f"{have or '-'} against {want}")
+        else:
+            _sample(boot, step.metric_name, n / 1024 / elapsed, "KiB/s")
+    return problems
+
+
 def _uart(step: Step, boot: _Boot, timeout: float) -> list[str]:
     if boot.uart is None:
         boot.uart = boot.guest.dut()
+    if step.transfer:
+        return _transfer(step, boot, timeout)
     if step.send:
         boot.uart.sendall(step.send.encode())
     if step.match is None:
@@ -262,7 +351,7 @@ def run_cell(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options,
                 if result.kpti_active is None:
                     result.kpti_active = facts.kpti_active
                 boot = _Boot(guest, result)
-                _run_steps(scenario, cell, boot, n, result, event)
+                _run_steps(scenario, cell, boot, n, result, event, opts.stop_on_fail)
                 if result.status != "error":
                     result.tainted = guest.tainted()
                 result.faults += [f.__dict__ for f in guest.faults()]
@@ -281,7 +370,7 @@ def run_cell(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options,
 
 
 def _run_steps(scenario: Scenario, cell: Cell, boot: _Boot, n: int, result: CellResult,
-               event: Event) -> None:
+               event: Event, stop_on_fail: bool = False) -> None:
     steps = [s for s in scenario.steps if s.applies(cell)]
     for i, step in enumerate(steps):
         res = StepResult(step.name, step.kind, n)
@@ -294,8 +383,7 @@ def _run_steps(scenario: Scenario, cell: Cell, boot: _Boot, n: int, result: Cell
         except GuestError as exc:
             res.status, res.message = "error", str(exc)
             res.duration_s = time.monotonic() - started
-            for later in steps[i + 1:]:
-                result.steps.append(StepResult(later.name, later.kind, n, "skip"))
+            _skip(result, steps[i + 1:], n)
             raise
         except InfraError as exc:   # a QMP command the machine refused, for example
             problems = [str(exc)]
@@ -307,6 +395,13 @@ def _run_steps(scenario: Scenario, cell: Cell, boot: _Boot, n: int, result: Cell
             res.status, res.message = "fail", "; ".join(problems)
             if result.status == "pass":
                 result.status = "fail"
+            if stop_on_fail:
+                _skip(result, steps[i + 1:], n)
+                return
+
+
+def _skip(result: CellResult, steps: list[Step], boot: int) -> None:
+    result.steps += [StepResult(s.name, s.kind, boot, "skip") for s in steps]
 
 
 def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for) -> dict:
@@ -314,7 +409,7 @@ def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for) ->
     pairs = kernels_needed(scenarios, opts)
     if not pairs:
         raise UserError("no cell matches --only " + " ".join(f"{k}={v}" for k, v in opts.only))
-    builds = build_kernels(pairs, progress_for)
+    builds = build_kernels(pairs, progress_for, opts.drivers)
     opts.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     results: list[CellResult] = []
@@ -357,6 +452,19 @@ def _host_cpu() -> str:
 def exit_code(results: dict) -> int:
     statuses = {c["status"] for c in results["cells"]}
     return 2 if "error" in statuses else 1 if "fail" in statuses else 0
+
+
+def retarget(scenario: Scenario, arch: str, kernel: str | None) -> Scenario:
+    """The scenario's cells for one arch, all on kernel if one is given."""
+    cells = [c for c in scenario.cells if c.arch == arch]
+    if not cells:
+        raise UserError(f"{scenario.path}: the scenario has no {arch} cells")
+    if kernel:
+        kconfig.resolve_variant(get_arch(arch), kernel)   # an unknown one fails here
+        if "/" in kernel:
+            kernel = str(Path(kernel).resolve())
+        cells = list({c.cmdline: replace(c, kernel=kernel) for c in cells}.values())
+    return replace(scenario, cells=tuple(cells))
 
 
 def with_only(opts: Options, only: list[str]) -> Options:

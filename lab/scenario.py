@@ -23,6 +23,7 @@ from lab.model import Cell, Metric, Scenario, Step
 PLACEHOLDERS = ("kpti_on", "kpti_off")
 FACTS = ("kpti_active", "boot_s", "kernel_release", "accel", "tainted")
 STEP_KINDS = ("run", "put", "module", "uart", "qmp", "hmp", "assert")
+TRANSFERS = ("guest-to-host", "host-to-guest")
 _COMMON = {"name", "when", "timeout", "allow_faults"}
 
 
@@ -340,12 +341,28 @@ def _step(node: Node, ctx: _Ctx, key: str, valid: dict[str, list[str]]) -> Step:
                     load=load, unload=unload, args=args, **common)
     elif kind == "uart":
         p = _Map(m.take("uart", Node), ctx, m.path("uart"))
-        send = p.take("send", str, "")
-        expect = _regex(ctx, p.line("expect"), p.path("expect"), p.take("expect", str, None))
-        if not send and expect is None:
-            ctx.fail(p.node.line, p.key, "needs send, expect, or both")
-        p.done()
-        step = Step(name=name or "uart", send=send, match=expect, **common)
+        if p.has("transfer"):
+            transfer = p.take("transfer", str)
+            if transfer not in TRANSFERS:
+                ctx.fail(p.line("transfer"), p.path("transfer"),
+                         f"one of {', '.join(TRANSFERS)}, got {transfer!r}")
+            device = p.take("device", str, required=True)
+            nbytes, count = p.take("bytes", int, 65536), p.take("count", int, 1)
+            for k, v in (("bytes", nbytes), ("count", count)):
+                if v < 1:
+                    ctx.fail(p.line(k), p.path(k), f"must be at least 1, got {v}")
+            metric = p.take("metric", str, f"uart_{transfer.replace('-', '_')}_kib_s")
+            p.done()
+            step = Step(name=name or f"uart {transfer} {nbytes} bytes", transfer=transfer,
+                        device=device, nbytes=nbytes, count=count, metric_name=metric,
+                        **common)
+        else:
+            send = p.take("send", str, "")
+            expect = _regex(ctx, p.line("expect"), p.path("expect"), p.take("expect", str, None))
+            if not send and expect is None:
+                ctx.fail(p.node.line, p.key, "needs send, expect, transfer")
+            p.done()
+            step = Step(name=name or "uart", send=send, match=expect, **common)
     elif kind == "qmp":
         p = _Map(m.take("qmp", Node), ctx, m.path("qmp"))
         step = Step(name=name or "qmp", qmp_command=p.take("command", str, required=True),
@@ -365,13 +382,18 @@ def _step(node: Node, ctx: _Ctx, key: str, valid: dict[str, list[str]]) -> Step:
         if fact and fact not in FACTS:
             ctx.fail(p.line("fact"), p.path("fact"), f"unknown fact {fact!r}; known: "
                                                      f"{', '.join(FACTS)}")
+        ratio_to = p.take("ratio_to", str, "")
+        if ratio_to and not metric:
+            ctx.fail(p.line("ratio_to"), p.path("ratio_to"), "goes with metric, not fact")
         equals = p.take("equals", (bool, int, float, str), None)
         lo, hi = p.take("min", (int, float), None), p.take("max", (int, float), None)
+        if ratio_to and equals is not None:
+            ctx.fail(p.line("equals"), p.path("equals"), "a ratio takes min or max")
         if equals is None and lo is None and hi is None:
             ctx.fail(p.node.line, p.key, "needs equals, min or max")
         p.done()
         step = Step(name=name or f"assert {fact or metric}", fact=fact, metric=metric,
-                    equals=equals, min=lo, max=hi, **common)
+                    ratio_to=ratio_to, equals=equals, min=lo, max=hi, **common)
     m.done()
     return step
 

@@ -62,3 +62,16 @@ def test_kpti_is_read_from_the_kernel_log_lines_that_mean_it():
     assert faults.kpti_active(x86, X86_ON)
     assert not faults.kpti_active(x86, X86_OFF)
     assert not faults.kpti_active(x86, ARM64_ON)
+
+
+def test_summary_keeps_what_where_and_the_top_of_the_trace():
+    oops = faults.scan((DATA / "oops-warning-aarch64.log").read_text())[1]
+    summary = faults.summarize(oops.text)
+    assert summary[0].endswith("Unable to handle kernel NULL pointer dereference at "
+                               "virtual address 0000000000000000")
+    assert any("Internal error: Oops" in line for line in summary)
+    assert any("pc : labtest_probe+0x8/0x20 [labtest]" in line for line in summary)
+    assert any("Modules linked in" in line for line in summary)
+    at = next(i for i, line in enumerate(summary) if line.endswith("Call trace:"))
+    assert "labtest_probe" in summary[at + 1]
+    assert not any("ESR" in line for line in summary)
