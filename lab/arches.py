@@ -28,6 +28,8 @@ ARCHES: dict[str, ArchProfile] = {
         kpti_off="kpti=0",
         kpti_dmesg=r"CPU features: detected: Kernel page table isolation \(KPTI\)",
         debian_arch="arm64",
+        abis=(("aarch64", "aarch64-linux-gnu-gcc", ()),
+              ("armv7", "arm-linux-gnueabihf-gcc", ("-marm",))),
     ),
     "x86_64": ArchProfile(
         name="x86_64",
@@ -53,6 +55,7 @@ ARCHES: dict[str, ArchProfile] = {
         kpti_off="pti=off",
         kpti_dmesg=r"Kernel/User page tables isolation: enabled",
         debian_arch="amd64",
+        abis=(("x86_64", "gcc", ()), ("i386", "i686-linux-gnu-gcc", ())),
     ),
 }
 

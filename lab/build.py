@@ -201,9 +201,7 @@ def kernel_source(progress: Progress = _quiet) -> tuple[Path, str]:
 
 
 def _toolchain_id(arch: ArchProfile) -> str:
-    cc = hostdeps.require(arch.cross_compile + "gcc")
-    out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60)
-    return out.stdout.splitlines()[0] if out.stdout else cc
+    return _compiler_id(arch.cross_compile + "gcc")
 
 
 def _make(arch: ArchProfile, src: Path, obj: Path) -> list[str]:
@@ -328,24 +326,37 @@ def list_kernels() -> list[KernelBuild]:
 
 # ---------------------------------------------------------------- guest side
 
+ABI_FLAGS = ("-static", "-nostdlib", "-ffreestanding", "-fno-stack-protector", "-fno-pie",
+             "-no-pie", "-O2", "-Wall", "-Werror")
+
+
+def _compiler_id(cc: str) -> str:
+    out = subprocess.run([hostdeps.require(cc), "--version"], capture_output=True, text=True,
+                         timeout=60)
+    return out.stdout.splitlines()[0] if out.stdout else cc
+
+
 def build_tools(arch: ArchProfile, progress: Progress = _quiet) -> dict[str, Path]:
-    """The static guest tools from images/tools/*.c, built for arch."""
-    sources = sorted((IMAGES / "tools").glob("*.c"))
-    cc = hostdeps.require(arch.cc)
-    key = _sha(f"recipe={RECIPE}", _toolchain_id(arch), _tree_hash(IMAGES / "tools"))
+    """The static guest tools: images/tools/*.c built with the arch's C library,
+    and images/abi/syscall_abi.c built freestanding once per syscall ABI of the
+    arch (abi-<name>: the 32-bit ones run on the 64-bit kernels)."""
+    jobs = [(src.stem, arch.cc, ["-static", "-O2", "-Wall", "-Werror"], src)
+            for src in sorted((IMAGES / "tools").glob("*.c"))]
+    jobs += [(f"abi-{name}", cc, [*ABI_FLAGS, *flags], IMAGES / "abi" / "syscall_abi.c")
+             for name, cc, flags in arch.abis]
+    key = _sha(f"recipe={RECIPE}", *sorted({_compiler_id(cc) for _, cc, _, _ in jobs}),
+               _tree_hash(IMAGES / "tools"), _tree_hash(IMAGES / "abi"), repr(arch.abis))
     out = cache_dir() / "tools" / f"{arch.name}-{key[:12]}"
     if not (out / ".done").exists():
         with _locked(out.name):
             if not (out / ".done").exists():
                 out.mkdir(parents=True, exist_ok=True)
-                log = out / "build.log"
-                for src in sources:
-                    progress("guest tools", src.name)
-                    _run([cc, "-static", "-O2", "-Wall", "-Werror", "-o",
-                          str(out / src.stem), str(src)], log, f"guest tool {src.name}",
-                         progress)
+                for name, cc, flags, src in jobs:
+                    progress("guest tools", name)
+                    _run([hostdeps.require(cc), *flags, "-o", str(out / name), str(src)],
+                         out / "build.log", f"guest tool {name}", progress)
                 (out / ".done").write_text("")
-    return {src.stem: out / src.stem for src in sources}
+    return {name: out / name for name, _, _, _ in jobs}
 
 
 def drivers(extra: tuple[Path, ...] = ()) -> list[Path]:

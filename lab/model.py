@@ -33,6 +33,9 @@ class ArchProfile:
     kpti_off: str             # command-line word that forces KPTI off
     kpti_dmesg: str           # regex of the kernel log line that says KPTI is in use
     debian_arch: str          # dpkg architecture, for busybox-static
+    #: The syscall ABIs this arch's kernels run: (name, C compiler, extra flags);
+    #: images/abi/syscall_abi.c is built once per ABI.
+    abis: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,7 @@ class Step:
     metric: str = ""
     equals: object = None
     ratio_to: str = ""                # assert: median(metric) / median(ratio_to)
+    equals_metric: str = ""           # assert: median(metric) == median(equals_metric)
     min: float | None = None
     max: float | None = None
 

@@ -147,6 +147,10 @@ def _check_output(step: Step, output: str) -> list[str]:
     return problems
 
 
+def _show(value: float) -> str:
+    return f"{value:g} ({int(value):#x})" if float(value).is_integer() else f"{value:g}"
+
+
 def _compare(value, step: Step) -> list[str]:
     problems = []
     if step.equals is not None and value != step.equals:
@@ -167,13 +171,7 @@ def _run_step(step: Step, boot: _Boot, timeout: float, res: StepResult) -> list[
         problems = []
         if step.expect_exit is not None and r.exit_code != step.expect_exit:
             problems.append(f"exit code {r.exit_code}, expected {step.expect_exit}")
-        problems += _check_output(step, r.output)
-        for metric in step.metrics:
-            found = [float(m.group(1)) for m in re.finditer(metric.regex, r.output, re.M)]
-            if not found:
-                problems.append(f"metric {metric.name}: no sample in the output")
-            for value in found:
-                _sample(boot, metric.name, value, metric.unit or _unit(metric.name, r.output))
+        problems += _check_output(step, r.output) + _extract(step, boot, r.output)
         if problems:
             problems.append("output:\n" + r.output[-2000:])
         return problems
@@ -196,16 +194,21 @@ def _run_step(step: Step, boot: _Boot, timeout: float, res: StepResult) -> list[
                 for k, v in step.qmp_expect
                 if not isinstance(reply, dict) or reply.get(k) != v]
     if step.kind == "hmp":
-        return _check_output(step, guest.hmp(step.hmp))
+        answer = guest.hmp(step.hmp)
+        return _check_output(step, answer) + _extract(step, boot, answer)
     # assert
     if step.fact:
         facts = guest.facts.to_json()
         value = guest.tainted() if step.fact == "tainted" else facts.get(step.fact)
         return [f"{step.fact} {p}" for p in _compare(value, step)]
-    for name in filter(None, (step.metric, step.ratio_to)):
+    for name in filter(None, (step.metric, step.ratio_to, step.equals_metric)):
         if not boot.samples.get(name):
             return [f"metric {name} has no samples yet in this boot"]
     samples = boot.samples[step.metric]
+    if step.equals_metric:
+        a, b = statistics.median(samples), statistics.median(boot.samples[step.equals_metric])
+        if a != b:
+            return [f"{step.metric} is {_show(a)} but {step.equals_metric} is {_show(b)}"]
     if step.ratio_to:
         # Fails only when the whole 95% interval of the ratio is past a bound:
         # a real regression fails it, the noise of a shared machine does not.
@@ -220,6 +223,28 @@ def _run_step(step: Step, boot: _Boot, timeout: float, res: StepResult) -> list[
             problems.append(f"{what}, entirely above {step.max}")
         return problems
     return [f"median of {step.metric} {p}" for p in _compare(statistics.median(samples), step)]
+
+
+def _number(text: str) -> float:
+    """A sample: decimal, or hex with 0x (register values)."""
+    return float(int(text, 16)) if text.lower().startswith("0x") else float(text)
+
+
+def _extract(step: Step, boot: _Boot, output: str) -> list[str]:
+    """Every metric's samples from a step's output; a metric with none is a problem."""
+    problems = []
+    for metric in step.metrics:
+        found = [m.group(1) for m in re.finditer(metric.regex, output, re.M)]
+        if not found:
+            problems.append(f"metric {metric.name}: no sample in the output")
+        for text in found:
+            try:
+                value = _number(text)
+            except ValueError:
+                problems.append(f"metric {metric.name}: {text!r} is not a number")
+                continue
+            _sample(boot, metric.name, value, metric.unit or _unit(metric.name, output))
+    return problems
 
 
 def _unit(name: str, output: str) -> str:

@@ -373,7 +373,7 @@ def _step(node: Node, ctx: _Ctx, key: str, valid: dict[str, list[str]]) -> Step:
         hmp = m.take("hmp", str)
         step = Step(name=name or f"hmp: {hmp}", hmp=hmp,
                     match=_regex(ctx, m.line("match"), m.path("match"), m.take("match", str, None)),
-                    **common)
+                    metrics=_metrics(m), **common)
     else:
         p = _Map(m.take("assert", Node), ctx, m.path("assert"))
         fact, metric = p.take("fact", str, ""), p.take("metric", str, "")
@@ -383,17 +383,20 @@ def _step(node: Node, ctx: _Ctx, key: str, valid: dict[str, list[str]]) -> Step:
             ctx.fail(p.line("fact"), p.path("fact"), f"unknown fact {fact!r}; known: "
                                                      f"{', '.join(FACTS)}")
         ratio_to = p.take("ratio_to", str, "")
-        if ratio_to and not metric:
-            ctx.fail(p.line("ratio_to"), p.path("ratio_to"), "goes with metric, not fact")
+        equals_metric = p.take("equals_metric", str, "")
+        for k, v in (("ratio_to", ratio_to), ("equals_metric", equals_metric)):
+            if v and not metric:
+                ctx.fail(p.line(k), p.path(k), "goes with metric, not fact")
         equals = p.take("equals", (bool, int, float, str), None)
         lo, hi = p.take("min", (int, float), None), p.take("max", (int, float), None)
         if ratio_to and equals is not None:
             ctx.fail(p.line("equals"), p.path("equals"), "a ratio takes min or max")
-        if equals is None and lo is None and hi is None:
-            ctx.fail(p.node.line, p.key, "needs equals, min or max")
+        if equals is None and lo is None and hi is None and not equals_metric:
+            ctx.fail(p.node.line, p.key, "needs equals, equals_metric, min or max")
         p.done()
         step = Step(name=name or f"assert {fact or metric}", fact=fact, metric=metric,
-                    ratio_to=ratio_to, equals=equals, min=lo, max=hi, **common)
+                    ratio_to=ratio_to, equals_metric=equals_metric, equals=equals, min=lo,
+                    max=hi, **common)
     m.done()
     return step
 

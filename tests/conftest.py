@@ -33,6 +33,20 @@ def lab_qemus() -> list[str]:
     return found
 
 
+@pytest.fixture(scope="session")
+def catalogue(tmp_path_factory):
+    """One `lab run scenarios/` for the whole session: (out dir, process, results)."""
+    import json
+    out = tmp_path_factory.mktemp("catalogue")
+    result = lab("run", str(ROOT / "scenarios"), "--out", str(out))
+    results = json.loads((out / "results.json").read_text())
+    return out, result, results
+
+
+def cells_of(results: dict, scenario: str) -> dict:
+    return {c["id"]: c for c in results["cells"] if c["scenario"] == scenario}
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_qemu_left_behind():
     yield

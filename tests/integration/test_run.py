@@ -5,23 +5,23 @@ import json
 import pytest
 from junitparser import Error, Failure, JUnitXml
 
-from tests.conftest import ROOT, lab
+from tests.conftest import cells_of, lab
 
 pytestmark = pytest.mark.qemu
 
 
-@pytest.fixture(scope="module")
-def kpti_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("kpti-run")
-    result = lab("run", str(ROOT / "scenarios" / "kpti.yaml"), "--out", str(out))
-    return out, result
-
-
-def test_kpti_scenario_passes_with_six_cells(kpti_run):
-    out, result = kpti_run
+def test_the_whole_catalogue_passes(catalogue):
+    out, result, results = catalogue
     assert result.returncode == 0, result.stdout + result.stderr
-    results = json.loads((out / "results.json").read_text())
-    cells = {c["id"]: c for c in results["cells"]}
+    assert {c["scenario"] for c in results["cells"]} == {
+        "kpti", "fork-cow", "proc-self-mem", "demand-paging", "syscall-abi", "mmio",
+        "pl011-driver"}
+    assert {c["status"] for c in results["cells"]} == {"pass"}
+
+
+def test_kpti_scenario_has_six_cells_and_kpti_on_exactly_where_forced(catalogue):
+    out, _, results = catalogue
+    cells = cells_of(results, "kpti")
     assert len(cells) == 6 and {c["status"] for c in cells.values()} == {"pass"}
     active = sorted(i for i, c in cells.items() if c["kpti_active"])
     assert active == ["aarch64-kpti-forced-on", "x86_64-kpti-forced-on"]
@@ -41,8 +41,11 @@ def test_kpti_scenario_passes_with_six_cells(kpti_run):
     assert results["host"]["qemu"].startswith("QEMU emulator version")
 
 
-def test_compare_shows_the_syscall_cost_ratio_above_1_with_intervals(kpti_run):
-    out, _ = kpti_run
+def test_compare_shows_the_syscall_cost_ratio_above_1_with_intervals(catalogue, tmp_path):
+    out, _, results = catalogue
+    kpti = dict(results, cells=list(cells_of(results, "kpti").values()))
+    (tmp_path / "results.json").write_text(json.dumps(kpti))
+    out = tmp_path
     result = lab("compare", str(out), "--baseline", "kernel=nokpti", env={"COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
     assert "TCG flushes its software TLB" in result.stdout
@@ -56,19 +59,22 @@ def test_compare_shows_the_syscall_cost_ratio_above_1_with_intervals(kpti_run):
     assert png.startswith(b"\x89PNG") and len(png) > 10000
 
 
-def test_junit_xml_reads_in_a_junit_parser(kpti_run):
-    out, _ = kpti_run
+def test_junit_xml_reads_in_a_junit_parser(catalogue):
+    out, _, results = catalogue
     xml = JUnitXml.fromfile(str(out / "junit.xml"))
-    suites = list(xml)
-    assert [s.name for s in suites] == ["kpti"]
-    cases = list(suites[0])
+    suites = {s.name: s for s in xml}
+    assert set(suites) == {c["scenario"] for c in results["cells"]}
+    kpti = suites["kpti"]
+    cases = list(kpti)
     # per cell: boot, 3 steps (one of the two asserts applies to each cell)
-    assert len(cases) == 6 * 4 == suites[0].tests
-    assert suites[0].failures == 0 and suites[0].errors == 0
+    assert len(cases) == 6 * 4 == kpti.tests
+    assert (kpti.failures, kpti.errors) == (0, 0)
     assert all(not any(isinstance(r, (Failure, Error)) for r in c.result) for c in cases)
     assert {c.classname for c in cases} == {f"kpti.{a}-{k}" for a in ("aarch64", "x86_64")
                                             for k in ("kpti-forced-on", "kpti-forced-off",
                                                       "nokpti-default")}
+    assert sum(s.tests for s in suites.values()) == sum(
+        1 + len(c["steps"]) for c in results["cells"])
 
 
 def test_failures_and_errors_are_results_and_the_run_goes_on(tmp_path):
