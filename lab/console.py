@@ -226,18 +226,23 @@ class Shell:
         Echo and the line editor come back on, with the host terminal's size.
         """
         size = os.get_terminal_size() if sys.stdin.isatty() else os.terminal_size((80, 24))
-        self.run(f"stty echo rows {size.lines} cols {size.columns}; PS1='lab:$PWD# '", 10)
+        # run() gives commands /dev/null as stdin: name the tty.
+        self.run(f"stty -F /dev/tty echo rows {size.lines} cols {size.columns}; "
+                 "PS1='lab:$PWD# '", 10)
         sys.stdout.write(self.child.buffer)   # whatever the shell printed after the marker
         sys.stdout.flush()
-        self.child.send("\n")
         fd = self._sock.fileno()
         stdin = sys.stdin.fileno()
         saved = termios.tcgetattr(stdin) if sys.stdin.isatty() else None
         try:
             if saved:
                 tty.setraw(stdin)
+            inputs = [fd, stdin]
             while True:
-                ready, _, _ = select.select([fd, stdin], [], [])
+                # After the end of a piped input, show what the guest still says.
+                ready, _, _ = select.select(inputs, [], [], None if stdin in inputs else 0.5)
+                if not ready:
+                    return
                 if fd in ready:
                     data = os.read(fd, 65536)
                     if not data:
@@ -246,8 +251,11 @@ class Shell:
                     os.write(sys.stdout.fileno(), data)
                 if stdin in ready:
                     data = os.read(stdin, 1024)
-                    if not data or escape in data:
+                    if escape in data:
                         return
+                    if not data:
+                        inputs.remove(stdin)
+                        continue
                     self._sock.sendall(data)
         finally:
             if saved:

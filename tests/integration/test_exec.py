@@ -43,3 +43,11 @@ def test_a_panic_exits_2_with_the_panic_on_stderr():
     assert result.returncode == 2
     assert "Kernel panic - not syncing" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_lab_shell_runs_what_it_is_given_and_shuts_down():
+    result = lab("shell", "--arch", "aarch64", "--kernel", "nokpti",
+                 input="echo shell-$((6 * 7))\nuname -m\n", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "shell-42" in result.stdout and "aarch64" in result.stdout
+    assert "Leave with Ctrl-]" in result.stderr and "guest shut down" in result.stderr
