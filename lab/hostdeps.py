@@ -132,4 +132,6 @@ def install(deps: list[Dep]) -> None:
         _apt("install", "-y", "-q", "--no-install-recommends", *native)
     if foreign:
         debs_dir().mkdir(parents=True, exist_ok=True)
-        _apt("download", *(d.package for d in foreign), cwd=debs_dir())
+        # root downloads into the lab's cache, which apt's _apt user cannot write
+        _apt("-o", "APT::Sandbox::User=root", "download", *(d.package for d in foreign),
+             cwd=debs_dir())

@@ -293,7 +293,7 @@ class Machine:
 #: A boot sector that writes "OK\n" to COM1 and halts: the smallest real boot.
 _PROBE_MBR = (bytes.fromhex("baf803b04fee" "b04bee" "b00aee" "faf4ebfd")
               .ljust(510, b"\0") + b"\x55\xaa")
-PROBE_DEADLINE_S = 5.0
+PROBE_DEADLINE_S = 10.0
 
 
 def _host_arch() -> str:

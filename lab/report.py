@@ -206,7 +206,7 @@ def driver_verdict(results: dict, outdir) -> None:
         for fault in c["faults"]:
             out.print(Text(f"kernel {fault['kind']}:", "bold red"))
             out.print("\n".join(faults.summarize(fault["text"])), markup=False)
-        console = Path(outdir) / c["logs"]["console"]
+        console = Path(outdir) / next(v for k, v in c["logs"].items() if k.startswith("console"))
         if console.is_file():
             kernel = [line for line in console.read_text(errors="replace").splitlines()
                       if " kernel | " in line]

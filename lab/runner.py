@@ -102,7 +102,7 @@ def select_cells(scenario: Scenario, only: tuple[tuple[str, str], ...]) -> list[
     return [c for c in scenario.cells if all(c.key()[k] == v for k, v in only)]
 
 
-def kernels_needed(scenarios: list[Scenario], opts: Options) -> list[tuple[Scenario, Cell]]:
+def selected_cells(scenarios: list[Scenario], opts: Options) -> list[tuple[Scenario, Cell]]:
     return [(s, c) for s in scenarios for c in select_cells(s, opts.only)]
 
 
@@ -431,7 +431,7 @@ def _skip(result: CellResult, steps: list[Step], boot: int) -> None:
 
 def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for) -> dict:
     """Runs every selected cell of every scenario; returns the results document."""
-    pairs = kernels_needed(scenarios, opts)
+    pairs = selected_cells(scenarios, opts)
     if not pairs:
         raise UserError("no cell matches --only " + " ".join(f"{k}={v}" for k, v in opts.only))
     builds = build_kernels(pairs, progress_for, opts.drivers)
