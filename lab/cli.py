@@ -9,12 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from lab import build, compare, hostdeps, kconfig, report, runner, scenario
+from lab import build, compare, hostdeps, kconfig, qemu, report, runner, scenario
 from lab.arches import ARCHES, get_arch
 from lab.errors import LabError, UserError
 from lab.guest import Guest
+from lab.model import ArchProfile, KernelBuild, KernelVariant
 from lab.paths import ROOT, cache_dir
-from lab.model import KernelBuild
 
 DEFAULT_VARIANTS = ("kpti", "nokpti")
 
@@ -32,18 +32,15 @@ def _builds(arch: str | None, kernel: str | None) -> list[tuple]:
     return [(a, kconfig.resolve_variant(a, k)) for a in arches for k in kernels]
 
 
-def ensure_kernel(arch_name: str, kernel: str) -> KernelBuild:
+def _ensure(arch: ArchProfile, variant: KernelVariant, jobs: int | None = None) -> KernelBuild:
     """A cached or freshly built kernel + initramfs, with progress on stderr."""
-    arch = get_arch(arch_name)
-    variant = kconfig.resolve_variant(arch, kernel)
     with report.build_progress(f"{arch.name}/{variant.name}") as progress:
-        return build.ensure(arch, variant, progress)
+        return build.ensure(arch, variant, progress, jobs)
 
 
 def cmd_build(args) -> int:
     for arch, variant in _builds(args.arch, args.kernel):
-        with report.build_progress(f"{arch.name}/{variant.name}") as progress:
-            result = build.ensure(arch, variant, progress, args.jobs)
+        result = _ensure(arch, variant, args.jobs)
         report.out.print(f"{result.arch}/{result.kernel}: {result.image}  "
                          f"initramfs {result.initramfs.name}")
     return 0
@@ -59,7 +56,6 @@ def cmd_kernels(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from lab import qemu
     if args.install:
         hostdeps.install(hostdeps.missing())
     rows = [(d.what, d.package, d.found()) for d in hostdeps.DEPS]
@@ -84,7 +80,8 @@ def _logdir(args, what: str) -> Path:
 
 
 def _guest(args, what: str, **kw) -> Guest:
-    kbuild = ensure_kernel(args.arch, args.kernel)
+    ((arch, variant),) = _builds(args.arch, args.kernel)
+    kbuild = _ensure(arch, variant)
     return Guest(kbuild, tuple(args.cmdline.split()), logdir=_logdir(args, what),
                  accel=args.accel, **kw)
 

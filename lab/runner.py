@@ -380,8 +380,8 @@ def run_cell(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options,
                 if result.status != "error":
                     result.tainted = guest.tainted()
                 result.faults += [f.__dict__ for f in guest.faults()]
-        except LabError as exc:
-            result.status, result.error = "error", str(exc)
+        except (LabError, OSError) as exc:
+            result.status, result.error = "error", str(exc) or repr(exc)
             if guest.kernel:
                 result.faults += [f.__dict__ for f in guest.faults()]
         finally:
@@ -405,8 +405,8 @@ def _run_steps(scenario: Scenario, cell: Cell, boot: _Boot, n: int, result: Cell
         started = time.monotonic()
         try:
             problems = _run_step(step, boot, step.timeout or scenario.step_timeout, res)
-        except GuestError as exc:
-            res.status, res.message = "error", str(exc)
+        except (GuestError, OSError) as exc:   # OSError: a UART socket whose QEMU died
+            res.status, res.message = "error", str(exc) or repr(exc)
             res.duration_s = time.monotonic() - started
             _skip(result, steps[i + 1:], n)
             raise
