@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -36,6 +37,11 @@ def test_sweep_kills_the_qemu_of_a_dead_lab_and_removes_its_run_directory():
     stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)",
                               str(rundir)], start_new_session=True)
     (rundir / "qemu.pid").write_text(str(stray.pid))
+    # Popen returns mid-execve, before /proc/PID/cmdline is filled in.
+    cmdline = Path(f"/proc/{stray.pid}/cmdline")
+    deadline = time.monotonic() + 5
+    while str(rundir).encode() not in cmdline.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert qemu.sweep_stale() >= 1
     assert stray.wait(timeout=5) == -signal.SIGKILL
     assert not rundir.exists()
