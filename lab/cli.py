@@ -39,6 +39,8 @@ def _ensure(arch: ArchProfile, variant: KernelVariant, jobs: int | None = None) 
 
 
 def cmd_build(args) -> int:
+    if args.kernel_src:
+        os.environ["LAB_KERNEL_SRC"] = str(args.kernel_src)
     for arch, variant in _builds(args.arch, args.kernel):
         result = _ensure(arch, variant, args.jobs)
         report.out.print(f"{result.arch}/{result.kernel}: {result.image}  "
@@ -166,6 +168,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--arch", help=f"one of {', '.join(ARCHES)}")
     b.add_argument("--kernel", help="a variant name from kernel-configs/variants/, or a path to a .config fragment")
     b.add_argument("-j", "--jobs", type=int, help="parallel make jobs (default: CPU count)")
+    b.add_argument("--kernel-src", type=Path, metavar="DIR",
+                   help="build your kernel tree instead of Debian's linux-source 6.1 "
+                        "(same as $LAB_KERNEL_SRC)")
     b.set_defaults(func=cmd_build)
 
     k = sub.add_parser("kernels", help="list built kernels")

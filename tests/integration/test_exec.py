@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import lab
+from tests.conftest import ROOT, lab
 
 pytestmark = pytest.mark.qemu
 
@@ -51,3 +51,26 @@ def test_lab_shell_runs_what_it_is_given_and_shuts_down():
     assert result.returncode == 0, result.stderr
     assert "shell-42" in result.stdout and "aarch64" in result.stdout
     assert "Leave with Ctrl-]" in result.stderr and "guest shut down" in result.stderr
+
+
+def test_ctrl_c_shuts_the_guest_down_and_exits_130(tmp_path):
+    import signal
+    import subprocess
+    import time
+    from tests.conftest import LAB, lab_qemus
+    proc = subprocess.Popen([*LAB, "exec", "--arch", "aarch64", "--kernel", "nokpti",
+                             "--logs", str(tmp_path), "--", "sleep", "600"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not lab_qemus():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        time.sleep(3)                   # booted, and into the command
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert not lab_qemus()

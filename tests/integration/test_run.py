@@ -5,7 +5,7 @@ import json
 import pytest
 from junitparser import Error, Failure, JUnitXml
 
-from tests.conftest import cells_of, lab
+from tests.conftest import ROOT, cells_of, lab
 
 pytestmark = pytest.mark.qemu
 
@@ -103,3 +103,15 @@ def test_failures_and_errors_are_results_and_the_run_goes_on(tmp_path):
     xml = JUnitXml.fromfile(str(out / "junit.xml"))
     suite = next(iter(xml))
     assert (suite.failures, suite.errors, suite.skipped) == (1, 1, 1)
+
+
+def test_repeat_and_icount_are_recorded(tmp_path):
+    out = tmp_path / "out"
+    result = lab("run", str(ROOT / "scenarios" / "kpti.yaml"), "--only", "arch=x86_64",
+                 "--only", "cmdline=forced-on", "--repeat", "2", "--icount", "--out", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    (cell,) = json.loads((out / "results.json").read_text())["cells"]
+    assert cell["timing"] == "icount" and cell["accel"] == "tcg"
+    assert len(cell["boots_s"]) == 2 and len(cell["metrics"]["getppid_ns"]) == 20
+    assert (out / "kpti" / cell["id"] / "boot-1" / "console.log").is_file()
+    assert "-icount" in (out / "kpti" / cell["id"] / "boot-0" / "reproduce.sh").read_text()

@@ -48,3 +48,22 @@ class TestCacheKey:
         first = build.kernel_key(a, kconfig.resolve_variant(a, str(frag)), self.source)
         frag.write_text("CONFIG_KALLSYMS_ALL=n\n")
         assert build.kernel_key(a, kconfig.resolve_variant(a, str(frag)), self.source) != first
+
+
+def test_a_failed_build_step_keeps_its_log_and_shows_the_tail(tmp_path):
+    from lab.errors import BuildError
+    log = tmp_path / "build.log"
+    script = "for i in $(seq 1 100); do echo line $i; done; echo 'error: boom' >&2; exit 3"
+    with pytest.raises(BuildError) as err:
+        build._run(["sh", "-c", script], log, "compile", lambda phase, detail: None)
+    text = str(err.value)
+    assert "compile failed (exit code 3)" in text and f"full log: {log}" in text
+    assert "error: boom" in text and "line 100" in text and "line 1\n" not in text
+    assert "line 1\n" in log.read_text()
+
+
+def test_a_kernel_tree_that_is_not_one_is_refused(tmp_path):
+    result = lab("build", "--arch", "aarch64", "--kernel", "nokpti",
+                 "--kernel-src", str(tmp_path))
+    assert result.returncode == 2
+    assert f"LAB_KERNEL_SRC={tmp_path}: not a kernel source tree" in result.stderr
