@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -401,6 +402,28 @@ def _step(node: Node, ctx: _Ctx, key: str, valid: dict[str, list[str]]) -> Step:
     return step
 
 
+def _steps(node: Node, ctx: _Ctx, key: str, valid: dict[str, list[str]]) -> list[Step]:
+    """A list of steps; a `rounds: N` block repeats its own steps N times in order,
+    so that measurements to be compared alternate instead of running in blocks."""
+    if not isinstance(node.value, list) or not node.value:
+        ctx.fail(node.line, key, "expected a non-empty list of steps")
+    out: list[Step] = []
+    for i, item in enumerate(node.value):
+        path = f"{key}[{i}]"
+        if isinstance(item.value, dict) and "rounds" in item.value:
+            m = _Map(item, ctx, path)
+            times = m.take("rounds", int)
+            if times < 1:
+                ctx.fail(m.line("rounds"), m.path("rounds"), f"must be at least 1, got {times}")
+            inner = _steps(m.take("steps", Node, required=True), ctx, m.path("steps"), valid)
+            m.done()
+            for r in range(times):
+                out += [replace(s, name=f"{s.name} (round {r + 1}/{times})") for s in inner]
+        else:
+            out.append(_step(item, ctx, path, valid))
+    return out
+
+
 # ---------------------------------------------------------------- scenario
 
 def load(path: str | Path) -> Scenario:
@@ -425,10 +448,7 @@ def load(path: str | Path) -> Scenario:
         timeouts = {k: _positive(t, k, v) for k, v in timeouts.items()}
         t.done()
     memory = top.take("memory_mb", int, None)
-    steps_node = top.take("steps", Node, required=True)
-    if not isinstance(steps_node.value, list) or not steps_node.value:
-        ctx.fail(steps_node.line, "steps", "expected a non-empty list of steps")
-    steps = tuple(_step(n, ctx, f"steps[{i}]", valid) for i, n in enumerate(steps_node.value))
+    steps = tuple(_steps(top.take("steps", Node, required=True), ctx, "steps", valid))
     top.done()
     for step in steps:
         if step.kind == "uart":

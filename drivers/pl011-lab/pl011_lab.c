@@ -75,14 +75,16 @@ static void lab_stop_tx(struct uart_port *port)
 }
 
 /*
- * Fill the TX FIFO from the circular buffer. Returns true while characters
- * remain, so the caller keeps the TX interrupt enabled.
+ * Fill the TX FIFO from the circular buffer, until it is full (TXFF). From
+ * the interrupt, send at most half a FIFO, as amba-pl011 does, to bound the
+ * time spent there. Returns true while characters remain, so the caller
+ * keeps the TX interrupt enabled.
  */
-static bool lab_tx_chars(struct lab_port *lp)
+static bool lab_tx_chars(struct lab_port *lp, bool from_irq)
 {
 	struct uart_port *port = &lp->port;
 	struct circ_buf *xmit = &port->state->xmit;
-	int budget = LAB_FIFO_SIZE;
+	int budget = from_irq ? LAB_FIFO_SIZE / 2 : INT_MAX;
 
 	if (port->x_char) {
 		if (lab_read(lp, UART01x_FR) & UART01x_FR_TXFF)
@@ -114,7 +116,7 @@ static void lab_start_tx(struct uart_port *port)
 {
 	struct lab_port *lp = to_lab_port(port);
 
-	if (lab_tx_chars(lp)) {
+	if (lab_tx_chars(lp, false)) {
 		lp->im |= UART011_TXIM;
 		lab_write(lp, lp->im, UART011_IMSC);
 	}
@@ -192,7 +194,7 @@ static irqreturn_t lab_int(int irq, void *dev_id)
 		if (status & (UART011_RTIS | UART011_RXIS))
 			lab_rx_chars(lp);
 		if (status & UART011_TXIS)
-			lab_tx_chars(lp);
+			lab_tx_chars(lp, true);
 		status = lab_read(lp, UART011_MIS);
 	} while (status && ++pass < LAB_ISR_PASS_LIMIT);
 	spin_unlock_irqrestore(&lp->port.lock, flags);

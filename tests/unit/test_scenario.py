@@ -73,3 +73,17 @@ def test_a_directory_runs_every_scenario_in_it(tmp_path):
     empty.mkdir()
     with pytest.raises(UserError, match="no \\*.yaml scenarios"):
         scenario.load_all([str(empty)])
+
+
+def test_rounds_repeat_their_steps_in_order(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\nmatrix: {arch: aarch64, kernel: nokpti}\nsteps:\n"
+                    "  - run: 'true'\n"
+                    "  - rounds: 2\n"
+                    "    steps:\n"
+                    "      - {name: a, run: 'true'}\n"
+                    "      - {name: b, run: 'true', when: {arch: aarch64}}\n")
+    steps = scenario.load(path).steps
+    assert [s.name for s in steps] == ["run: true", "a (round 1/2)", "b (round 1/2)",
+                                       "a (round 2/2)", "b (round 2/2)"]
+    assert steps[2].when == (("arch", ("aarch64",)),)
