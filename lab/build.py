@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -330,7 +331,9 @@ ABI_FLAGS = ("-static", "-nostdlib", "-ffreestanding", "-fno-stack-protector", "
              "-no-pie", "-O2", "-Wall", "-Werror")
 
 
+@functools.lru_cache(maxsize=None)
 def _compiler_id(cc: str) -> str:
+    """The compiler's first --version line (asked once per process)."""
     out = subprocess.run([hostdeps.require(cc), "--version"], capture_output=True, text=True,
                          timeout=60)
     return out.stdout.splitlines()[0] if out.stdout else cc

@@ -148,8 +148,7 @@ def cmd_compare(args) -> int:
 
 def cmd_driver(args) -> int:
     driver = args.driver_dir.resolve()
-    path = args.scenario or (driver / "lab.yaml" if (driver / "lab.yaml").is_file()
-                             else ROOT / "scenarios" / "pl011-driver.yaml")
+    path = args.scenario or runner.driver_scenario(driver)
     target = runner.retarget(scenario.load(path), args.arch, args.kernel)
     opts = runner.Options(out=args.out, jobs=1, drivers=(driver,), stop_on_fail=True)
     with report.CellsLive() as live:

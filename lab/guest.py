@@ -116,9 +116,6 @@ class Guest:
     def faults(self) -> list[KernelMessage]:
         return self.kernel.faults() if self.kernel else []
 
-    def kernel_log(self) -> str:
-        return "\n".join(self.kernel.lines) if self.kernel else ""
-
     def tainted(self) -> int:
         out = self.run("cat /proc/sys/kernel/tainted")
         return int(out.output.strip() or 0)

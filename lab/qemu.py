@@ -284,9 +284,6 @@ class Machine:
     def cont(self) -> None:
         self.qmp("cont")
 
-    def status(self) -> str:
-        return self.qmp("query-status")["status"]
-
 
 # ---------------------------------------------------------------- accelerator
 

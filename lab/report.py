@@ -21,6 +21,7 @@ from rich.text import Text
 
 # Not on a terminal (CI logs, files): wide enough for the tables.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
+STATUS_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta"}
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 180)
 
 
@@ -90,8 +91,7 @@ class CellsLive:
         for col in ("cell", "status", "elapsed", "phase"):
             table.add_column(col)
         for cid, row in self._rows.items():
-            style = {"pass": "green", "fail": "bold red", "error": "bold magenta"}.get(
-                row["status"], "yellow")
+            style = STATUS_STYLE.get(row["status"], "yellow")
             end = row.get("end") or time.monotonic()
             table.add_row(cid, Text(row["status"], style), f"{end - row['start']:.1f}s",
                           row["phase"][:70])
@@ -167,7 +167,7 @@ def run_summary(results: dict, outdir) -> None:
     for col in ("cell", "status", "accel", "KPTI active", "boot s", "metrics (median)"):
         table.add_column(col)
     for c in results["cells"]:
-        style = {"pass": "green", "fail": "bold red", "error": "bold magenta"}[c["status"]]
+        style = STATUS_STYLE[c["status"]]
         metrics = ", ".join(f"{k}={_num(statistics.median(v))} {c['units'].get(k, '')}"
                             for k, v in c["metrics"].items() if v)
         table.add_row(f"{c['scenario']}/{c['id']}", Text(c["status"], style), c["accel"] or "-",

@@ -24,6 +24,7 @@ from lab.arches import get_arch
 from lab.errors import GuestError, InfraError, LabError, UserError
 from lab.guest import Guest
 from lab.model import Cell, KernelBuild, Scenario, Step
+from lab.paths import ROOT
 from lab.scenario import resolve_kernel
 
 Event = Callable[..., None]
@@ -100,10 +101,6 @@ def select_cells(scenario: Scenario, only: tuple[tuple[str, str], ...]) -> list[
         if key not in ("arch", "kernel", "cmdline"):
             raise UserError(f"--only {key}=...: the keys are arch, kernel and cmdline")
     return [c for c in scenario.cells if all(c.key()[k] == v for k, v in only)]
-
-
-def selected_cells(scenarios: list[Scenario], opts: Options) -> list[tuple[Scenario, Cell]]:
-    return [(s, c) for s in scenarios for c in select_cells(s, opts.only)]
 
 
 def build_kernels(pairs: list[tuple[Scenario, Cell]], progress_for,
@@ -431,7 +428,7 @@ def _skip(result: CellResult, steps: list[Step], boot: int) -> None:
 
 def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for) -> dict:
     """Runs every selected cell of every scenario; returns the results document."""
-    pairs = selected_cells(scenarios, opts)
+    pairs = [(s, c) for s in scenarios for c in select_cells(s, opts.only)]
     if not pairs:
         raise UserError("no cell matches --only " + " ".join(f"{k}={v}" for k, v in opts.only))
     builds = build_kernels(pairs, progress_for, opts.drivers)
@@ -477,6 +474,12 @@ def _host_cpu() -> str:
 def exit_code(results: dict) -> int:
     statuses = {c["status"] for c in results["cells"]}
     return 2 if "error" in statuses else 1 if "fail" in statuses else 0
+
+
+def driver_scenario(driver: Path) -> Path:
+    """A driver's own scenario (DRIVER_DIR/lab.yaml), else the PL011 driver's."""
+    own = driver / "lab.yaml"
+    return own if own.is_file() else ROOT / "scenarios" / "pl011-driver.yaml"
 
 
 def retarget(scenario: Scenario, arch: str, kernel: str | None) -> Scenario:
