@@ -21,8 +21,8 @@ class InfraError(LabError):
     """The lab's machinery failed: a build, QEMU, a guest."""
 
 
-class BuildError(InfraError):
-    """A kernel, module or image build failed; carries the log and its tail."""
+class CommandError(InfraError):
+    """An external command failed or overran its deadline; carries its log and tail."""
 
     def __init__(self, message: str, log: str | None = None, tail: str = ""):
         super().__init__(message)
@@ -36,6 +36,10 @@ class BuildError(InfraError):
         if self.tail:
             text += "\n--- last lines of the log ---\n" + self.tail
         return text
+
+
+class BuildError(CommandError):
+    """A kernel, module or image build failed."""
 
 
 class GuestError(InfraError):
