@@ -5,12 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB = [sys.executable, "-m", "lab"]
+#: Every process this test session starts inherits this mark in its environment,
+#: so the leak check counts only this session's QEMUs: two labs on one machine
+#: (two developers, CI beside a developer) are a normal case.
+SESSION_MARK = f"LAB_TEST_SESSION={uuid.uuid4().hex}"
+os.environ["LAB_TEST_SESSION"] = SESSION_MARK.split("=", 1)[1]
 
 
 def lab(*args: str, env: dict | None = None, timeout: float = 1800,
@@ -21,14 +27,18 @@ def lab(*args: str, env: dict | None = None, timeout: float = 1800,
 
 
 def lab_qemus() -> list[str]:
-    """Every running QEMU started by a lab (its sockets live in a lab-run-* directory)."""
+    """Every running QEMU that this test session started, directly or through a lab."""
     found = []
+    mark = SESSION_MARK.encode()
     for proc in Path("/proc").iterdir():
         try:
             cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            if not any(b"qemu-system" in a for a in cmd[:4]):
+                continue
+            environ = (proc / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if cmd and b"qemu-system" in cmd[0] and any(b"lab-run-" in a for a in cmd):
+        if mark in environ:
             found.append(b" ".join(cmd).decode(errors="replace"))
     return found
 
