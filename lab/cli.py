@@ -9,11 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from lab import build, compare, hostdeps, kconfig, qemu, report, runner, scenario
+from lab import build, compare, driverloop, hostdeps, kconfig, qemu, report, runner, scenario
 from lab.arches import ARCHES, get_arch
 from lab.errors import LabError, UserError
 from lab.guest import Guest
-from lab.model import ArchProfile, KernelBuild, KernelVariant
+from lab.model import CELL_KEYS, ArchProfile, KernelBuild, KernelVariant, Selector
+from lab.results import RunResult, Status
 from lab.paths import ROOT, cache_dir
 
 DEFAULT_VARIANTS = ("kpti", "nokpti")
@@ -123,17 +124,39 @@ def cmd_shell(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
-    scenarios = scenario.load_all(args.scenarios)     # everything is checked before any boot
-    opts = runner.with_only(runner.Options(out=args.out, jobs=args.jobs, repeat=args.repeat,
-                                           icount=args.icount, accel=args.accel), args.only)
-    if args.repeat is not None and args.repeat < 1:
-        raise UserError("--repeat must be at least 1")
+#: The exit-code policy: 0 pass, 1 a test failed, 2 an error (infrastructure or input).
+EXIT_CODES = {Status.PASS: 0, Status.FAIL: 1, Status.ERROR: 2}
+
+
+def _only(items: list[str]) -> Selector:
+    """--only KEY=VALUE (repeatable): a cell matches when each KEY has one of its VALUEs."""
+    terms: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not value:
+            raise UserError(f"--only {item!r}: expected KEY=VALUE")
+        if key not in CELL_KEYS:
+            raise UserError(f"--only {key}=...: the keys are arch, kernel and cmdline")
+        terms.setdefault(key, []).append(value)
+    return Selector(tuple((k, tuple(v)) for k, v in terms.items()))
+
+
+def _run(scenarios: list, opts: runner.Options) -> RunResult:
+    """Runs with a live table; writes results.json and junit.xml; prints the summary."""
     with report.CellsLive() as live:
         results = runner.run(scenarios, opts, live.event, report.build_progress)
-    report.write_results(results, args.out)
-    report.run_summary(results, args.out)
-    return runner.exit_code(results)
+    report.write_results(results, opts.out)
+    report.run_summary(results, opts.out)
+    return results
+
+
+def cmd_run(args) -> int:
+    scenarios = scenario.load_all(args.scenarios)     # everything is checked before any boot
+    if args.repeat is not None and args.repeat < 1:
+        raise UserError("--repeat must be at least 1")
+    opts = runner.Options(out=args.out, jobs=args.jobs, only=_only(args.only),
+                          repeat=args.repeat, icount=args.icount, accel=args.accel)
+    return EXIT_CODES[_run(scenarios, opts).status]
 
 
 def cmd_compare(args) -> int:
@@ -148,15 +171,12 @@ def cmd_compare(args) -> int:
 
 def cmd_driver(args) -> int:
     driver = args.driver_dir.resolve()
-    path = args.scenario or runner.driver_scenario(driver)
-    target = runner.retarget(scenario.load(path), args.arch, args.kernel)
+    path = args.scenario or driverloop.driver_scenario(driver)
+    target = driverloop.retarget(scenario.load(path), args.arch, args.kernel)
     opts = runner.Options(out=args.out, jobs=1, drivers=(driver,), stop_on_fail=True)
-    with report.CellsLive() as live:
-        results = runner.run([target], opts, live.event, report.build_progress)
-    report.write_results(results, args.out)
-    report.run_summary(results, args.out)
+    results = _run([target], opts)
     report.driver_verdict(results, args.out)
-    return runner.exit_code(results)
+    return EXIT_CODES[results.status]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,12 @@ class CommandResult:
 
 # ---------------------------------------------------------------- scenarios
 
+#: The keys a cell is selected by (when:, exclude:, --only).
+CELL_KEYS = ("arch", "kernel", "cmdline")
+#: The line /init prints on the shell console once the guest is ready for commands.
+READY_MARKER = "@@LAB-READY@@"
+
+
 @dataclass(frozen=True)
 class Metric:
     """A number read from a step's output: every match of regex's first group."""
@@ -129,56 +136,25 @@ class Metric:
     name: str
     regex: str
     unit: str = ""
+    #: How reports render values: "" for plain numbers, "hex" for register values.
+    format: str = ""
 
 
 @dataclass(frozen=True)
-class Step:
-    """One step of a scenario. kind says which of the fields below apply."""
+class Selector:
+    """"This cell matches": each named key takes one of its values. Empty matches all.
 
-    kind: str                 # run, put, module, uart, qmp, hmp, assert
-    name: str
-    line: int
-    when: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    timeout: float | None = None
-    allow_faults: bool = False
-    # run
-    command: str = ""
-    expect_exit: int | None = 0       # None: any exit code
-    match: str | None = None          # run, hmp, uart: regex that must match
-    no_match: str | None = None
-    metrics: tuple[Metric, ...] = ()
-    # put
-    src: str = ""
-    dest: str = ""
-    mode: int = 0o644
-    # module
-    load: str = ""
-    unload: str = ""
-    args: str = ""
-    # uart
-    send: str = ""
-    device: str = ""                  # the guest's tty of the UART, for transfers
-    transfer: str = ""                # "guest-to-host" or "host-to-guest"
-    nbytes: int = 0
-    count: int = 1
-    metric_name: str = ""             # transfers: where the KiB/s samples go
-    # qmp / hmp
-    qmp_command: str = ""
-    qmp_args: tuple[tuple[str, object], ...] = ()
-    qmp_expect: tuple[tuple[str, object], ...] = ()
-    hmp: str = ""
-    # assert
-    fact: str = ""
-    metric: str = ""
-    equals: object = None
-    ratio_to: str = ""                # assert: median(metric) / median(ratio_to)
-    equals_metric: str = ""           # assert: median(metric) == median(equals_metric)
-    min: float | None = None
-    max: float | None = None
+    One type serves a step's `when`, a matrix's `exclude` and `lab run --only`.
+    """
 
-    def applies(self, cell: "Cell") -> bool:
-        values = {"arch": cell.arch, "kernel": cell.kernel, "cmdline": cell.cmdline}
-        return all(values[key] in allowed for key, allowed in self.when)
+    terms: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def matches(self, cell: "Cell") -> bool:
+        key = cell.key()
+        return all(key[name] in allowed for name, allowed in self.terms)
+
+    def __str__(self) -> str:
+        return " ".join(f"{k}={','.join(v)}" for k, v in self.terms)
 
 
 @dataclass(frozen=True)
@@ -186,9 +162,11 @@ class Cell:
     """One point of a scenario's matrix."""
 
     arch: str
-    kernel: str
+    kernel: str                   # the kernel as the scenario names it
     cmdline: str                  # the name of the command-line set
     cmdline_words: tuple[str, ...]
+    #: The kernel resolved for this arch (None only in cells built by hand in tests).
+    variant: KernelVariant | None = field(default=None, compare=False)
 
     @property
     def id(self) -> str:
@@ -196,6 +174,38 @@ class Cell:
 
     def key(self) -> dict[str, str]:
         return {"arch": self.arch, "kernel": self.kernel, "cmdline": self.cmdline}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    """What every step kind shares; each kind (lab/steps/) adds exactly its own fields."""
+
+    #: The step's YAML key (run, put, module, uart, qmp, hmp, assert); set per kind.
+    kind: ClassVar[str] = ""
+    name: str
+    line: int
+    when: Selector = Selector()
+    timeout: float | None = None
+    allow_faults: bool = False
+
+    def applies(self, cell: Cell) -> bool:
+        return self.when.matches(cell)
+
+    def defines(self) -> tuple["Metric", ...]:
+        """The metrics this step records samples of."""
+        return ()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The claim from the seed articles that a scenario tests (docs/experiments.md)."""
+
+    title: str
+    quote: str = ""
+    how: str = ""
+    cannot: str = ""
+    #: The metrics the docs show, in order (empty: every metric the steps define).
+    metrics: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -209,3 +219,12 @@ class Scenario:
     boot_timeout: float = 60.0
     step_timeout: float = 60.0
     memory_mb: int | None = None
+    claim: Claim | None = None
+
+    def metrics(self) -> dict[str, "Metric"]:
+        """Every metric the steps define, by name, in the order they first appear."""
+        found: dict[str, Metric] = {}
+        for step in self.steps:
+            for metric in step.defines():
+                found.setdefault(metric.name, metric)
+        return found

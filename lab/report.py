@@ -13,15 +13,17 @@ from pathlib import Path
 from typing import Iterator
 
 from rich.console import Console
-
-from lab import faults
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from lab import faults
+from lab.compare import Comparison
+from lab.results import CellResult, RunResult, Status
+
 # Not on a terminal (CI logs, files): wide enough for the tables.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
-STATUS_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta"}
+STATUS_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "skip": "yellow"}
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 180)
 
 
@@ -114,100 +116,109 @@ class CellsLive:
         self._live.__exit__(*exc)
 
 
-def write_results(results: dict, out) -> None:
-    """results.json, one result.json per cell, and junit.xml."""
-    out = Path(out)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    for cell in results["cells"]:
-        cdir = out / cell["scenario"] / cell["id"]
-        cdir.mkdir(parents=True, exist_ok=True)
-        (cdir / "result.json").write_text(json.dumps(cell, indent=2) + "\n")
+def write_results(results: RunResult, out: Path) -> None:
+    """results.json and junit.xml (each cell wrote its result.json when it ended)."""
+    (out / "results.json").write_text(json.dumps(results.to_json(), indent=2) + "\n")
     (out / "junit.xml").write_text(junit(results))
 
 
-def junit(results: dict) -> str:
+def _cases(cell: CellResult) -> list[tuple[str, Status, float, str]]:
+    """A cell's JUnit test cases: (name, status, seconds, message)."""
+    boot_status = Status.ERROR if cell.failed_to_boot else Status.PASS
+    cases = [("boot", boot_status, sum(cell.boot_times), cell.error_message)]
+    cases += [(s.name + (f" [boot {s.boot}]" if s.boot else ""), s.status, s.duration_s,
+               s.message) for s in cell.steps]
+    return cases
+
+
+def junit(results: RunResult) -> str:
     """JUnit XML: a testsuite per scenario, a testcase per cell and step."""
     root = ET.Element("testsuites", name="lab")
-    by_scenario: dict[str, list[dict]] = {}
-    for cell in results["cells"]:
-        by_scenario.setdefault(cell["scenario"], []).append(cell)
+    by_scenario: dict[str, list[CellResult]] = {}
+    for cell in results.cells:
+        by_scenario.setdefault(cell.scenario, []).append(cell)
+    tags = {Status.FAIL: ("failure", "failures"), Status.ERROR: ("error", "errors"),
+            Status.SKIP: ("skipped", "skipped")}
     for scenario, cells in by_scenario.items():
         suite = ET.SubElement(root, "testsuite", name=scenario)
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
         total = 0.0
         for cell in cells:
-            cases = [("boot", {"status": "error" if cell["status"] == "error" and not any(
-                s["status"] == "error" for s in cell["steps"]) else "pass",
-                "duration_s": sum(cell["boots_s"]), "message": cell["error"]})]
-            cases += [(f"{s['name']}" + (f" [boot {s['boot']}]" if s["boot"] else ""), s)
-                      for s in cell["steps"]]
-            for name, s in cases:
+            for name, status, seconds, message in _cases(cell):
                 counts["tests"] += 1
-                total += s["duration_s"]
-                case = ET.SubElement(suite, "testcase", classname=f"{scenario}.{cell['id']}",
-                                     name=name, time=f"{s['duration_s']:.3f}")
-                if s["status"] == "fail":
-                    counts["failures"] += 1
-                    ET.SubElement(case, "failure", message=s["message"][:500]).text = s["message"]
-                elif s["status"] == "error":
-                    counts["errors"] += 1
-                    ET.SubElement(case, "error", message=s["message"][:500]).text = s["message"]
-                elif s["status"] == "skip":
-                    counts["skipped"] += 1
-                    ET.SubElement(case, "skipped", message="an earlier step errored")
+                total += seconds
+                case = ET.SubElement(suite, "testcase", classname=f"{scenario}.{cell.id}",
+                                     name=name, time=f"{seconds:.3f}")
+                if status in tags:
+                    tag, counter = tags[status]
+                    counts[counter] += 1
+                    if status is Status.SKIP:
+                        message = "an earlier step errored"
+                    ET.SubElement(case, tag, message=message[:500]).text = message
         for k, v in counts.items():
             suite.set(k, str(v))
         suite.set("time", f"{total:.3f}")
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def run_summary(results: dict, outdir) -> None:
-    table = Table(title=f"lab run: {results['scenario']}  ({results['duration_s']:.1f} s, "
-                        f"-j{results['jobs']}, {results['timing']})")
+def _median(values: list[float]) -> str:
+    return _num(statistics.median(values))
+
+
+def run_summary(results: RunResult, outdir: Path) -> None:
+    table = Table(title=f"lab run: {', '.join(s['name'] for s in results.scenarios)}  "
+                        f"({results.duration_s:.1f} s, -j{results.jobs}, {results.timing})")
     for col in ("cell", "status", "accel", "KPTI active", "boot s", "metrics (median)"):
         table.add_column(col)
-    for c in results["cells"]:
-        style = STATUS_STYLE[c["status"]]
-        metrics = ", ".join(f"{k}={_num(statistics.median(v))} {c['units'].get(k, '')}"
-                            for k, v in c["metrics"].items() if v)
-        table.add_row(f"{c['scenario']}/{c['id']}", Text(c["status"], style), c["accel"] or "-",
-                      str(c["kpti_active"]).lower() if c["kpti_active"] is not None else "-",
-                      f"{c['boot_s']:.2f}" if c["boot_s"] else "-", metrics)
+    for c in results.cells:
+        metrics = ", ".join(f"{k}={_median(v)} {c.units.get(k, '')}"
+                            for k, v in c.metrics.items() if v)
+        boots = c.boot_times
+        table.add_row(Text(f"{c.scenario}/{c.id}"), Text(c.status.value, STATUS_STYLE[c.status]),
+                      c.accel or "-",
+                      str(c.kpti_active).lower() if c.kpti_active is not None else "-",
+                      f"{statistics.median(boots):.2f}" if boots else "-", Text(metrics))
     out.print(table)
-    for c in results["cells"]:
-        for s in c["steps"]:
-            if s["status"] in ("fail", "error"):
-                err.print(Text(f"{c['scenario']}/{c['id']}: step '{s['name']}' {s['status']}: ",
-                               "bold red"), Text(s["message"][:1500]), soft_wrap=True)
-        if c["status"] == "error" and not any(s["status"] == "error" for s in c["steps"]):
-            err.print(Text(f"{c['scenario']}/{c['id']}: error: ", "bold magenta"),
-                      Text(c["error"][:1500]), soft_wrap=True)
-    metric_rows = [(c, k, v) for c in results["cells"] for k, v in c["metrics"].items() if v]
-    if metric_rows:
-        table = Table(title="metrics")
-        for col in ("cell", "metric", "n", "median", "min", "max", "unit"):
-            table.add_column(col, justify="right" if col in ("n", "median", "min", "max") else "left")
-        for c, k, v in metric_rows:
-            table.add_row(f"{c['scenario']}/{c['id']}", k, str(len(v)), _num(statistics.median(v)),
-                          _num(min(v)), _num(max(v)), c["units"].get(k, ""))
-        out.print(table)
-    out.print(f"results: {outdir}/results.json and junit.xml; logs per cell under {outdir}")
+    for c in results.cells:
+        for s in c.steps:
+            if s.status in (Status.FAIL, Status.ERROR):
+                err.print(Text(f"{c.scenario}/{c.id}: step '{s.name}' {s.status}: ",
+                               "bold red"), Text(s.message[:1500]), soft_wrap=True)
+        if c.failed_to_boot:
+            err.print(Text(f"{c.scenario}/{c.id}: error: ", "bold magenta"),
+                      Text(c.error_message[:1500]), soft_wrap=True)
+    _metrics_table(results)
+    out.print(Text(f"results: {outdir}/results.json and junit.xml; logs per cell under {outdir}"))
 
 
-def driver_verdict(results: dict, outdir) -> None:
+def _metrics_table(results: RunResult) -> None:
+    rows = [(c, k, v) for c in results.cells for k, v in c.metrics.items() if v]
+    if not rows:
+        return
+    table = Table(title="metrics")
+    for col in ("cell", "metric", "n", "median", "min", "max", "unit"):
+        table.add_column(col, justify="right" if col in ("n", "median", "min", "max") else "left")
+    for c, k, v in rows:
+        table.add_row(Text(f"{c.scenario}/{c.id}"), k, str(len(v)), _median(v), _num(min(v)),
+                      _num(max(v)), c.units.get(k, ""))
+    out.print(table)
+
+
+def driver_verdict(results: RunResult, outdir: Path) -> None:
     """The driver loop's last word: the verdict, where it failed, the kernel's faults and log."""
-    for c in results["cells"]:
-        if c["status"] == "pass":
-            out.print(Text(f"PASS {c['id']}: every step passed", "bold green"))
+    for c in results.cells:
+        if c.status is Status.PASS:
+            out.print(Text(f"PASS {c.id}: every step passed", "bold green"))
             continue
-        first = next((s for s in c["steps"] if s["status"] in ("fail", "error")), None)
-        where = f"step '{first['name']}'" if first else "boot"
-        out.print(Text(f"{c['status'].upper()} {c['id']}: first failure at {where}", "bold red"))
-        for fault in c["faults"]:
-            out.print(Text(f"kernel {fault['kind']}:", "bold red"))
-            out.print("\n".join(faults.summarize(fault["text"])), markup=False)
-        console = Path(outdir) / next(v for k, v in c["logs"].items() if k.startswith("console"))
-        if console.is_file():
+        first = next((s for s in c.steps if s.status in (Status.FAIL, Status.ERROR)), None)
+        where = f"step '{first.name}'" if first else "boot"
+        out.print(Text(f"{c.status.value.upper()} {c.id}: first failure at {where}", "bold red"))
+        for fault in c.faults:
+            out.print(Text(f"kernel {fault.kind}:", "bold red"))
+            out.print("\n".join(faults.summarize(fault.text)), markup=False)
+        logs = [v for k, v in c.logs.items() if k.startswith("console")]
+        console = Path(outdir) / logs[-1] if logs else None
+        if console and console.is_file():
             kernel = [line for line in console.read_text(errors="replace").splitlines()
                       if " kernel | " in line]
             out.print(Text(f"last kernel messages ({console}):", "bold"))
@@ -228,66 +239,66 @@ def _num(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
-def compare_table(comparison: dict) -> None:
-    for metric, rows in comparison["metrics"].items():
-        table = Table(title=f"{metric} ({comparison['units'].get(metric, '')}), baseline "
-                            f"{comparison['baseline']}")
+def compare_table(comparison: Comparison) -> None:
+    for metric, rows in comparison.metrics.items():
+        table = Table(title=f"{metric} ({comparison.units.get(metric, '')}), baseline "
+                            f"{comparison.baseline}")
         for col in ("arch", "cell", "accel", "timing", "n", "median", "min", "IQR", "95% CI",
                     "ratio", "ratio 95% CI", "verdict"):
-            table.add_column(col, justify="right" if col not in ("arch", "cell", "verdict") else "left")
+            table.add_column(col, justify="right" if col not in ("arch", "cell", "verdict")
+                             else "left")
         for r in rows:
-            s, ratio = r["summary"], r.get("ratio")
-            table.add_row(r["arch"], r["cell"] + (" (baseline)" if r["baseline"] else ""),
-                          r["accel"], r["timing"], str(s["n"]), _num(s["median"]),
-                          _num(s["min"]), f"{_num(s['q1'])}–{_num(s['q3'])}",
-                          f"{_num(s['ci95'][0])}–{_num(s['ci95'][1])}",
-                          f"{ratio['ratio']:.2f}x" if ratio else "-",
-                          f"{ratio['ci95'][0]:.2f}–{ratio['ci95'][1]:.2f}" if ratio else "-",
-                          ratio["verdict"] if ratio else "")
+            s, ratio = r.summary, r.ratio
+            table.add_row(r.result.cell.arch, r.label + (" (baseline)" if r.is_baseline else ""),
+                          r.result.accel, r.result.timing, str(s.n), _num(s.median),
+                          _num(s.min), f"{_num(s.q1)}–{_num(s.q3)}",
+                          f"{_num(s.ci[0])}–{_num(s.ci[1])}",
+                          f"{ratio.value:.2f}x" if ratio else "-",
+                          f"{ratio.ci[0]:.2f}–{ratio.ci[1]:.2f}" if ratio else "-",
+                          ratio.verdict if ratio else "")
         out.print(table)
     for note in compare_notes(comparison):
         out.print(Text("note: ", "bold") + Text(note))
 
 
-def compare_notes(comparison: dict) -> list[str]:
-    return [{"tcg": TCG_NOTE, "icount": ICOUNT_NOTE}[flag] for flag in comparison["flags"]]
+def compare_notes(comparison: Comparison) -> list[str]:
+    return [{"tcg": TCG_NOTE, "icount": ICOUNT_NOTE}[flag] for flag in comparison.flags]
 
 
-def write_compare(comparison: dict, outdir) -> None:
-    outdir = Path(outdir)
-    data = dict(comparison, notes=compare_notes(comparison))
+def write_compare(comparison: Comparison, outdir: Path) -> None:
+    data = dict(comparison.to_json(), notes=compare_notes(comparison))
     (outdir / "compare.json").write_text(json.dumps(data, indent=2) + "\n")
     compare_plot(comparison, outdir / "compare.png")
-    out.print(f"wrote {outdir / 'compare.json'} and {outdir / 'compare.png'}")
+    out.print(Text(f"wrote {outdir / 'compare.json'} and {outdir / 'compare.png'}"))
 
 
-def compare_plot(comparison: dict, path) -> None:
+def compare_plot(comparison: Comparison, path: Path) -> None:
     """One panel per metric: each cell's samples and median, grouped by arch."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    metrics = list(comparison["metrics"])
+    metrics = list(comparison.metrics)
     fig, axes = plt.subplots(len(metrics), 1, figsize=(10, 3.2 * len(metrics)), squeeze=False)
     for ax, metric in zip(axes[:, 0], metrics):
-        rows = comparison["metrics"][metric]
-        labels = [f"{r['arch']}\n{r['cell']}" for r in rows]
+        rows = comparison.metrics[metric]
         for i, r in enumerate(rows):
-            color = "tab:gray" if r["baseline"] else "tab:red"
-            ax.scatter(r["samples"], [i] * len(r["samples"]),
-                       s=10, alpha=0.4, color=color)
-            ax.plot([r["summary"]["ci95"][0], r["summary"]["ci95"][1]], [i, i], color="black", lw=3)
-            ax.plot([r["summary"]["median"]], [i], marker="|", ms=18, color="black")
-            if r.get("ratio"):
-                ax.annotate(f"{r['ratio']['ratio']:.2f}x  ({r['ratio']['verdict']})",
-                            (r["summary"]["ci95"][1], i), xytext=(8, 4),
-                            textcoords="offset points", fontsize=8)
-        ax.set_yticks(range(len(rows)), labels, fontsize=8)
-        ax.set_xscale("log")
-        ax.set_xlabel(f"{metric} ({comparison['units'].get(metric, '')}, log scale); "
+            color = "tab:gray" if r.is_baseline else "tab:red"
+            ax.scatter(r.samples, [i] * len(r.samples), s=10, alpha=0.4, color=color)
+            ax.plot(list(r.summary.ci), [i, i], color="black", lw=3)
+            ax.plot([r.summary.median], [i], marker="|", ms=18, color="black")
+            if r.ratio:
+                ax.annotate(f"{r.ratio.value:.2f}x  ({r.ratio.verdict})", (r.summary.ci[1], i),
+                            xytext=(8, 4), textcoords="offset points", fontsize=8)
+        ax.set_yticks(range(len(rows)), [f"{r.result.cell.arch}\n{r.label}" for r in rows],
+                      fontsize=8)
+        positive = all(v > 0 for r in rows for v in r.samples)
+        ax.set_xscale("log" if positive else "linear")   # counts can be 0
+        ax.set_xlabel(f"{metric} ({comparison.units.get(metric, '')}"
+                      f"{', log scale' if positive else ''}); "
                       "dots: samples, bar: 95% CI of the median")
         ax.invert_yaxis()
-        accel = sorted({r["accel"] + "/" + r["timing"] for r in rows})
-        ax.set_title(f"{metric}: ratio to {comparison['baseline']}  [{', '.join(accel)}]",
+        accel = sorted({r.result.accel + "/" + r.result.timing for r in rows})
+        ax.set_title(f"{metric}: ratio to {comparison.baseline}  [{', '.join(accel)}]",
                      fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

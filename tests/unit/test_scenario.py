@@ -55,7 +55,7 @@ def test_kpti_scenario_has_the_six_cells_with_per_arch_command_lines():
     assert [c.id for c in s.cells if on.applies(c)] == ["aarch64-kpti-forced-on",
                                                        "x86_64-kpti-forced-on"]
     assert len([c for c in s.cells if off.applies(c)]) == 4
-    assert [m.name for st in s.steps for m in st.metrics] == ["getppid_ns", "tcp_rtt_ns"]
+    assert [m.name for st in s.steps for m in st.defines()] == ["getppid_ns", "tcp_rtt_ns"]
 
 
 def test_every_shipped_scenario_loads():
@@ -86,4 +86,4 @@ def test_rounds_repeat_their_steps_in_order(tmp_path):
     steps = scenario.load(path).steps
     assert [s.name for s in steps] == ["run: true", "a (round 1/2)", "b (round 1/2)",
                                        "a (round 2/2)", "b (round 2/2)"]
-    assert steps[2].when == (("arch", ("aarch64",)),)
+    assert steps[2].when.terms == (("arch", ("aarch64",)),)

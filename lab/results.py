@@ -1,0 +1,276 @@
+"""Typed results: a run holds cells, a cell holds boots, a boot holds steps.
+
+Status is derived from the children (kunit's TestCounts.get_status()), never
+assigned in several places: a boot is an error when an infrastructure error
+ended it, else the worst of its steps; a cell is the worst of its boots.
+to_json/from_json sit beside the types. The results.json format is versioned
+(FORMAT); files written before the version existed (format 1: no "boots")
+still load.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Iterable
+
+from lab.model import BootFacts, Cell, KernelMessage
+
+FORMAT = 2
+
+
+class Status(str, Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"
+    SKIP = "skip"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @staticmethod
+    def worst(statuses: Iterable["Status"]) -> "Status":
+        """ERROR over FAIL over PASS; a skipped step changes nothing."""
+        found = set(statuses)
+        for status in (Status.ERROR, Status.FAIL):
+            if status in found:
+                return status
+        return Status.PASS
+
+
+@dataclass(frozen=True)
+class StepResult:
+    name: str
+    kind: str
+    boot: int
+    status: Status
+    duration_s: float = 0.0
+    exit_code: int | None = None
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "boot": self.boot,
+                "status": self.status.value, "duration_s": round(self.duration_s, 4),
+                "exit_code": self.exit_code, "message": self.message}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "StepResult":
+        return cls(d["name"], d["kind"], d.get("boot", 0), Status(d["status"]),
+                   d.get("duration_s", 0.0), d.get("exit_code"), d.get("message", ""))
+
+
+def _fault_json(f: KernelMessage) -> dict[str, Any]:
+    return {"kind": f.kind, "fatal": f.fatal, "text": f.text}
+
+
+def _fault(d: dict[str, Any]) -> KernelMessage:
+    return KernelMessage(d["kind"], d.get("fatal", False), d.get("text", ""))
+
+
+@dataclass
+class BootResult:
+    """One boot of a cell's guest and what happened in it."""
+
+    index: int
+    facts: BootFacts | None = None
+    steps: list[StepResult] = field(default_factory=list)
+    #: This boot's samples, by metric name.
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    faults: list[KernelMessage] = field(default_factory=list)
+    tainted: int | None = None
+    #: Log files, relative to the run's --out directory, by name (console, qemu, qmp).
+    logs: dict[str, str] = field(default_factory=dict)
+    #: The infrastructure error that ended this boot (a panic, a hang, a lost QEMU).
+    error: str = ""
+
+    @property
+    def status(self) -> Status:
+        if self.error:
+            return Status.ERROR
+        return Status.worst(s.status for s in self.steps)
+
+    @property
+    def failed_to_boot(self) -> bool:
+        """An error that no step owns: the boot itself, or the shutdown, failed."""
+        return bool(self.error) and not any(s.status is Status.ERROR for s in self.steps)
+
+    def to_json(self) -> dict[str, Any]:
+        facts = self.facts.to_json() if self.facts else None
+        return {"index": self.index, "status": self.status.value, "error": self.error,
+                "facts": facts, "samples": self.samples, "tainted": self.tainted,
+                "faults": [_fault_json(f) for f in self.faults], "logs": self.logs}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], steps: list[StepResult]) -> "BootResult":
+        f = d.get("facts")
+        facts = BootFacts(f["kernel_release"], f["accel"], f["cmdline"], f["boot_s"],
+                          f["kpti_active"]) if f else None
+        return cls(d["index"], facts, steps, d.get("samples", {}),
+                   [_fault(x) for x in d.get("faults", [])], d.get("tainted"),
+                   d.get("logs", {}), d.get("error", ""))
+
+
+@dataclass
+class CellResult:
+    """One matrix cell: its boots, and what they share (units, kernel options)."""
+
+    cell: Cell
+    scenario: str
+    timing: str = "wallclock"
+    #: The kernel variant's own options as found in the final .config.
+    config: dict[str, str] = field(default_factory=dict)
+    boots: list[BootResult] = field(default_factory=list)
+    units: dict[str, str] = field(default_factory=dict)
+    duration_s: float = 0.0
+    #: Why the cell did not run at all (it has no boots then).
+    error: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.cell.id
+
+    @property
+    def status(self) -> Status:
+        if self.error or not self.boots:
+            return Status.ERROR
+        return Status.worst(b.status for b in self.boots)
+
+    @property
+    def steps(self) -> list[StepResult]:
+        return [s for b in self.boots for s in b.steps]
+
+    @property
+    def metrics(self) -> dict[str, list[float]]:
+        """Every boot's samples, pooled per metric in boot order."""
+        pooled: dict[str, list[float]] = {}
+        for b in self.boots:
+            for name, values in b.samples.items():
+                pooled.setdefault(name, []).extend(values)
+        return pooled
+
+    @property
+    def faults(self) -> list[KernelMessage]:
+        return [f for b in self.boots for f in b.faults]
+
+    def _first(self, attr: str) -> Any:
+        return next((getattr(b.facts, attr) for b in self.boots
+                     if b.facts and getattr(b.facts, attr) is not None), None)
+
+    @property
+    def accel(self) -> str:
+        return self._first("accel") or ""
+
+    @property
+    def kernel_release(self) -> str:
+        return self._first("kernel_release") or ""
+
+    @property
+    def kpti_active(self) -> bool | None:
+        return self._first("kpti_active")
+
+    @property
+    def boot_times(self) -> list[float]:
+        return [b.facts.boot_s for b in self.boots if b.facts]
+
+    @property
+    def error_message(self) -> str:
+        return self.error or next((b.error for b in self.boots if b.error), "")
+
+    @property
+    def failed_to_boot(self) -> bool:
+        return bool(self.error) or any(b.failed_to_boot for b in self.boots)
+
+    @property
+    def tainted(self) -> int | None:
+        return next((b.tainted for b in reversed(self.boots) if b.tainted is not None), None)
+
+    @property
+    def logs(self) -> dict[str, str]:
+        """Every boot's logs; with several boots, each name gets its boot's number."""
+        several = len(self.boots) > 1
+        return {(f"{k}-{b.index}" if several else k): v for b in self.boots
+                for k, v in b.logs.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        c, boots = self.cell, self.boot_times
+        return {
+            "id": c.id, "scenario": self.scenario, "arch": c.arch, "kernel": c.kernel,
+            "cmdline": c.cmdline, "cmdline_words": list(c.cmdline_words),
+            "accel": self.accel, "timing": self.timing, "status": self.status.value,
+            "error": self.error_message, "kpti_active": self.kpti_active,
+            "kernel_release": self.kernel_release, "config": self.config,
+            "boot_s": round(statistics.median(boots), 3) if boots else None,
+            "boots_s": [round(b, 3) for b in boots],
+            "metrics": self.metrics, "units": self.units,
+            "steps": [s.to_json() for s in self.steps],
+            "faults": [_fault_json(f) for f in self.faults],
+            "tainted": self.tainted, "logs": self.logs, "duration_s": round(self.duration_s, 2),
+            "cell_error": self.error, "boots": [b.to_json() for b in self.boots],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "CellResult":
+        cell = Cell(d["arch"], d["kernel"], d["cmdline"], tuple(d.get("cmdline_words", ())))
+        steps = [StepResult.from_json(s) for s in d.get("steps", [])]
+        if "boots" in d:
+            boots = [BootResult.from_json(b, [s for s in steps if s.boot == b["index"]])
+                     for b in d["boots"]]
+            error = d.get("cell_error", "")
+        else:
+            boots, error = _legacy_boots(d, steps), ""
+        return cls(cell, d["scenario"], d.get("timing", "wallclock"), d.get("config", {}),
+                   boots, d.get("units", {}), d.get("duration_s", 0.0), error)
+
+
+def _legacy_boots(d: dict[str, Any], steps: list[StepResult]) -> list[BootResult]:
+    """Format 1 kept no boots: each boot time becomes a boot; the samples, faults and
+    the error go to the first, whose samples then stand for the whole cell."""
+    times = d.get("boots_s") or ([d["boot_s"]] if d.get("boot_s") is not None else [])
+    boots = []
+    for i, boot_s in enumerate(times or [None]):
+        facts = BootFacts(d.get("kernel_release", ""), d.get("accel", ""), "", boot_s,
+                          d.get("kpti_active")) if boot_s is not None else None
+        boots.append(BootResult(i, facts, [s for s in steps if s.boot == i]))
+    first = boots[0]
+    first.samples = d.get("metrics", {})
+    first.faults = [_fault(x) for x in d.get("faults", [])]
+    first.tainted, first.logs = d.get("tainted"), d.get("logs", {})
+    if d.get("status") == "error":
+        first.error = d.get("error") or "error"
+    return boots
+
+
+@dataclass
+class RunResult:
+    """One `lab run`: the scenarios, the host it ran on, and every cell."""
+
+    scenarios: list[dict[str, str]]
+    host: dict[str, Any]
+    jobs: int
+    timing: str
+    cells: list[CellResult] = field(default_factory=list)
+    duration_s: float = 0.0
+    lab_version: str = ""
+
+    @property
+    def status(self) -> Status:
+        return Status.worst(c.status for c in self.cells)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "scenario": ", ".join(s["name"] for s in self.scenarios),
+                "scenarios": self.scenarios, "lab_version": self.lab_version,
+                "host": self.host, "jobs": self.jobs, "timing": self.timing,
+                "duration_s": round(self.duration_s, 2),
+                "cells": [c.to_json() for c in self.cells]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "RunResult":
+        version = d.get("format", 1)
+        if version > FORMAT:
+            raise ValueError(f"results format {version} is newer than this lab ({FORMAT})")
+        scenarios = d.get("scenarios") or [{"name": n} for n in
+                                           str(d.get("scenario", "")).split(", ") if n]
+        return cls(scenarios, d.get("host", {}), d.get("jobs", 1), d.get("timing", "wallclock"),
+                   [CellResult.from_json(c) for c in d.get("cells", [])],
+                   d.get("duration_s", 0.0), d.get("lab_version", ""))

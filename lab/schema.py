@@ -1,0 +1,228 @@
+"""Checked reading of a scenario's node tree: every error names file, line and key.
+
+lab.scenario turns YAML into Nodes (a value and its line); the step kinds
+(lab/steps/) and the scenario loader read them through Fields. No YAML here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, NoReturn
+
+from lab.errors import UserError
+from lab.model import CELL_KEYS, Metric, Selector
+
+
+class Node:
+    """A YAML value with the line it starts on (1-based)."""
+
+    __slots__ = ("value", "line")
+
+    def __init__(self, value: Any, line: int):
+        self.value = value
+        self.line = line
+
+    def plain(self) -> Any:
+        """The value with the Nodes stripped, all the way down."""
+        if isinstance(self.value, dict):
+            return {k: v.plain() for k, v in self.value.items()}
+        if isinstance(self.value, list):
+            return [v.plain() for v in self.value]
+        return self.value
+
+
+class Ctx:
+    """The file being loaded, and what a step may refer to in it."""
+
+    def __init__(self, path: Path, valid: dict[str, list[str]] | None = None):
+        self.path = path
+        #: Values of the matrix keys, for when: selectors.
+        self.valid: dict[str, list[str]] = valid or {}
+
+    def fail(self, line: int, key: str, message: str) -> NoReturn:
+        raise UserError(f"{self.path}:{line}: {key}: {message}")
+
+
+def join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def kind_of(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number", type(None): "nothing"}.get(
+                type(value), type(value).__name__)
+
+
+def _is(value: Any, types: Any) -> bool:
+    """isinstance, except that a boolean is no number unless asked for."""
+    types = types if isinstance(types, tuple) else (types,)
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, types)
+
+
+def _names(types: Any) -> str:
+    types = types if isinstance(types, tuple) else (types,)
+    return " or ".join("nothing" if t is type(None) else kind_of(t()) for t in types)
+
+
+class Fields:
+    """A mapping node consumed key by key; leftovers are unknown keys."""
+
+    def __init__(self, node: Node, ctx: Ctx, key: str):
+        if not isinstance(node.value, dict):
+            ctx.fail(node.line, key or "(top)", f"expected a mapping, got {kind_of(node.value)}")
+        self.node, self.ctx, self.key = node, ctx, key
+        self.left: dict[str, Node] = dict(node.value)
+
+    def path(self, k: str) -> str:
+        return join(self.key, k)
+
+    def has(self, k: str) -> bool:
+        return k in self.node.value
+
+    def line(self, k: str) -> int:
+        return self.node.value[k].line if k in self.node.value else self.node.line
+
+    def fail(self, k: str | None, message: str) -> NoReturn:
+        """An error at key k of this mapping (None: the mapping itself)."""
+        if k is None:
+            self.ctx.fail(self.node.line, self.key or "(top)", message)
+        self.ctx.fail(self.line(k), self.path(k), message)
+
+    def node_of(self, k: str, required: bool = True) -> Node | None:
+        if k not in self.left:
+            if required:
+                self.ctx.fail(self.node.line, self.path(k), "required key is missing")
+            return None
+        return self.left.pop(k)
+
+    def take(self, k: str, types: Any, default: Any = ..., required: bool = False) -> Any:
+        if k not in self.left:
+            if required or default is ...:
+                self.ctx.fail(self.node.line, self.path(k), "required key is missing")
+            return default
+        n = self.left.pop(k)
+        if not _is(n.value, types):
+            self.ctx.fail(n.line, self.path(k),
+                          f"expected {_names(types)}, got {kind_of(n.value)}")
+        return n.value
+
+    def sub(self, k: str) -> "Fields":
+        node = self.node_of(k)
+        assert node is not None
+        return Fields(node, self.ctx, self.path(k))
+
+    def done(self) -> None:
+        for k, n in self.left.items():
+            self.ctx.fail(n.line, self.path(k), "unknown key")
+
+    # -- typed values
+
+    def regex(self, k: str) -> str | None:
+        text = self.take(k, str, None)
+        if text is not None:
+            try:
+                re.compile(text)
+            except re.error as exc:
+                self.fail(k, f"bad regex {text!r}: {exc}")
+        return text
+
+    def positive(self, k: str, default: Any, *, integer: bool = False) -> Any:
+        """A finite number above zero (an integer, at least 1, if asked)."""
+        value = self.take(k, int if integer else (int, float), default)
+        if k not in self.node.value:
+            return value
+        if not math.isfinite(value):
+            self.fail(k, f"must be a finite number, got {value}")
+        if integer and value < 1:
+            self.fail(k, f"must be at least 1, got {value}")
+        if value <= 0:
+            self.fail(k, f"must be positive, got {value}")
+        return value
+
+    def strings(self, k: str) -> list[tuple[str, int]]:
+        """A string or a list of strings, with their lines."""
+        n = self.node_of(k)
+        assert n is not None
+        items = n.value if isinstance(n.value, list) else [n]
+        out = []
+        for i, item in enumerate(items):
+            if not isinstance(item.value, str) or not item.value:
+                self.ctx.fail(item.line, f"{self.path(k)}[{i}]" if isinstance(n.value, list)
+                              else self.path(k),
+                              f"expected a non-empty string, got {kind_of(item.value)}")
+            out.append((item.value, item.line))
+        if not out:
+            self.ctx.fail(n.line, self.path(k), "must not be empty")
+        return out
+
+    def pairs(self, k: str) -> tuple[tuple[str, Any], ...]:
+        """A mapping of plain values, as sorted-by-appearance pairs."""
+        node = self.node_of(k, required=False)
+        if node is None:
+            return ()
+        if not isinstance(node.value, dict):
+            self.ctx.fail(node.line, self.path(k), f"expected a mapping, got {kind_of(node.value)}")
+        return tuple((kk, vv.plain()) for kk, vv in node.value.items())
+
+    def selector(self, k: str) -> Selector:
+        node = self.node_of(k, required=False)
+        return Selector() if node is None else selector(node, self.ctx, self.path(k))
+
+    def metrics(self) -> tuple[Metric, ...]:
+        node = self.node_of("metrics", required=False)
+        if node is None:
+            return ()
+        if not isinstance(node.value, list):
+            self.ctx.fail(node.line, self.path("metrics"),
+                          f"expected a list, got {kind_of(node.value)}")
+        return tuple(_metric(Fields(item, self.ctx, f"{self.path('metrics')}[{i}]"))
+                     for i, item in enumerate(node.value))
+
+
+METRIC_FORMATS = ("", "hex")
+
+
+def metric_name(f: Fields, k: str, name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        f.fail(k, "a metric name is a word: [A-Za-z0-9_]")
+    return name
+
+
+def _metric(f: Fields) -> Metric:
+    name = metric_name(f, "name", f.take("name", str, required=True))
+    regex = f.regex("regex")
+    if regex is None:   # the guest tools' convention: METRIC <name> <value> <unit>
+        regex = rf"^METRIC {name} (\S+)"
+    if re.compile(regex).groups < 1:
+        f.fail("regex", "needs a group that captures the number")
+    fmt = f.take("format", str, "")
+    if fmt not in METRIC_FORMATS:
+        f.fail("format", f"one of: hex (or leave it out), got {fmt!r}")
+    metric = Metric(name, regex, f.take("unit", str, ""), fmt)
+    f.done()
+    return metric
+
+
+def selector(node: Node, ctx: Ctx, key: str, valid: dict[str, list[str]] | None = None
+             ) -> Selector:
+    """{arch: ..., kernel: ..., cmdline: ...}: each a value or a list of values that the
+    matrix has."""
+    valid = valid if valid is not None else ctx.valid
+    f = Fields(node, ctx, key)
+    terms = []
+    for k in list(f.left):
+        if k not in CELL_KEYS:
+            f.fail(k, f"unknown key; use {', '.join(CELL_KEYS)}")
+        values = f.strings(k)
+        for value, line in values:
+            if value not in valid.get(k, ()):
+                ctx.fail(line, f.path(k), f"{value!r} is not in the matrix "
+                                          f"({', '.join(valid.get(k, ()))})")
+        terms.append((k, tuple(v for v, _ in values)))
+    if not terms:
+        ctx.fail(node.line, key, "must name at least one of arch, kernel, cmdline")
+    return Selector(tuple(terms))

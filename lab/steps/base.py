@@ -1,0 +1,103 @@
+"""What every step kind gets to work with, and the helpers kinds share.
+
+A kind is a frozen dataclass (lab.model.Step plus its own fields) with a
+`parse` classmethod (Fields -> step) and an `execute` method (Context ->
+problems; empty means pass). Test failures are problems, never exceptions;
+a guest that dies raises GuestError, which ends the boot.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from lab.deadline import Deadline
+from lab.model import BootFacts, CommandResult, KernelMessage, Metric
+
+
+class Uart(Protocol):
+    """The device-under-test UART's host end (lab.guest.Uart)."""
+
+    tail: bytes
+
+    def send(self, data: bytes, deadline: Deadline) -> None: ...
+    def expect(self, pattern: str, deadline: Deadline) -> bytes | None: ...
+    def transfer_out(self, device: str, nbytes: int, deadline: Deadline) -> Any: ...
+    def transfer_in(self, device: str, nbytes: int, deadline: Deadline) -> Any: ...
+
+
+class GuestCapabilities(Protocol):
+    """What steps may ask of a booted guest (lab.guest.Guest provides it)."""
+
+    facts: BootFacts | None
+
+    def run(self, command: str, timeout: float = ...) -> CommandResult: ...
+    def put_file(self, data: bytes, path: str, mode: int = ...) -> None: ...
+    def qmp(self, command: str, **args: Any) -> Any: ...
+    def hmp(self, command_line: str) -> str: ...
+    def uart(self) -> Uart: ...
+    def tainted(self) -> int: ...
+    def faults(self) -> list[KernelMessage]: ...
+
+
+@dataclass
+class Context:
+    """One step's view of its boot: the guest, this boot's samples, the deadline."""
+
+    guest: GuestCapabilities
+    deadline: Deadline
+    #: Samples of this boot so far, by metric name (shared by the boot's steps).
+    samples: dict[str, list[float]]
+    #: Units of the cell's metrics (shared by the cell's boots).
+    units: dict[str, str]
+    #: Set by steps that run a command.
+    exit_code: int | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def timeout(self) -> float:
+        """Seconds left, for capabilities that still take a timeout."""
+        return max(self.deadline.remaining(), 0.001)
+
+    def record(self, name: str, value: float, unit: str) -> None:
+        self.samples.setdefault(name, []).append(value)
+        if unit or name not in self.units:
+            self.units[name] = unit
+
+
+def check_output(match: str | None, no_match: str | None, output: str) -> list[str]:
+    """Problems with an output against a regex it must match and one it must not."""
+    problems = []
+    if match is not None and not re.search(match, output, re.M):
+        problems.append(f"output does not match {match!r}")
+    if no_match is not None and (m := re.search(no_match, output, re.M)):
+        problems.append(f"output matches {no_match!r}: {m.group(0)!r}")
+    return problems
+
+
+def number(text: str) -> float:
+    """A sample: decimal, or hex with 0x (register values)."""
+    return float(int(text, 16)) if text.lower().startswith("0x") else float(text)
+
+
+def extract(metrics: tuple[Metric, ...], output: str, ctx: Context) -> list[str]:
+    """Every metric's samples from an output; a metric with none is a problem."""
+    problems = []
+    for metric in metrics:
+        found = [m.group(1) for m in re.finditer(metric.regex, output, re.M)]
+        if not found:
+            problems.append(f"metric {metric.name}: no sample in the output")
+        for text in found:
+            try:
+                value = number(text)
+            except ValueError:
+                problems.append(f"metric {metric.name}: {text!r} is not a number")
+                continue
+            ctx.record(metric.name, value, metric.unit or _unit(metric.name, output))
+    return problems
+
+
+def _unit(name: str, output: str) -> str:
+    m = re.search(rf"^METRIC {re.escape(name)} \S+ (\S+)", output, re.M)
+    return m.group(1) if m else ""

@@ -1,0 +1,48 @@
+"""`run:` a shell command in the guest; checks its exit code and output, reads metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lab.model import Metric, Step
+from lab.schema import Fields
+from lab.steps.base import Context, check_output, extract
+
+#: How much of a failing command's output the result keeps.
+OUTPUT_TAIL = 2000
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run(Step):
+    kind = "run"
+    command: str
+    expect_exit: int | None = 0       # None: any exit code
+    match: str | None = None
+    no_match: str | None = None
+    metrics: tuple[Metric, ...] = ()
+
+    @classmethod
+    def parse(cls, f: Fields, **common) -> "Run":
+        command = f.take("run", str)
+        expect_exit = f.take("expect_exit", (int, str), 0)
+        if isinstance(expect_exit, str) and expect_exit != "any":
+            f.fail("expect_exit", "an integer, or 'any'")
+        return cls(name=common.pop("name") or f"run: {command[:50]}", command=command,
+                   expect_exit=None if expect_exit == "any" else expect_exit,
+                   match=f.regex("match"), no_match=f.regex("no_match"),
+                   metrics=f.metrics(), **common)
+
+    def defines(self) -> tuple[Metric, ...]:
+        return self.metrics
+
+    def execute(self, ctx: Context) -> list[str]:
+        r = ctx.guest.run(self.command, ctx.timeout)
+        ctx.exit_code = r.exit_code
+        problems = []
+        if self.expect_exit is not None and r.exit_code != self.expect_exit:
+            problems.append(f"exit code {r.exit_code}, expected {self.expect_exit}")
+        problems += check_output(self.match, self.no_match, r.output)
+        problems += extract(self.metrics, r.output, ctx)
+        if problems:
+            problems.append("output:\n" + r.output[-OUTPUT_TAIL:])
+        return problems
