@@ -25,7 +25,7 @@ class Deadline:
     def expired(self) -> bool:
         return time.monotonic() >= self.end
 
-    def within(self, seconds: float) -> "Deadline":
+    def within(self, seconds: float) -> Deadline:
         """A deadline at most seconds from now, and never later than this one."""
         sub = Deadline(min(seconds, self.remaining()))
         return sub

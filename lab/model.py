@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ class Selector:
 
     terms: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
-    def matches(self, cell: "Cell") -> bool:
+    def matches(self, cell: Cell) -> bool:
         key = cell.key()
         return all(key[name] in allowed for name, allowed in self.terms)
 
@@ -191,9 +191,14 @@ class Step:
     def applies(self, cell: Cell) -> bool:
         return self.when.matches(cell)
 
-    def defines(self) -> tuple["Metric", ...]:
+    def defines(self) -> tuple[Metric, ...]:
         """The metrics this step records samples of."""
         return ()
+
+    def execute(self, ctx: Any) -> list[str]:
+        """Runs the step in a boot (ctx: lab.steps.base.Context); returns what went
+        wrong, empty for a pass. Each kind in lab/steps/ implements it."""
+        raise NotImplementedError(type(self).__name__)
 
 
 @dataclass(frozen=True)
@@ -221,7 +226,7 @@ class Scenario:
     memory_mb: int | None = None
     claim: Claim | None = None
 
-    def metrics(self) -> dict[str, "Metric"]:
+    def metrics(self) -> dict[str, Metric]:
         """Every metric the steps define, by name, in the order they first appear."""
         found: dict[str, Metric] = {}
         for step in self.steps:

@@ -18,9 +18,11 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 from lab.deadline import Deadline
 from lab.errors import CommandError, UserError
@@ -68,6 +70,48 @@ def _stop(proc: subprocess.Popen, grace_s: float) -> None:
         log.error("pid %d did not die after SIGKILL", proc.pid)
 
 
+class _Output(threading.Thread):
+    """Reads the child's merged output line by line: tail, log file, progress."""
+
+    def __init__(self, proc: subprocess.Popen, what: str, logfh: IO[str] | None,
+                 progress: Callable[[str], None] | None, keep: bool):
+        super().__init__(name=f"proc-{what}", daemon=True)
+        self.proc, self.logfh, self.progress, self.keep = proc, logfh, progress, keep
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.kept: list[str] = []
+
+    def run(self) -> None:
+        last = 0.0
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.tail.append(line)
+            if self.keep:
+                self.kept.append(line)
+            if self.logfh:
+                self.logfh.write(line)
+            if self.progress is not None and time.monotonic() - last > PROGRESS_EVERY_S:
+                last = time.monotonic()
+                self.progress(line.rstrip())
+
+    def text(self) -> str:
+        return "".join(self.kept if self.keep else self.tail)
+
+
+def _spawn(argv: tuple[str, ...], cwd: Path | None, env: dict[str, str] | None
+           ) -> subprocess.Popen:
+    try:
+        return subprocess.Popen(
+            argv, cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+            start_new_session=True)
+    except FileNotFoundError:
+        from lab import hostdeps  # hostdeps runs its commands through here too
+        hostdeps.require(argv[0])
+        raise UserError(f"{argv[0]}: not found") from None
+    except PermissionError as exc:
+        raise UserError(f"{argv[0]}: cannot run: {exc.strerror}") from None
+
+
 def run(argv: list[str] | tuple[str, ...], *, deadline: Deadline | float,
         log_path: Path | None = None, cwd: Path | None = None,
         env: dict[str, str] | None = None, check: bool = True,
@@ -80,64 +124,33 @@ def run(argv: list[str] | tuple[str, ...], *, deadline: Deadline | float,
     keeps only the tail in memory (long builds log to log_path instead).
     """
     argv = tuple(str(a) for a in argv)
-    if isinstance(deadline, (int, float)):
+    if not isinstance(deadline, Deadline):
         deadline = Deadline(deadline)
     what = what or Path(argv[0]).name
     cmdline = shlex.join(argv)
     log.debug("run: %s", cmdline)
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
-    kept: list[str] = []
-    logfh: IO[str] | None = open(log_path, "a", encoding="utf-8") if log_path else None
+    logname = str(log_path) if log_path else None
     started = time.monotonic()
-    try:
+    with open(log_path, "a", encoding="utf-8") if log_path else nullcontext() as logfh:
         if logfh:
             logfh.write(f"$ {cmdline}\n")
             logfh.flush()
-        try:
-            proc = subprocess.Popen(
-                argv, cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                errors="replace", start_new_session=True)
-        except FileNotFoundError:
-            from lab import hostdeps   # hostdeps runs commands through here too
-            hostdeps.require(argv[0])
-            raise UserError(f"{argv[0]}: not found") from None
-        except PermissionError as exc:
-            raise UserError(f"{argv[0]}: cannot run: {exc.strerror}") from None
-
-        def read() -> None:
-            last = 0.0
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                tail.append(line)
-                if keep_output:
-                    kept.append(line)
-                if logfh:
-                    logfh.write(line)
-                if progress is not None and time.monotonic() - last > PROGRESS_EVERY_S:
-                    last = time.monotonic()
-                    progress(line.rstrip())
-
-        reader = threading.Thread(target=read, name=f"proc-{what}", daemon=True)
-        reader.start()
+        proc = _spawn(argv, cwd, env)
+        output = _Output(proc, what, logfh, progress, keep_output)
+        output.start()
         try:
             proc.wait(timeout=deadline.remaining())
         except subprocess.TimeoutExpired:
             _stop(proc, TERM_GRACE_S)
-            reader.join(timeout=5)
+            output.join(timeout=5)
             raise error(f"{what}: did not finish within its deadline of "
-                        f"{deadline.seconds:.0f} s (killed): {cmdline}",
-                        str(log_path) if log_path else None, "".join(tail)) from None
+                        f"{deadline.seconds:.0f} s (killed): {cmdline}", logname,
+                        "".join(output.tail)) from None
         except BaseException:
             _stop(proc, 0.0)   # Ctrl-C, SIGTERM: nothing of ours keeps running
             raise
-        reader.join(timeout=5)
-    finally:
-        if logfh:
-            logfh.close()
-    done = Completed(argv, proc.returncode, "".join(kept) if keep_output else "".join(tail),
-                     time.monotonic() - started)
+        output.join(timeout=5)
     if check and proc.returncode != 0:
-        raise error(f"{what} failed (exit code {proc.returncode}): {cmdline}",
-                    str(log_path) if log_path else None, "".join(tail))
-    return done
+        raise error(f"{what} failed (exit code {proc.returncode}): {cmdline}", logname,
+                    "".join(output.tail))
+    return Completed(argv, proc.returncode, output.text(), time.monotonic() - started)

@@ -9,8 +9,8 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from rich.console import Console
 from rich.live import Live
@@ -279,7 +279,7 @@ def compare_plot(comparison: Comparison, path: Path) -> None:
     import matplotlib.pyplot as plt
     metrics = list(comparison.metrics)
     fig, axes = plt.subplots(len(metrics), 1, figsize=(10, 3.2 * len(metrics)), squeeze=False)
-    for ax, metric in zip(axes[:, 0], metrics):
+    for ax, metric in zip(axes[:, 0], metrics, strict=True):
         rows = comparison.metrics[metric]
         for i, r in enumerate(rows):
             color = "tab:gray" if r.is_baseline else "tab:red"

@@ -11,26 +11,24 @@ still load.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, Iterable
+from enum import StrEnum
+from typing import Any
 
 from lab.model import BootFacts, Cell, KernelMessage
 
 FORMAT = 2
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     PASS = "pass"
     FAIL = "fail"
     ERROR = "error"
     SKIP = "skip"
 
-    def __str__(self) -> str:
-        return self.value
-
     @staticmethod
-    def worst(statuses: Iterable["Status"]) -> "Status":
+    def worst(statuses: Iterable[Status]) -> Status:
         """ERROR over FAIL over PASS; a skipped step changes nothing."""
         found = set(statuses)
         for status in (Status.ERROR, Status.FAIL):
@@ -55,7 +53,7 @@ class StepResult:
                 "exit_code": self.exit_code, "message": self.message}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "StepResult":
+    def from_json(cls, d: dict[str, Any]) -> StepResult:
         return cls(d["name"], d["kind"], d.get("boot", 0), Status(d["status"]),
                    d.get("duration_s", 0.0), d.get("exit_code"), d.get("message", ""))
 
@@ -102,7 +100,7 @@ class BootResult:
                 "faults": [_fault_json(f) for f in self.faults], "logs": self.logs}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any], steps: list[StepResult]) -> "BootResult":
+    def from_json(cls, d: dict[str, Any], steps: list[StepResult]) -> BootResult:
         f = d.get("facts")
         facts = BootFacts(f["kernel_release"], f["accel"], f["cmdline"], f["boot_s"],
                           f["kpti_active"]) if f else None
@@ -210,7 +208,7 @@ class CellResult:
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "CellResult":
+    def from_json(cls, d: dict[str, Any]) -> CellResult:
         cell = Cell(d["arch"], d["kernel"], d["cmdline"], tuple(d.get("cmdline_words", ())))
         steps = [StepResult.from_json(s) for s in d.get("steps", [])]
         if "boots" in d:
@@ -265,7 +263,7 @@ class RunResult:
                 "cells": [c.to_json() for c in self.cells]}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "RunResult":
+    def from_json(cls, d: dict[str, Any]) -> RunResult:
         version = d.get("format", 1)
         if version > FORMAT:
             raise ValueError(f"results format {version} is newer than this lab ({FORMAT})")

@@ -110,7 +110,7 @@ class Fields:
                           f"expected {_names(types)}, got {kind_of(n.value)}")
         return n.value
 
-    def sub(self, k: str) -> "Fields":
+    def sub(self, k: str) -> Fields:
         node = self.node_of(k)
         assert node is not None
         return Fields(node, self.ctx, self.path(k))

@@ -6,7 +6,7 @@ lab.model.Step (its `parse` and `execute`), and add one line to PARSERS.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from lab.model import Step
 from lab.schema import Ctx, Fields, Node, kind_of

@@ -88,7 +88,7 @@ class MetricAssert(Step):
         return problems
 
 
-def parse(f: Fields, **common) -> Step:
+def parse(f: Fields, **common: Any) -> Step:
     """One `assert:` key, two kinds: a fact, or a metric."""
     p = f.sub("assert")
     fact, metric = p.take("fact", str, ""), p.take("metric", str, "")

@@ -4,6 +4,7 @@ and read for metrics."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from lab.model import Metric, Step
 from lab.schema import Fields
@@ -18,7 +19,7 @@ class Hmp(Step):
     metrics: tuple[Metric, ...] = ()
 
     @classmethod
-    def parse(cls, f: Fields, **common) -> "Hmp":
+    def parse(cls, f: Fields, **common: Any) -> Hmp:
         command = f.take("hmp", str)
         return cls(name=common.pop("name") or f"hmp: {command}", command=command,
                    match=f.regex("match"), metrics=f.metrics(), **common)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
 from lab.model import Step
 from lab.schema import Fields
@@ -18,7 +19,7 @@ class Module(Step):
     args: str = ""
 
     @classmethod
-    def parse(cls, f: Fields, **common) -> "Module":
+    def parse(cls, f: Fields, **common: Any) -> Module:
         p = f.sub("module")
         load, unload = p.take("load", str, ""), p.take("unload", str, "")
         if bool(load) == bool(unload):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lab.model import Step
 from lab.schema import Fields
@@ -18,7 +19,7 @@ class Put(Step):
     mode: int = 0o644
 
     @classmethod
-    def parse(cls, f: Fields, **common) -> "Put":
+    def parse(cls, f: Fields, **common: Any) -> Put:
         p = f.sub("put")
         src = p.take("src", str, required=True)
         path = f.ctx.path.parent / src

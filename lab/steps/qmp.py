@@ -18,7 +18,7 @@ class Qmp(Step):
     expect: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
-    def parse(cls, f: Fields, **common) -> "Qmp":
+    def parse(cls, f: Fields, **common: Any) -> Qmp:
         p = f.sub("qmp")
         step = cls(name=common.pop("name") or "qmp", command=p.take("command", str, required=True),
                    args=p.pairs("args"), expect=p.pairs("expect"), **common)

@@ -4,8 +4,8 @@ expanded when the scenario loads; nothing of it runs by itself."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 from lab.model import Step
 from lab.schema import Fields, Node

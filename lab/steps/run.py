@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from lab.model import Metric, Step
 from lab.schema import Fields
@@ -22,7 +23,7 @@ class Run(Step):
     metrics: tuple[Metric, ...] = ()
 
     @classmethod
-    def parse(cls, f: Fields, **common) -> "Run":
+    def parse(cls, f: Fields, **common: Any) -> Run:
         command = f.take("run", str)
         expect_exit = f.take("expect_exit", (int, str), 0)
         if isinstance(expect_exit, str) and expect_exit != "any":

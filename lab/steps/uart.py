@@ -4,6 +4,7 @@ checksummed transfer of random bytes (aarch64's PL011; see docs/driver.md)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from lab.model import Metric, Step
 from lab.schema import Fields
@@ -59,7 +60,7 @@ class UartTransfer(Step):
         return problems
 
 
-def parse(f: Fields, **common) -> Step:
+def parse(f: Fields, **common: Any) -> Step:
     """One `uart:` key, two kinds: a transfer, or send/expect."""
     p = f.sub("uart")
     name = common.pop("name")
