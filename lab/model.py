@@ -15,11 +15,9 @@ class ArchProfile:
     kernel_arch: str          # make ARCH=
     cross_compile: str        # make CROSS_COMPILE= ("" for native)
     cc: str                   # C compiler for static guest tools
-    cc_package: str           # Debian package that provides cc
     image_target: str         # make target for the boot image
     image_path: str           # the boot image, relative to the build dir
     qemu: str                 # QEMU binary
-    qemu_package: str         # Debian package that provides it
     machine: str              # -M
     cpu: str                  # -cpu under TCG
     kvm_cpu: str              # -cpu under KVM
