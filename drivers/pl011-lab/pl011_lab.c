@@ -34,6 +34,13 @@
 #define LAB_ERROR_IM		(UART011_OEIM | UART011_BEIM | UART011_PEIM | \
 				 UART011_FEIM)
 #define LAB_RX_IM		(UART011_RXIM | UART011_RTIM | LAB_ERROR_IM)
+#define LAB_MODEM_IM		(UART011_RIMIM | UART011_CTSMIM | UART011_DCDMIM | \
+				 UART011_DSRMIM)
+/* Every interrupt's status bit: written to ICR, it clears them all. */
+#define LAB_ALL_IS		(UART011_OEIS | UART011_BEIS | UART011_PEIS | \
+				 UART011_FEIS | UART011_RTIS | UART011_TXIS | \
+				 UART011_RXIS | UART011_DSRMIS | UART011_DCDMIS | \
+				 UART011_CTSMIS | UART011_RIMIS)
 #define LAB_DR_ERROR		(UART011_DR_OE | UART011_DR_BE | UART011_DR_PE | \
 				 UART011_DR_FE)
 /* A bit above DR's: set on every character, masked out when CREAD is off. */
@@ -59,7 +66,8 @@ static u32 lab_read(const struct lab_port *lp, unsigned int reg)
 	return readl(lp->port.membase + reg);
 }
 
-static void lab_write(const struct lab_port *lp, u32 val, unsigned int reg)
+/* The value first, then the port and the register, as pl011_write(). */
+static void lab_write(u32 val, const struct lab_port *lp, unsigned int reg)
 {
 	writel(val, lp->port.membase + reg);
 }
@@ -71,7 +79,7 @@ static void lab_stop_tx(struct uart_port *port)
 	struct lab_port *lp = to_lab_port(port);
 
 	lp->im &= ~UART011_TXIM;
-	lab_write(lp, lp->im, UART011_IMSC);
+	lab_write(lp->im, lp, UART011_IMSC);
 }
 
 /*
@@ -89,7 +97,7 @@ static bool lab_tx_chars(struct lab_port *lp, bool from_irq)
 	if (port->x_char) {
 		if (lab_read(lp, UART01x_FR) & UART01x_FR_TXFF)
 			return true;
-		lab_write(lp, port->x_char, UART01x_DR);
+		lab_write(port->x_char, lp, UART01x_DR);
 		port->icount.tx++;
 		port->x_char = 0;
 		budget--;
@@ -100,7 +108,7 @@ static bool lab_tx_chars(struct lab_port *lp, bool from_irq)
 	}
 	while (budget-- > 0 && !uart_circ_empty(xmit) &&
 	       !(lab_read(lp, UART01x_FR) & UART01x_FR_TXFF)) {
-		lab_write(lp, xmit->buf[xmit->tail], UART01x_DR);
+		lab_write(xmit->buf[xmit->tail], lp, UART01x_DR);
 		uart_xmit_advance(port, 1);
 	}
 	if (uart_circ_chars_pending(xmit) < WAKEUP_CHARS)
@@ -118,7 +126,7 @@ static void lab_start_tx(struct uart_port *port)
 
 	if (lab_tx_chars(lp, false)) {
 		lp->im |= UART011_TXIM;
-		lab_write(lp, lp->im, UART011_IMSC);
+		lab_write(lp->im, lp, UART011_IMSC);
 	}
 }
 
@@ -157,7 +165,7 @@ static void lab_rx_chars(struct lab_port *lp)
 			else if (ch & UART011_DR_FE)
 				flag = TTY_FRAME;
 		}
-		if (uart_handle_sysrq_char(port, ch & 0xff))
+		if (uart_prepare_sysrq_char(port, ch & 0xff))
 			continue;
 		uart_insert_char(port, ch, UART011_DR_OE, ch & 0xff, flag);
 	}
@@ -171,7 +179,7 @@ static void lab_stop_rx(struct uart_port *port)
 	struct lab_port *lp = to_lab_port(port);
 
 	lp->im &= ~LAB_RX_IM;
-	lab_write(lp, lp->im, UART011_IMSC);
+	lab_write(lp->im, lp, UART011_IMSC);
 }
 
 static irqreturn_t lab_int(int irq, void *dev_id)
@@ -189,15 +197,16 @@ static irqreturn_t lab_int(int irq, void *dev_id)
 	}
 	do {
 		/* RX and TX clear themselves as the FIFOs drain and fill. */
-		lab_write(lp, status & ~(UART011_TXIS | UART011_RTIS |
-					 UART011_RXIS), UART011_ICR);
+		lab_write(status & ~(UART011_TXIS | UART011_RTIS |
+				     UART011_RXIS), lp, UART011_ICR);
 		if (status & (UART011_RTIS | UART011_RXIS))
 			lab_rx_chars(lp);
 		if (status & UART011_TXIS)
 			lab_tx_chars(lp, true);
 		status = lab_read(lp, UART011_MIS);
 	} while (status && ++pass < LAB_ISR_PASS_LIMIT);
-	spin_unlock_irqrestore(&lp->port.lock, flags);
+	/* A sysrq character seen by lab_rx_chars() runs once the lock is free. */
+	uart_unlock_and_check_sysrq_irqrestore(&lp->port, flags);
 	return IRQ_HANDLED;
 }
 
@@ -243,16 +252,15 @@ static void lab_set_mctrl(struct uart_port *port, unsigned int mctrl)
 		cr |= UART011_CR_OUT2;
 	if (mctrl & TIOCM_LOOP)
 		cr |= UART011_CR_LBE;
-	lab_write(lp, cr, UART011_CR);
+	lab_write(cr, lp, UART011_CR);
 }
 
 static void lab_enable_ms(struct uart_port *port)
 {
 	struct lab_port *lp = to_lab_port(port);
 
-	lp->im |= UART011_RIMIM | UART011_CTSMIM | UART011_DCDMIM |
-		  UART011_DSRMIM;
-	lab_write(lp, lp->im, UART011_IMSC);
+	lp->im |= LAB_MODEM_IM;
+	lab_write(lp->im, lp, UART011_IMSC);
 }
 
 static void lab_break_ctl(struct uart_port *port, int break_state)
@@ -267,11 +275,27 @@ static void lab_break_ctl(struct uart_port *port, int break_state)
 		lcrh |= UART01x_LCRH_BRK;
 	else
 		lcrh &= ~UART01x_LCRH_BRK;
-	lab_write(lp, lcrh, UART011_LCRH);
+	lab_write(lcrh, lp, UART011_LCRH);
 	spin_unlock_irqrestore(&port->lock, flags);
 }
 
 /* ------------------------------------------------------- open and close */
+
+/*
+ * RXIS rises only when the RX FIFO crosses its trigger level. Characters left
+ * from before the open could hold it at that level, and no RX interrupt would
+ * ever come: empty the FIFO first, as amba-pl011 does.
+ */
+static void lab_drain_rx(struct lab_port *lp)
+{
+	unsigned int i;
+
+	for (i = 0; i < lp->port.fifosize * 2; i++) {
+		if (lab_read(lp, UART01x_FR) & UART01x_FR_RXFE)
+			break;
+		lab_read(lp, UART01x_DR);
+	}
+}
 
 static int lab_startup(struct uart_port *port)
 {
@@ -283,8 +307,8 @@ static int lab_startup(struct uart_port *port)
 	if (ret)
 		return ret;
 
-	lab_write(lp, UART011_IFLS_RX4_8 | UART011_IFLS_TX4_8, UART011_IFLS);
-	lab_write(lp, 0x7ff, UART011_ICR);	/* clear every interrupt */
+	lab_write(UART011_IFLS_RX4_8 | UART011_IFLS_TX4_8, lp, UART011_IFLS);
+	lab_write(LAB_ALL_IS, lp, UART011_ICR);
 	ret = request_irq(port->irq, lab_int, 0, LAB_DRIVER_NAME, lp);
 	if (ret) {
 		clk_disable_unprepare(lp->clk);
@@ -292,10 +316,11 @@ static int lab_startup(struct uart_port *port)
 	}
 
 	spin_lock_irqsave(&port->lock, flags);
-	lab_write(lp, lab_read(lp, UART011_CR) | UART01x_CR_UARTEN |
-		  UART011_CR_TXE | UART011_CR_RXE, UART011_CR);
+	lab_write(lab_read(lp, UART011_CR) | UART01x_CR_UARTEN |
+		  UART011_CR_TXE | UART011_CR_RXE, lp, UART011_CR);
+	lab_drain_rx(lp);
 	lp->im = LAB_RX_IM;
-	lab_write(lp, lp->im, UART011_IMSC);
+	lab_write(lp->im, lp, UART011_IMSC);
 	spin_unlock_irqrestore(&port->lock, flags);
 	return 0;
 }
@@ -307,17 +332,17 @@ static void lab_shutdown(struct uart_port *port)
 
 	spin_lock_irqsave(&port->lock, flags);
 	lp->im = 0;
-	lab_write(lp, lp->im, UART011_IMSC);
-	lab_write(lp, 0x7ff, UART011_ICR);
+	lab_write(lp->im, lp, UART011_IMSC);
+	lab_write(LAB_ALL_IS, lp, UART011_ICR);
 	spin_unlock_irqrestore(&port->lock, flags);
 
 	free_irq(port->irq, lp);
 
 	/* Keep RTS and DTR as set_mctrl left them; stop the UART and the FIFOs. */
-	lab_write(lp, lab_read(lp, UART011_CR) &
-		  (UART011_CR_RTS | UART011_CR_DTR), UART011_CR);
-	lab_write(lp, lab_read(lp, UART011_LCRH) &
-		  ~(UART01x_LCRH_BRK | UART01x_LCRH_FEN), UART011_LCRH);
+	lab_write(lab_read(lp, UART011_CR) &
+		  (UART011_CR_RTS | UART011_CR_DTR), lp, UART011_CR);
+	lab_write(lab_read(lp, UART011_LCRH) &
+		  ~(UART01x_LCRH_BRK | UART01x_LCRH_FEN), lp, UART011_LCRH);
 	clk_disable_unprepare(lp->clk);
 }
 
@@ -383,11 +408,11 @@ static void lab_set_termios(struct uart_port *port, struct ktermios *termios,
 
 	/* The divisors take effect with the next write of LCRH. */
 	cr = lab_read(lp, UART011_CR);
-	lab_write(lp, 0, UART011_CR);
-	lab_write(lp, quot >> 6, UART011_IBRD);
-	lab_write(lp, quot & 0x3f, UART011_FBRD);
-	lab_write(lp, lcrh, UART011_LCRH);
-	lab_write(lp, cr, UART011_CR);
+	lab_write(0, lp, UART011_CR);
+	lab_write(quot >> 6, lp, UART011_IBRD);
+	lab_write(quot & 0x3f, lp, UART011_FBRD);
+	lab_write(lcrh, lp, UART011_LCRH);
+	lab_write(cr, lp, UART011_CR);
 	spin_unlock_irqrestore(&port->lock, flags);
 
 	if (tty_termios_baud_rate(termios))
@@ -528,8 +553,8 @@ static int lab_probe(struct amba_device *dev, const struct amba_id *id)
 	spin_lock_init(&lp->port.lock);
 
 	/* Quiet the UART until it is opened. */
-	lab_write(lp, 0, UART011_IMSC);
-	lab_write(lp, 0x7ff, UART011_ICR);
+	lab_write(0, lp, UART011_IMSC);
+	lab_write(LAB_ALL_IS, lp, UART011_ICR);
 
 	amba_set_drvdata(dev, lp);
 	ret = uart_add_one_port(&lab_uart_driver, &lp->port);
