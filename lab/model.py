@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: What a guest's /init prints on the shell console once the shell is ready.
+#: The one spelling: images/init holds a placeholder that the initramfs builder
+#: replaces with it, and the console waits for it.
+READY_MARKER = "@@LAB-READY@@"
+
 
 @dataclass(frozen=True)
 class ArchProfile:
