@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import qemu  # noqa: E402
 from lab.arches import ARCHES  # noqa: E402
-from lab.console import READY  # noqa: E402
 from lab.guest import Guest  # noqa: E402
+from lab.model import READY_MARKER  # noqa: E402
 from lab.pytest_plugin import lab_kernel  # noqa: E402
 
 
@@ -53,7 +53,7 @@ def raw_boot(build, arch) -> float:
             conn, _ = listener.accept()
             conn.settimeout(30)
             seen = b""
-            while READY.encode() not in seen:
+            while READY_MARKER.encode() not in seen:
                 data = conn.recv(4096)
                 if not data:
                     raise RuntimeError("raw QEMU closed its console before the ready marker")

@@ -51,7 +51,7 @@ def main() -> None:
     for name, arch in ARCHES.items():
         for kernel in ("kpti", "nokpti"):
             variant = kconfig.resolve_variant(arch, kernel)
-            cached = build.ensure(arch, variant)
+            cached = build.ensure_kernel(arch, variant)
             if args.cold:
                 with tempfile.TemporaryDirectory(prefix="lab-cold-") as tmp:
                     shutil.copytree(cache_dir() / "debs", Path(tmp) / "debs")

@@ -33,17 +33,22 @@ def _builds(arch: str | None, kernel: str | None) -> list[tuple]:
     return [(a, kconfig.resolve_variant(a, k)) for a in arches for k in kernels]
 
 
-def _ensure(arch: ArchProfile, variant: KernelVariant, jobs: int | None = None) -> KernelBuild:
+def _kernel_src() -> Path | None:
+    """$LAB_KERNEL_SRC: the default kernel tree (None: Debian's linux-source)."""
+    value = os.environ.get("LAB_KERNEL_SRC")
+    return Path(value) if value else None
+
+
+def _ensure(arch: ArchProfile, variant: KernelVariant, jobs: int | None = None,
+            source: Path | None = None) -> KernelBuild:
     """A cached or freshly built kernel + initramfs, with progress on stderr."""
     with report.build_progress(f"{arch.name}/{variant.name}") as progress:
-        return build.ensure(arch, variant, progress, jobs)
+        return build.ensure_kernel(arch, variant, source=source, progress=progress, jobs=jobs)
 
 
 def cmd_build(args) -> int:
-    if args.kernel_src:
-        os.environ["LAB_KERNEL_SRC"] = str(args.kernel_src)
     for arch, variant in _builds(args.arch, args.kernel):
-        result = _ensure(arch, variant, args.jobs)
+        result = _ensure(arch, variant, args.jobs, args.kernel_src)
         report.out.print(f"{result.arch}/{result.kernel}: {result.image}  "
                          f"initramfs {result.initramfs.name}")
     return 0
@@ -60,7 +65,8 @@ def cmd_kernels(args) -> int:
 
 def cmd_doctor(args) -> int:
     if args.install:
-        hostdeps.install(hostdeps.missing())
+        with report.build_progress("doctor --install") as progress:
+            hostdeps.install(hostdeps.missing(), progress)
     rows = [(d.what, d.package, d.found()) for d in hostdeps.DEPS]
     accel = qemu.accel_status(probe=True)
     report.doctor_table(rows, accel)
@@ -84,7 +90,7 @@ def _logdir(args, what: str) -> Path:
 
 def _guest(args, what: str, **kw) -> Guest:
     ((arch, variant),) = _builds(args.arch, args.kernel)
-    kbuild = _ensure(arch, variant)
+    kbuild = _ensure(arch, variant, source=_kernel_src())
     return Guest(kbuild, tuple(args.cmdline.split()), logdir=_logdir(args, what),
                  accel=args.accel, **kw)
 
@@ -187,7 +193,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--arch", help=f"one of {', '.join(ARCHES)}")
     b.add_argument("--kernel", help="a variant name from kernel-configs/variants/, or a path to a .config fragment")
     b.add_argument("-j", "--jobs", type=int, help="parallel make jobs (default: CPU count)")
-    b.add_argument("--kernel-src", type=Path, metavar="DIR",
+    b.add_argument("--kernel-src", type=Path, metavar="DIR", default=_kernel_src(),
                    help="build your kernel tree instead of Debian's linux-source 6.1 "
                         "(same as $LAB_KERNEL_SRC)")
     b.set_defaults(func=cmd_build)

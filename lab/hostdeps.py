@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.errors import InfraError, UserError
+from lab import proc
+from lab.errors import UserError
 from lab.paths import cache_dir
+
+#: progress(phase, detail), as the build layer reports it.
+Progress = Callable[[str, str], None]
 
 KERNEL_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
 BUSYBOX_ARCHES = ("amd64", "arm64")
@@ -104,34 +108,36 @@ def missing() -> list[Dep]:
     return [dep for dep in DEPS if not dep.found()]
 
 
-def _apt(*args: str, cwd: Path | None = None) -> None:
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = ["apt-get", *args]
-    try:
-        subprocess.run(cmd, check=True, env=env, cwd=cwd, timeout=1800)
-    except FileNotFoundError:
-        raise UserError("apt-get not found: lab doctor --install needs Debian") from None
-    except subprocess.CalledProcessError as exc:
-        raise InfraError(f"{' '.join(cmd)} failed with exit code {exc.returncode}") from None
-    except subprocess.TimeoutExpired:
-        raise InfraError(f"{' '.join(cmd)} did not finish in 30 minutes") from None
+#: apt-get downloads and installs: generous, but bounded.
+APT_DEADLINE_S = 1800.0
+DPKG_DEADLINE_S = 120.0
 
 
-def install(deps: list[Dep]) -> None:
+def _apt(verb: str, *args: str, options: tuple[str, ...] = (),
+         progress: Progress | None = None, cwd: Path | None = None) -> None:
+    proc.run(["apt-get", *options, verb, *args], deadline=APT_DEADLINE_S, cwd=cwd,
+             env={"DEBIAN_FRONTEND": "noninteractive"}, what=f"apt-get {verb}",
+             progress=(lambda line: progress("apt-get " + verb, line)) if progress else None,
+             keep_output=False)
+
+
+def install(deps: list[Dep], progress: Progress | None = None) -> None:
     """Install missing packages with apt, and download the foreign busybox builds."""
     if not deps:
         return
     if os.geteuid() != 0:
         raise UserError("lab doctor --install must run as root (it calls apt-get)")
+    if shutil.which("apt-get") is None:
+        raise UserError("apt-get not found: lab doctor --install needs Debian")
     foreign = [d for d in deps if d.foreign]
     native = sorted({d.package for d in deps if not d.foreign})
     if foreign:
-        subprocess.run(["dpkg", "--add-architecture", "arm64"], check=True)
-    _apt("update", "-q")
+        proc.run(["dpkg", "--add-architecture", "arm64"], deadline=DPKG_DEADLINE_S)
+    _apt("update", "-q", progress=progress)
     if native:
-        _apt("install", "-y", "-q", "--no-install-recommends", *native)
+        _apt("install", "-y", "-q", "--no-install-recommends", *native, progress=progress)
     if foreign:
         debs_dir().mkdir(parents=True, exist_ok=True)
         # root downloads into the lab's cache, which apt's _apt user cannot write
-        _apt("-o", "APT::Sandbox::User=root", "download", *(d.package for d in foreign),
-             cwd=debs_dir())
+        _apt("download", *(d.package for d in foreign), progress=progress, cwd=debs_dir(),
+             options=("-o", "APT::Sandbox::User=root"))

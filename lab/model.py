@@ -6,6 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+#: What a guest's /init prints on the shell console once the shell is ready.
+#: The one spelling: images/init holds a placeholder that the initramfs builder
+#: replaces with it, and the console waits for it.
+READY_MARKER = "@@LAB-READY@@"
+
 
 @dataclass(frozen=True)
 class ArchProfile:

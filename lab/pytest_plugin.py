@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab import build, kconfig
-from lab.arches import get_arch
+from lab import build
 from lab.guest import Guest
 from lab.model import KernelBuild
 
@@ -38,8 +37,7 @@ def lab_kernel(arch: str, kernel: str) -> KernelBuild:
     """A built kernel and initramfs (cached for the session, and on disk)."""
     key = (arch, kernel)
     if key not in _kernels:
-        profile = get_arch(arch)
-        _kernels[key] = build.ensure(profile, kconfig.resolve_variant(profile, kernel))
+        _kernels[key] = build.ensure_kernel(arch, kernel)
     return _kernels[key]
 
 

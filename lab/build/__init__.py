@@ -1,0 +1,89 @@
+"""Kernel, module, guest-tool and initramfs builds, cached by content hash.
+
+    from lab import build
+    kbuild = build.ensure_kernel("aarch64", "kpti")      # kernel + initramfs
+
+The package, by what each module owns:
+- cache:   the cache layout, its locks, `entry()` (the one protocol for a
+           cache entry) and the locked, atomic JSON write;
+- command: progress callbacks and one build command through lab.proc;
+- source:  the kernel source (Debian's tarball, or a user's tree);
+- kernel:  configure, verify, compile and record a kernel;
+- image:   guest tools, busybox, modules and the initramfs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lab import kconfig
+from lab.arches import get_arch
+from lab.build.cache import RECIPE
+from lab.build.command import REPRODUCIBLE_ENV, Progress, quiet
+from lab.build.image import (
+    Cpio,
+    build_initramfs,
+    build_module,
+    build_tools,
+    busybox,
+    drivers,
+    init_script,
+)
+from lab.build.kernel import (
+    build_kernel,
+    compiler_id,
+    kernel_key,
+    kernel_meta,
+    list_kernels,
+    toolchain_id,
+)
+from lab.build.source import kernel_source
+from lab.model import ArchProfile, KernelBuild, KernelVariant
+
+__all__ = [
+    "RECIPE",
+    "REPRODUCIBLE_ENV",
+    "Cpio",
+    "Progress",
+    "build_initramfs",
+    "build_kernel",
+    "build_module",
+    "build_tools",
+    "busybox",
+    "compiler_id",
+    "drivers",
+    "ensure",
+    "ensure_kernel",
+    "init_script",
+    "kernel_key",
+    "kernel_meta",
+    "kernel_source",
+    "list_kernels",
+    "quiet",
+    "toolchain_id",
+]
+
+
+def ensure_kernel(arch: ArchProfile | str, variant: KernelVariant | str, *,
+                  source: Path | None = None, progress: Progress = quiet,
+                  jobs: int | None = None,
+                  extra_drivers: tuple[Path, ...] = ()) -> KernelBuild:
+    """A kernel and its initramfs, building only what is missing.
+
+    arch is a profile or its name; variant a KernelVariant or a spec (a
+    variant name or a fragment path, see kconfig.resolve_variant). source is
+    a user's kernel tree, None for Debian's linux-source. progress is called
+    only when something is built.
+    """
+    profile = arch if isinstance(arch, ArchProfile) else get_arch(arch)
+    resolved = (variant if isinstance(variant, KernelVariant)
+                else kconfig.resolve_variant(profile, variant))
+    kbuild = build_kernel(profile, resolved, source=source, progress=progress, jobs=jobs)
+    return build_initramfs(kbuild, progress, extra_drivers)
+
+
+def ensure(arch: ArchProfile, variant: KernelVariant, progress: Progress = quiet,
+           jobs: int | None = None, extra_drivers: tuple[Path, ...] = ()) -> KernelBuild:
+    """The old spelling of ensure_kernel, for lab.runner until it moves over."""
+    return ensure_kernel(arch, variant, progress=progress, jobs=jobs,
+                         extra_drivers=extra_drivers)

@@ -1,0 +1,232 @@
+"""What goes into a guest beside the kernel: static guest tools, busybox,
+in-tree and out-of-tree modules, and the initramfs that holds them.
+
+The guest's /init is images/init with its placeholder @LAB_READY@ replaced by
+lab.model.READY_MARKER, so the marker the console waits for is spelt once.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from lab import hostdeps
+from lab.arches import get_arch
+from lab.build import cache
+from lab.build.command import Progress, quiet, run
+from lab.build.kernel import compiler_id, kernel_meta, make_argv
+from lab.errors import InfraError, UserError
+from lab.model import READY_MARKER, ArchProfile, KernelBuild
+from lab.paths import DRIVERS, IMAGES, cache_dir
+
+#: Deadline of each command, in seconds.
+DEADLINE_S = {
+    "tool": 300.0,             # one static guest tool
+    "module": 600.0,           # one out-of-tree module directory
+    "modules_install": 600.0,
+    "depmod": 120.0,
+    "unpack": 120.0,           # dpkg-deb -x of busybox-static
+}
+READY_PLACEHOLDER = b"@LAB_READY@"
+ABI_FLAGS = ("-static", "-nostdlib", "-ffreestanding", "-fno-stack-protector", "-fno-pie",
+             "-no-pie", "-O2", "-Wall", "-Werror")
+_DIRS = ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "root",
+         "etc", "lib", "lib/modules", "mnt")
+
+#: (name, C compiler, flags, source) of one guest tool.
+_Tool = tuple[str, str, tuple[str, ...], Path]
+
+
+# ---------------------------------------------------------------- guest tools
+
+def _tools(arch: ArchProfile) -> list[_Tool]:
+    tools: list[_Tool] = [(src.stem, arch.cc, ("-static", "-O2", "-Wall", "-Werror"), src)
+                          for src in sorted((IMAGES / "tools").glob("*.c"))]
+    tools += [(f"abi-{name}", cc, (*ABI_FLAGS, *flags), IMAGES / "abi" / "syscall_abi.c")
+              for name, cc, flags in arch.abis]
+    return tools
+
+
+def build_tools(arch: ArchProfile, progress: Progress = quiet) -> dict[str, Path]:
+    """The static guest tools: images/tools/*.c built with the arch's C library,
+    and images/abi/syscall_abi.c built freestanding once per syscall ABI of the
+    arch (abi-<name>: the 32-bit ones run on the 64-bit kernels)."""
+    tools = _tools(arch)
+    key = cache.sha(f"recipe={cache.RECIPE}", *sorted({compiler_id(cc) for _, cc, _, _ in tools}),
+                    cache.tree_hash(IMAGES / "tools"), cache.tree_hash(IMAGES / "abi"),
+                    repr(arch.abis))
+
+    def build(scratch: Path) -> None:
+        scratch.mkdir()
+        for name, cc, flags, src in tools:
+            progress("guest tools", name)
+            run([cc, *flags, "-o", scratch / name, src], phase=f"guest tool {name}",
+                deadline=DEADLINE_S["tool"], log=scratch / "build.log", progress=progress)
+
+    out = cache.entry(cache_dir() / "tools" / f"{arch.name}-{key[:12]}", build, marker=".done")
+    return {name: out / name for name, _, _, _ in tools}
+
+
+def busybox(arch: ArchProfile) -> Path:
+    """busybox-static for arch, unpacked from the Debian package in the cache."""
+    deb = hostdeps.require_busybox_deb(arch.debian_arch)
+
+    def unpack(scratch: Path) -> None:
+        scratch.mkdir()
+        run(["dpkg-deb", "-x", deb, scratch], phase=f"unpack {deb.name}",
+            deadline=DEADLINE_S["unpack"])
+
+    return cache.entry(cache_dir() / "busybox" / deb.stem, unpack) / "bin" / "busybox"
+
+
+# ---------------------------------------------------------------- modules
+
+def drivers(extra: tuple[Path, ...] = ()) -> list[Path]:
+    """The module directories for guest images: drivers/*, then extra ones; an
+    extra directory replaces a drivers/ one of the same name."""
+    found = {d.name: d for d in sorted(DRIVERS.iterdir()) if (d / "Kbuild").is_file()} \
+        if DRIVERS.is_dir() else {}
+    for d in extra:
+        if not (d / "Kbuild").is_file():
+            raise UserError(f"{d}: not an out-of-tree module directory (no Kbuild file)")
+        found[d.name] = d.resolve()
+    return list(found.values())
+
+
+def build_module(build: KernelBuild, driver: Path, progress: Progress = quiet) -> list[Path]:
+    """An out-of-tree module directory built against a lab kernel (a copy, so the
+    source tree stays clean); returns the .ko files."""
+    arch = get_arch(build.arch)
+    key = cache.sha(f"recipe={cache.RECIPE}", build.hash, cache.tree_hash(driver))
+    out = build.image.parent / "ext" / f"{driver.name}-{key[:12]}"
+
+    def make(scratch: Path) -> None:
+        shutil.copytree(driver, scratch)
+        src = Path(kernel_meta(build)["source"])
+        progress("module", driver.name)
+        run([*make_argv(arch, src, build.build_dir), f"M={scratch}", "modules"],
+            phase=f"module {driver.name}", deadline=DEADLINE_S["module"],
+            log=scratch / "build.log", progress=progress)
+
+    cache.entry(out, make, marker=".done", lock=f"{build.hash[:12]}-{out.name}")
+    return sorted(out.glob("*.ko"))
+
+
+def _stage_modules(build: KernelBuild, stage: Path, modules: list[Path], log: Path,
+                   progress: Progress) -> None:
+    """In-tree modules (modules_install) plus every drivers/* module, then depmod."""
+    arch = get_arch(build.arch)
+    src = Path(kernel_meta(build)["source"])
+    run([*make_argv(arch, src, build.build_dir), f"INSTALL_MOD_PATH={stage}",
+         "INSTALL_MOD_STRIP=1", "modules_install"], phase="modules_install",
+        deadline=DEADLINE_S["modules_install"], log=log, progress=progress)
+    mods = stage / "lib" / "modules" / build.release
+    for link in ("build", "source"):
+        (mods / link).unlink(missing_ok=True)
+    extra = mods / "extra"
+    for driver in modules:
+        extra.mkdir(parents=True, exist_ok=True)
+        for ko in build_module(build, driver, progress):
+            shutil.copy2(ko, extra / ko.name)
+    run(["depmod", "-b", stage, build.release], phase="depmod",
+        deadline=DEADLINE_S["depmod"], log=log, progress=progress)
+
+
+# ---------------------------------------------------------------- initramfs
+
+class Cpio:
+    """A newc-format cpio archive, written without root and without cpio(1)."""
+
+    def __init__(self) -> None:
+        self._out = bytearray()
+        self._ino = 1
+
+    def _entry(self, name: str, mode: int, data: bytes = b"",
+               rdev: tuple[int, int] = (0, 0)) -> None:
+        fields = [self._ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1],
+                  len(name) + 1, 0]
+        self._ino += 1
+        self._out += b"070701" + b"".join(b"%08X" % f for f in fields)
+        self._out += name.encode() + b"\0"
+        self._out += b"\0" * (-len(self._out) % 4)
+        self._out += data
+        self._out += b"\0" * (-len(self._out) % 4)
+
+    def dir(self, name: str) -> None:
+        self._entry(name, 0o040755)
+
+    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        self._entry(name, 0o100000 | mode, data)
+
+    def symlink(self, name: str, target: str) -> None:
+        self._entry(name, 0o120777, target.encode())
+
+    def chardev(self, name: str, major: int, minor: int, mode: int = 0o600) -> None:
+        self._entry(name, 0o020000 | mode, rdev=(major, minor))
+
+    def tree(self, prefix: str, root: Path) -> None:
+        """Add root's contents under prefix; links to outside the tree are dropped."""
+        for path in sorted(root.rglob("*")):
+            name = f"{prefix}/{path.relative_to(root)}"
+            if path.is_symlink():
+                continue
+            if path.is_dir():
+                self.dir(name)
+            else:
+                self.file(name, path.read_bytes(), path.stat().st_mode & 0o777)
+
+    def finish(self) -> bytes:
+        self._entry("TRAILER!!!", 0)
+        return bytes(self._out)
+
+
+def init_script() -> bytes:
+    """The guest's /init: images/init with the ready marker filled in."""
+    path = IMAGES / "init"
+    text = path.read_bytes()
+    if READY_PLACEHOLDER not in text:
+        raise InfraError(f"{path}: no {READY_PLACEHOLDER.decode()} placeholder, so the "
+                         "guest would never say it is ready")
+    return text.replace(READY_PLACEHOLDER, READY_MARKER.encode())
+
+
+def _pack(build: KernelBuild, name: str, init: bytes, bb: Path, tools: dict[str, Path],
+          modules: list[Path], progress: Progress) -> Callable[[Path], None]:
+    def pack(scratch: Path) -> None:
+        progress("initramfs", name)
+        cpio = Cpio()
+        for d in _DIRS:
+            cpio.dir(d)
+        cpio.chardev("dev/console", 5, 1)
+        cpio.file("init", init, 0o755)
+        cpio.file("bin/busybox", bb.read_bytes(), 0o755)
+        cpio.symlink("bin/sh", "busybox")
+        for tool, path in tools.items():
+            cpio.file(f"usr/bin/{tool}", path.read_bytes(), 0o755)
+        with cache.workdir(build.image.parent / f"{cache.PARTIAL}stage-{name}") as work:
+            stage = work / "stage"
+            stage.mkdir()
+            _stage_modules(build, stage, modules, work / "modules.log", progress)
+            if (stage / "lib" / "modules").is_dir():
+                cpio.tree("lib/modules", stage / "lib" / "modules")
+        scratch.write_bytes(cpio.finish())
+    return pack
+
+
+def build_initramfs(build: KernelBuild, progress: Progress = quiet,
+                    extra_drivers: tuple[Path, ...] = ()) -> KernelBuild:
+    """The guest image for a kernel: busybox, /init, guest tools and modules."""
+    arch = get_arch(build.arch)
+    tools = build_tools(arch, progress)
+    bb = busybox(arch)
+    modules = drivers(extra_drivers)
+    init = init_script()
+    key = cache.sha(f"recipe={cache.RECIPE}", build.hash, bb.read_bytes(), init,
+                    *(p.read_bytes() for p in tools.values()),
+                    *(d.name + cache.tree_hash(d) for d in modules))
+    image = build.image.parent / f"initramfs-{key[:12]}.cpio"
+    cache.entry(image, _pack(build, image.name, init, bb, tools, modules, progress),
+                lock=f"{build.hash[:12]}-initramfs")
+    return replace(build, initramfs=image)

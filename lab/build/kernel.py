@@ -1,0 +1,235 @@
+"""Kernel builds: configure, verify, compile, record; cached by content hash.
+
+A kernel's cache key covers the recipe, the source's identity, the arch, the
+toolchain and every fragment's bytes. A new configuration starts from a copy
+of the nearest finished build of the same arch, source and toolchain: kbuild
+tracks every option per object file, so it rebuilds only what changed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lab import kconfig, proc
+from lab.build import cache
+from lab.build.command import Progress, quiet, run
+from lab.build.source import kernel_source
+from lab.errors import BuildError, UserError
+from lab.model import ArchProfile, KconfigRequest, KernelBuild, KernelVariant
+from lab.paths import cache_dir
+
+#: Deadline of each phase's command(s), in seconds; a phase that overruns is
+#: killed (whether or not it prints) and fails the build.
+DEADLINE_S = {
+    "seed": 600.0,          # cp -a of the nearest build tree
+    "configure": 600.0,     # tinyconfig, merge_config.sh, olddefconfig: each
+    "compile": 3600.0,      # the image and the in-tree modules
+    "kernelrelease": 120.0,
+    "version": 60.0,        # a compiler's --version
+}
+
+
+# ---------------------------------------------------------------- toolchain
+
+@functools.cache
+def compiler_id(cc: str) -> str:
+    """The compiler's first --version line (asked once per process)."""
+    out = proc.run([cc, "--version"], deadline=DEADLINE_S["version"], check=False,
+                   merge_stderr=False).output
+    return out.splitlines()[0] if out else cc
+
+
+def toolchain_id(arch: ArchProfile) -> str:
+    return compiler_id(arch.cross_compile + "gcc")
+
+
+def make_argv(arch: ArchProfile, src: Path, obj: Path) -> list[str]:
+    """make in the kernel tree src, building into obj, for arch."""
+    argv = ["make", "-C", str(src), f"O={obj}", f"ARCH={arch.kernel_arch}"]
+    if arch.cross_compile:
+        argv.append(f"CROSS_COMPILE={arch.cross_compile}")
+    return argv
+
+
+# ---------------------------------------------------------------- the cache
+
+def kernel_key(arch: ArchProfile, variant: KernelVariant, source_id: str) -> str:
+    frags = kconfig.fragments_for(arch, variant)
+    return cache.sha(f"recipe={cache.RECIPE}", f"source={source_id}", f"arch={arch.name}",
+                     f"toolchain={toolchain_id(arch)}", *(p.read_bytes() for p in frags))
+
+
+def kernels_dir() -> Path:
+    return cache_dir() / "kernels"
+
+
+def _from_meta(kdir: Path) -> KernelBuild:
+    meta = json.loads((kdir / "meta.json").read_text())
+    return KernelBuild(arch=meta["arch"], kernel=meta["kernel"], hash=meta["hash"],
+                       image=kdir / meta["image"], config=kdir / "config",
+                       build_dir=kdir / "obj", release=meta["release"])
+
+
+def kernel_meta(build: KernelBuild) -> dict:
+    return json.loads((build.image.parent / "meta.json").read_text())
+
+
+def list_kernels() -> list[KernelBuild]:
+    """Every finished kernel build in the cache, with its newest initramfs."""
+    builds = []
+    for meta in sorted(kernels_dir().glob("*/meta.json")):
+        if meta.parent.name.startswith("."):      # a scratch place, not an entry
+            continue
+        build = _from_meta(meta.parent)
+        images = sorted(meta.parent.glob("initramfs-*.cpio"), key=lambda p: p.stat().st_mtime)
+        builds.append(replace(build, initramfs=images[-1] if images else None))
+    return builds
+
+
+def _nearest_build(arch: ArchProfile, source_id: str, toolchain: str,
+                   wanted: dict[str, KconfigRequest]) -> Path | None:
+    """The finished build of the same arch, source and toolchain whose .config
+    differs least from what is wanted now."""
+    best, best_score = None, None
+    for meta_file in sorted(kernels_dir().glob(f"{arch.name}-*/meta.json")):
+        meta = json.loads(meta_file.read_text())
+        if meta.get("source_id") != source_id or meta.get("toolchain") != toolchain:
+            continue
+        have = kconfig.parse_config(meta_file.parent / "config")
+        score = sum(have.get(name, "n") != req.value for name, req in wanted.items())
+        if best_score is None or score < best_score:
+            best, best_score = meta_file.parent, score
+    return best
+
+
+# ---------------------------------------------------------------- one build
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one kernel build needs, settled before anything runs."""
+
+    arch: ArchProfile
+    variant: KernelVariant
+    src: Path
+    source_id: str
+    fragments: tuple[Path, ...]
+    wanted: dict[str, KconfigRequest]
+    key: str
+    toolchain: str
+    jobs: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.arch.name}/{self.variant.name}"
+
+    def make(self, obj: Path) -> list[str]:
+        return make_argv(self.arch, self.src, obj)
+
+
+def _plan(arch: ArchProfile, variant: KernelVariant, source: Path | None,
+          progress: Progress, jobs: int | None) -> _Plan:
+    """Fragments first (a bad line fails at once, before any source work), then
+    the source and the cache key."""
+    frags = tuple(kconfig.fragments_for(arch, variant))
+    wanted = kconfig.effective_requests(list(frags))
+    src, source_id = kernel_source(source, progress)
+    return _Plan(arch, variant, src, source_id, frags, wanted,
+                 kernel_key(arch, variant, source_id), toolchain_id(arch),
+                 jobs or os.cpu_count() or 1)
+
+
+def _seed(plan: _Plan, scratch: Path, log: Path, progress: Progress) -> Path | None:
+    """scratch/obj: a copy of the nearest finished build tree, or empty."""
+    seed = _nearest_build(plan.arch, plan.source_id, plan.toolchain, plan.wanted)
+    scratch.mkdir(parents=True)
+    if seed is None:
+        (scratch / "obj").mkdir()
+        return None
+    progress("seed", f"from {seed.name}")
+    run(["cp", "-a", "--reflink=auto", seed / "obj", scratch / "obj"], phase="seed",
+        deadline=DEADLINE_S["seed"], log=log, progress=progress)
+    return seed
+
+
+def _configure(plan: _Plan, obj: Path, log: Path, progress: Progress) -> None:
+    """tinyconfig, the fragments merged in order, then olddefconfig."""
+    progress("configure", "tinyconfig")
+    limit = DEADLINE_S["configure"]
+    run([*plan.make(obj), "tinyconfig"], phase="configure", deadline=limit, log=log,
+        progress=progress)
+    run([plan.src / "scripts/kconfig/merge_config.sh", "-m", "-O", obj, obj / ".config",
+         *plan.fragments], phase="merge fragments", deadline=limit, log=log,
+        progress=progress, cwd=plan.src)
+    run([*plan.make(obj), "olddefconfig"], phase="olddefconfig", deadline=limit, log=log,
+        progress=progress)
+
+
+def _verify(plan: _Plan, obj: Path, progress: Progress) -> dict[str, str]:
+    """The final .config, if every requested option took effect; otherwise a
+    user error naming each one and its fragment's file:line."""
+    progress("verify", ".config")
+    final = kconfig.parse_config(obj / ".config")
+    problems = kconfig.verify(plan.wanted, final)
+    if problems:
+        raise UserError(
+            f"kernel {plan.arch.name}/{plan.variant.name}: "
+            f"{len(problems)} requested option(s) did not take effect:\n  "
+            + "\n  ".join(problems) + f"\nfinal config: {obj / '.config'}")
+    return final
+
+
+def _compile(plan: _Plan, obj: Path, log: Path, progress: Progress) -> None:
+    run([*plan.make(obj), f"-j{plan.jobs}", plan.arch.image_target, "modules"],
+        phase="compile", deadline=DEADLINE_S["compile"], log=log, progress=progress)
+
+
+def _record(plan: _Plan, scratch: Path, final: dict[str, str], seed: Path | None,
+            started: float) -> dict:
+    """Copy the image and .config beside the tree; return meta.json's content."""
+    obj = scratch / "obj"
+    answer = run([*plan.make(obj), "-s", "kernelrelease"], phase="kernelrelease",
+                 deadline=DEADLINE_S["kernelrelease"], answer=True).strip().splitlines()
+    if not answer:
+        raise BuildError(f"kernel {plan.label}: make kernelrelease printed nothing",
+                         str(scratch / "build.log"))
+    image = Path(plan.arch.image_path).name
+    shutil.copy2(obj / plan.arch.image_path, scratch / image)
+    shutil.copy2(obj / ".config", scratch / "config")
+    return {
+        "arch": plan.arch.name, "kernel": plan.variant.name, "hash": plan.key,
+        "image": image, "release": answer[-1], "source": str(plan.src),
+        "source_id": plan.source_id, "fragments": [str(p) for p in plan.fragments],
+        "options": kconfig.variant_options(plan.wanted, plan.variant, final),
+        "toolchain": plan.toolchain, "seeded_from": seed.name if seed else None,
+        "build_s": round(time.monotonic() - started, 1),
+    }
+
+
+def _build(plan: _Plan, progress: Progress) -> Callable[[Path], dict]:
+    def build(scratch: Path) -> dict:
+        started = time.monotonic()
+        log, obj = scratch / "build.log", scratch / "obj"
+        seed = _seed(plan, scratch, log, progress)
+        _configure(plan, obj, log, progress)
+        final = _verify(plan, obj, progress)
+        _compile(plan, obj, log, progress)
+        meta = _record(plan, scratch, final, seed, started)
+        progress("done", plan.label)
+        return meta
+    return build
+
+
+def build_kernel(arch: ArchProfile, variant: KernelVariant, *, source: Path | None = None,
+                 progress: Progress = quiet, jobs: int | None = None) -> KernelBuild:
+    """The kernel for arch + variant from `source` (None: Debian's tarball),
+    from the cache or built now; progress is called only if something is built."""
+    plan = _plan(arch, variant, source, progress, jobs)
+    kdir = kernels_dir() / f"{arch.name}-{variant.name}-{plan.key[:12]}"
+    return _from_meta(cache.entry(kdir, _build(plan, progress), marker="meta.json"))

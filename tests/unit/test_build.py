@@ -1,0 +1,268 @@
+"""The build layer against the fake kernel tree (tests/fake/linux): the cache,
+seeding, the .config verification, deadlines, Ctrl-C and failing phases, in
+seconds, with no real kernel, compiler or QEMU."""
+
+from __future__ import annotations
+
+import _thread
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lab import build, kconfig
+from lab.arches import ARCHES
+from lab.build import kernel
+from lab.errors import BuildError, UserError
+from lab.model import READY_MARKER
+from tests.conftest import LAB, ROOT, lab
+from tests.fake.kernel import FakeLab, gone, make_fake_lab, wait_for_pid
+
+A64, X86 = ARCHES["aarch64"], ARCHES["x86_64"]
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch) -> FakeLab:
+    yield make_fake_lab(tmp_path, monkeypatch)
+    kernel.compiler_id.cache_clear()
+
+
+def variant(arch, spec):
+    return kconfig.resolve_variant(arch, str(spec))
+
+
+def build_kernel(fake: FakeLab, arch=A64, spec="kpti", progress=build.quiet):
+    return build.build_kernel(arch, variant(arch, spec), source=fake.src, progress=progress)
+
+
+# ---------------------------------------------------------------- the cache
+
+def test_a_kernel_is_built_once_then_found_in_the_cache(fake):
+    phases: list[str] = []
+    first = build_kernel(fake, progress=lambda phase, detail: phases.append(phase))
+    assert {"configure", "verify", "compile"} <= set(phases) and phases[-1] == "done"
+    assert first.release == "6.1.0-fake" and first.image.name == "Image"
+    assert first.image.read_text().startswith("fake arm64 kernel 6.1.0-fake")
+    assert "CONFIG_UNMAP_KERNEL_AT_EL0=y" in first.config.read_text().splitlines()
+    meta = build.kernel_meta(first)
+    assert meta["options"] == {"CONFIG_UNMAP_KERNEL_AT_EL0": "y"}
+    assert meta["toolchain"] == "aarch64-linux-gnu-gcc (lab fake) 0.0"
+    log = first.image.parent / "build.log"
+    stamp = log.stat().st_mtime_ns
+
+    again: list[str] = []
+    assert build_kernel(fake, progress=lambda phase, detail: again.append(phase)) == first
+    assert again == []                           # nothing ran, so nothing was reported
+    assert log.stat().st_mtime_ns == stamp
+    assert fake.entries() == [first.image.parent.name]
+    assert [k.hash for k in build.list_kernels()] == [first.hash]
+
+
+def test_ensure_kernel_packs_an_initramfs_with_the_ready_marker_and_the_modules(fake):
+    kbuild = build.ensure_kernel("aarch64", "kpti", source=fake.src)
+    data = kbuild.initramfs.read_bytes()
+    assert READY_MARKER.encode() in data and b"@LAB_READY@" not in data
+    for name in (b"lib/modules/6.1.0-fake/kernel/drivers/fake/fake.ko",
+                 b"lib/modules/6.1.0-fake/extra/pl011_lab.ko",
+                 b"lib/modules/6.1.0-fake/modules.dep", b"bin/busybox", b"usr/bin/abi-armv7"):
+        assert name + b"\0" in data, name
+    assert b"6.1.0-fake/build\0" not in data and b"6.1.0-fake/source\0" not in data
+    calls: list[str] = []
+    assert build.ensure_kernel(A64, variant(A64, "kpti"), source=fake.src,
+                               progress=lambda phase, detail: calls.append(phase)) == kbuild
+    assert calls == []
+
+
+def test_the_guest_init_gets_the_one_ready_marker():
+    assert b"@LAB_READY@" in (ROOT / "images" / "init").read_bytes()
+    assert READY_MARKER.encode() not in (ROOT / "images" / "init").read_bytes()
+    init = build.init_script()
+    assert f'echo "{READY_MARKER}"'.encode() in init and b"@LAB_READY@" not in init
+
+
+def test_a_new_variant_starts_from_a_copy_of_the_nearest_build(fake):
+    kpti = build_kernel(fake, spec="kpti")
+    nokpti = build_kernel(fake, spec="nokpti")
+    assert build.kernel_meta(kpti)["seeded_from"] is None
+    assert build.kernel_meta(nokpti)["seeded_from"] == kpti.image.parent.name
+    history = (nokpti.build_dir / "compile.history").read_text().splitlines()
+    assert len(history) == 2                     # the copied build's line, then its own
+    assert "# CONFIG_UNMAP_KERNEL_AT_EL0 is not set" in nokpti.config.read_text()
+    x86 = build_kernel(fake, arch=X86, spec="kpti")     # other arch: nothing to copy
+    assert build.kernel_meta(x86)["seeded_from"] is None
+
+
+# ---------------------------------------------------------------- verification
+
+def test_an_option_the_arch_does_not_have_fails_naming_its_fragment_line(fake):
+    frag = fake.fragment("arm-only.config", "CONFIG_KALLSYMS=y", "CONFIG_UNMAP_KERNEL_AT_EL0=y")
+    with pytest.raises(UserError) as err:
+        build_kernel(fake, arch=X86, spec=frag)
+    lines = str(err.value).splitlines()
+    assert lines[:2] == [
+        "kernel x86_64/arm-only: 1 requested option(s) did not take effect:",
+        (f"  CONFIG_UNMAP_KERNEL_AT_EL0: requested y at {frag}:2, got not set "
+         "(no such option on this arch, or its dependencies are not met)")]
+    final = lines[2].removeprefix("final config: ")
+    assert lines[2].startswith("final config: ") and "CONFIG_PVH=y" in Path(final).read_text()
+    assert not any((fake.kernels / name / "meta.json").exists() for name in fake.entries())
+
+
+def test_an_option_whose_dependency_is_off_fails_naming_where_it_was_asked(fake):
+    frag = fake.fragment("no-menu.config", "# CONFIG_VIRTIO_MENU is not set")
+    with pytest.raises(UserError) as err:
+        build_kernel(fake, spec=frag)
+    assert (f"  CONFIG_VIRTIO_MMIO: requested y at {fake.configs / 'aarch64.config'}:2, "
+            "got not set (no such option") in str(err.value)
+
+
+def test_lab_build_exits_2_naming_the_option_and_line(fake):
+    frag = fake.fragment("arm-only.config", "CONFIG_UNMAP_KERNEL_AT_EL0=y")
+    result = lab("build", "--arch", "x86_64", "--kernel", str(frag), "--kernel-src",
+                 str(fake.src), timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "CONFIG_UNMAP_KERNEL_AT_EL0: requested y" in result.stderr
+    assert f"{frag}:1" in result.stderr and "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- failures
+
+@pytest.mark.parametrize("target, phase", [
+    ("tinyconfig", "configure"), ("olddefconfig", "olddefconfig"), ("Image", "compile"),
+    ("modules", "compile"), ("kernelrelease", "kernelrelease")])
+def test_a_failing_phase_raises_build_error_with_the_log_tail(fake, monkeypatch, target, phase):
+    monkeypatch.setenv("FAIL", target)
+    with pytest.raises(BuildError) as err:
+        build_kernel(fake)
+    text = str(err.value)
+    assert text.startswith(f"{phase} failed (exit code 2): make -C {fake.src} ")
+    assert f"error: fake {target} failed (FAIL={target})" in err.value.tail
+    assert all(name.startswith(".partial-") for name in fake.entries())   # no entry
+    if err.value.log:                            # kept for reading, until the next attempt
+        assert f"error: fake {target} failed" in Path(err.value.log).read_text()
+    monkeypatch.delenv("FAIL")
+    kbuild = build_kernel(fake)
+    assert fake.entries() == [kbuild.image.parent.name]
+
+
+def test_a_build_that_hangs_silently_is_killed_at_its_deadline(fake, monkeypatch):
+    pidfile = fake.tmp / "hang.pid"
+    monkeypatch.setenv("HANG", "Image")
+    monkeypatch.setenv("HANG_PIDFILE", str(pidfile))
+    monkeypatch.setitem(kernel.DEADLINE_S, "compile", 1.0)
+    started = time.monotonic()
+    with pytest.raises(BuildError) as err:
+        build_kernel(fake)
+    assert time.monotonic() - started < 10
+    assert "compile: did not finish within its deadline of 1 s (killed)" in str(err.value)
+    assert gone(int(pidfile.read_text()))
+    assert all(name.startswith(".partial-") for name in fake.entries())
+
+
+def test_ctrl_c_during_a_build_kills_make_and_leaves_no_entry(fake, monkeypatch):
+    pidfile = fake.tmp / "hang.pid"
+    monkeypatch.setenv("HANG", "Image")
+    monkeypatch.setenv("HANG_PIDFILE", str(pidfile))
+    pid: list[int] = []
+
+    def interrupt() -> None:
+        pid.append(wait_for_pid(pidfile))
+        _thread.interrupt_main()                  # KeyboardInterrupt, as Ctrl-C gives
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        build_kernel(fake)
+    assert gone(pid[0])
+    assert fake.entries() == []                  # no entry, and no scratch either
+    monkeypatch.delenv("HANG")
+    assert build_kernel(fake).image.exists()      # the next build does it all
+
+
+def test_sigint_to_a_lab_build_process_kills_its_make_and_the_next_build_redoes_it(fake):
+    pidfile = fake.tmp / "hang.pid"
+    argv = [*LAB, "build", "--arch", "aarch64", "--kernel", "kpti"]
+    child = subprocess.Popen([*argv, "--kernel-src", str(fake.src)], cwd=ROOT,
+                             env=fake.env(HANG="Image", HANG_PIDFILE=str(pidfile)),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        pid = wait_for_pid(pidfile)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=20)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == 130, err
+    assert "interrupted" in err
+    assert gone(pid)
+    assert fake.entries() == []
+    # $LAB_KERNEL_SRC is --kernel-src's default
+    again = subprocess.run(argv, cwd=ROOT, env=fake.env(LAB_KERNEL_SRC=str(fake.src)),
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode == 0, again.stderr
+    (name,) = fake.entries()
+    assert f"aarch64/kpti: {fake.kernels / name / 'Image'}  initramfs initramfs-" in again.stdout
+
+
+# ---------------------------------------------------------------- source and key
+
+def test_a_kernel_tree_that_is_not_one_is_refused(tmp_path):
+    result = lab("build", "--arch", "aarch64", "--kernel", "nokpti",
+                 "--kernel-src", str(tmp_path))
+    assert result.returncode == 2
+    assert f"LAB_KERNEL_SRC={tmp_path}: not a kernel source tree" in result.stderr
+
+
+def test_lab_kernel_src_in_the_environment_is_refused_the_same_way(tmp_path):
+    result = lab("build", "--arch", "aarch64", "--kernel", "nokpti",
+                 env={"LAB_KERNEL_SRC": str(tmp_path)})
+    assert result.returncode == 2
+    assert f"LAB_KERNEL_SRC={tmp_path}: not a kernel source tree" in result.stderr
+
+
+def test_a_users_tree_is_named_by_its_files(fake):
+    first = build.kernel_source(fake.src)
+    assert first == (fake.src.resolve(), build.kernel_source(fake.src)[1])
+    (fake.src / "Kconfig").write_text((fake.src / "Kconfig").read_text() + "config NEW\n")
+    assert build.kernel_source(fake.src)[1] != first[1]
+
+
+class TestCacheKey:
+    """The kernel's cache key, over the real kernel-configs/ (fake compilers)."""
+
+    source = "0" * 64
+
+    @pytest.fixture(autouse=True)
+    def real_configs(self, fake, monkeypatch):
+        monkeypatch.setattr(kconfig, "KERNEL_CONFIGS", ROOT / "kernel-configs")
+
+    def key(self, arch="aarch64", variant="kpti", source=None):
+        a = ARCHES[arch]
+        return build.kernel_key(a, kconfig.resolve_variant(a, variant), source or self.source)
+
+    def test_stable_for_the_same_inputs(self):
+        assert self.key() == self.key()
+
+    @pytest.mark.parametrize("change", [{"arch": "x86_64"}, {"variant": "nokpti"},
+                                        {"source": "1" * 64}])
+    def test_changes_with_arch_variant_and_source(self, change):
+        assert self.key(**change) != self.key()
+
+    def test_changes_with_a_fragment_byte(self, tmp_path):
+        a = ARCHES["aarch64"]
+        frag = tmp_path / "v.config"
+        frag.write_text("CONFIG_KALLSYMS_ALL=y\n")
+        first = build.kernel_key(a, kconfig.resolve_variant(a, str(frag)), self.source)
+        frag.write_text("CONFIG_KALLSYMS_ALL=n\n")
+        assert build.kernel_key(a, kconfig.resolve_variant(a, str(frag)), self.source) != first
+
+    def test_changes_with_the_toolchain(self, fake):
+        first = self.key()
+        gcc = fake.tmp / "bin" / "aarch64-linux-gnu-gcc"
+        gcc.unlink()
+        gcc.write_text("#!/bin/sh\necho 'aarch64-linux-gnu-gcc (lab fake) 0.1'\n")
+        gcc.chmod(0o755)
+        kernel.compiler_id.cache_clear()
+        assert self.key() != first
