@@ -161,7 +161,8 @@ def cmd_run(args) -> int:
     if args.repeat is not None and args.repeat < 1:
         raise UserError("--repeat must be at least 1")
     opts = runner.Options(out=args.out, jobs=args.jobs, only=_only(args.only),
-                          repeat=args.repeat, icount=args.icount, accel=args.accel)
+                          repeat=args.repeat, icount=args.icount, accel=args.accel,
+                          kernel_src=_kernel_src())
     return EXIT_CODES[_run(scenarios, opts).status]
 
 
@@ -179,13 +180,15 @@ def cmd_driver(args) -> int:
     driver = args.driver_dir.resolve()
     path = args.scenario or driverloop.driver_scenario(driver)
     target = driverloop.retarget(scenario.load(path), args.arch, args.kernel)
-    opts = runner.Options(out=args.out, jobs=1, drivers=(driver,), stop_on_fail=True)
+    opts = runner.Options(out=args.out, jobs=1, drivers=(driver,), stop_on_fail=True,
+                          kernel_src=_kernel_src())
     results = _run([target], opts)
     report.driver_verdict(results, args.out)
     return EXIT_CODES[results.status]
 
 
 def parser() -> argparse.ArgumentParser:
+    # long: the declaration of every subcommand and option, read top to bottom.
     p = _Parser(prog="lab", description="A QEMU hardware lab for kernel and driver developers.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 

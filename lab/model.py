@@ -128,8 +128,6 @@ class CommandResult:
 
 #: The keys a cell is selected by (when:, exclude:, --only).
 CELL_KEYS = ("arch", "kernel", "cmdline")
-#: The line /init prints on the shell console once the guest is ready for commands.
-READY_MARKER = "@@LAB-READY@@"
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,14 @@
 
 Each guest keeps its logs (console.log, qemu.log, qmp.log, reproduce.sh) in
 the test's tmp_path, and is shut down when the test ends, however it ends.
-The defaults come from --lab-arch and --lab-kernel.
+The defaults come from --lab-arch and --lab-kernel; --lab-kernel-src (default
+$LAB_KERNEL_SRC) builds your own kernel tree.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 
@@ -25,19 +29,30 @@ from lab.guest import Guest
 from lab.model import KernelBuild
 
 _kernels: dict[tuple[str, str], KernelBuild] = {}
+#: --lab-kernel-src, once pytest is configured.
+_source: Path | None = None
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("lab")
     group.addoption("--lab-arch", default="aarch64", help="arch of lab_guest (default aarch64)")
     group.addoption("--lab-kernel", default="nokpti", help="kernel of lab_guest (default nokpti)")
+    group.addoption("--lab-kernel-src", default=os.environ.get("LAB_KERNEL_SRC") or None,
+                    metavar="DIR", help="build this kernel tree instead of Debian's "
+                                        "linux-source (default $LAB_KERNEL_SRC)")
+
+
+def pytest_configure(config):
+    global _source
+    value = config.getoption("--lab-kernel-src")
+    _source = Path(value) if value else None
 
 
 def lab_kernel(arch: str, kernel: str) -> KernelBuild:
     """A built kernel and initramfs (cached for the session, and on disk)."""
     key = (arch, kernel)
     if key not in _kernels:
-        _kernels[key] = build.ensure_kernel(arch, kernel)
+        _kernels[key] = build.ensure_kernel(arch, kernel, source=_source)
     return _kernels[key]
 
 

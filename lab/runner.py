@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from lab import __version__, build, qemu
-from lab.arches import get_arch
 from lab.deadline import Deadline
 from lab.errors import GuestError, InfraError, LabError, UserError
 from lab.guest import Guest
@@ -44,6 +43,8 @@ class Options:
     drivers: tuple[Path, ...] = ()
     #: Stop a cell at its first failed step (the driver loop wants the first failure).
     stop_on_fail: bool = False
+    #: A kernel tree to build instead of Debian's linux-source (None: Debian's).
+    kernel_src: Path | None = None
 
 
 # ---------------------------------------------------------------- executors
@@ -83,8 +84,8 @@ def select_cells(scenario: Scenario, only: Selector) -> list[Cell]:
 
 
 def ensure_kernels(cells: Iterable[Cell], progress_for: Callable,
-                   drivers: tuple[Path, ...] = ()) -> dict[tuple[str, KernelVariant],
-                                                          KernelBuild]:
+                   drivers: tuple[Path, ...] = (), source: Path | None = None
+                   ) -> dict[tuple[str, KernelVariant], KernelBuild]:
     """Every kernel the cells need, built once each (in order: each build uses -j)."""
     built: dict[tuple[str, KernelVariant], KernelBuild] = {}
     for cell in cells:
@@ -92,8 +93,8 @@ def ensure_kernels(cells: Iterable[Cell], progress_for: Callable,
         key = (cell.arch, cell.variant)
         if key not in built:
             with progress_for(f"{cell.arch}/{cell.variant.name}") as progress:
-                built[key] = build.ensure(get_arch(cell.arch), cell.variant, progress,
-                                          extra_drivers=drivers)
+                built[key] = build.ensure_kernel(cell.arch, cell.variant, source=source,
+                                                 progress=progress, extra_drivers=drivers)
     return built
 
 
@@ -199,7 +200,7 @@ def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for: Ca
     pairs = [(s, c) for s in scenarios for c in select_cells(s, opts.only)]
     if not pairs:
         raise UserError(f"no cell matches --only {opts.only}")
-    builds = ensure_kernels((c for _, c in pairs), progress_for, opts.drivers)
+    builds = ensure_kernels((c for _, c in pairs), progress_for, opts.drivers, opts.kernel_src)
     opts.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
 

@@ -52,7 +52,6 @@ __all__ = [
     "busybox",
     "compiler_id",
     "drivers",
-    "ensure",
     "ensure_kernel",
     "init_script",
     "kernel_key",
@@ -80,10 +79,3 @@ def ensure_kernel(arch: ArchProfile | str, variant: KernelVariant | str, *,
                 else kconfig.resolve_variant(profile, variant))
     kbuild = build_kernel(profile, resolved, source=source, progress=progress, jobs=jobs)
     return build_initramfs(kbuild, progress, extra_drivers)
-
-
-def ensure(arch: ArchProfile, variant: KernelVariant, progress: Progress = quiet,
-           jobs: int | None = None, extra_drivers: tuple[Path, ...] = ()) -> KernelBuild:
-    """The old spelling of ensure_kernel, for lab.runner until it moves over."""
-    return ensure_kernel(arch, variant, progress=progress, jobs=jobs,
-                         extra_drivers=extra_drivers)
