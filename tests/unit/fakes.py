@@ -8,8 +8,9 @@ that gets the guest and returns one of those, or raises (a panic, say).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from lab.deadline import Deadline
 from lab.model import BootFacts, CommandResult, KernelMessage

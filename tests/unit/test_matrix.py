@@ -114,7 +114,8 @@ def test_exclude_takes_values_and_lists_and_removes_only_cells_matching_every_ke
         - {arch: x86_64, cmdline: plain}
     steps:""")).cells
     assert [c.id for c in cells] == [
-        "aarch64-kpti-forced-on", "aarch64-kpti-forced-off", "aarch64-kpti-plain", "aarch64-nokpti-plain",
+        "aarch64-kpti-forced-on", "aarch64-kpti-forced-off", "aarch64-kpti-plain",
+        "aarch64-nokpti-plain",
         "x86_64-kpti-forced-on", "x86_64-kpti-forced-off"]
 
 

@@ -7,7 +7,6 @@ import pytest
 
 from lab import stats
 
-
 # ---------------------------------------------------------------- quantile
 
 @pytest.mark.parametrize("values, q, expected", [
