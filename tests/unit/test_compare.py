@@ -8,7 +8,7 @@ import pytest
 from lab import compare, results
 from lab.errors import UserError
 from lab.results import Status
-from tests.unit.factories import cell, run
+from tests.unit.factories import boot, cell, run
 
 #: KPTI-like costs: kpti is about 10x nokpti on both arches.
 FAST, SLOW = [100.0, 101.0, 99.0, 102.0, 98.0, 100.5], [1000.0, 1010.0, 990.0, 1005.0, 995.0]
@@ -58,7 +58,6 @@ def test_the_baseline_is_the_one_that_shares_most_other_keys():
 
 
 def test_rows_pool_every_boot_and_leave_out_cells_without_the_metric():
-    from tests.unit.factories import boot
     two_boots = cell("aarch64", "kpti", "on", boot(0, samples={"m": [4.0, 4.2]}),
                      boot(1, samples={"m": [3.8]}))
     r = run(two_boots, cell("aarch64", "nokpti", "on", metrics={"m": [2.0, 2.1, 1.9]}),
