@@ -22,7 +22,7 @@ def load_results(path: Path) -> RunResult:
         return RunResult.from_json(json.loads(file.read_text()))
     except OSError as exc:
         raise UserError(f"{file}: cannot read results: {exc.strerror}") from None
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:   # any shape of JSON
         raise UserError(f"{file}: not a results.json: {exc}") from None
 
 
@@ -84,6 +84,8 @@ def _rows(cells: list[CellResult], name: str, key: str, value: str) -> list[Row]
     rows = []
     for arch in sorted({c.cell.arch for c in cells}):
         group = [c for c in cells if c.cell.arch == arch and c.metrics.get(name)]
+        if not group:   # a metric of another arch's scenario only
+            continue
         bases = [c for c in group if c.cell.key()[key] == value]
         if not bases:
             raise UserError(f"no cell with {key}={value} and metric {name} for {arch}")

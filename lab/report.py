@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import statistics
 import sys
 import threading
@@ -131,6 +132,15 @@ def _cases(cell: CellResult) -> list[tuple[str, Status, float, str]]:
     return cases
 
 
+#: What XML 1.0 cannot hold: control characters (a guest's colours and bells), surrogates.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    """Text as XML can carry it: characters it cannot hold are shown as \\xNN."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def junit(results: RunResult) -> str:
     """JUnit XML: a testsuite per scenario, a testcase per cell and step."""
     root = ET.Element("testsuites", name="lab")
@@ -148,12 +158,13 @@ def junit(results: RunResult) -> str:
                 counts["tests"] += 1
                 total += seconds
                 case = ET.SubElement(suite, "testcase", classname=f"{scenario}.{cell.id}",
-                                     name=name, time=f"{seconds:.3f}")
+                                     name=_xml_text(name), time=f"{seconds:.3f}")
                 if status in tags:
                     tag, counter = tags[status]
                     counts[counter] += 1
                     if status is Status.SKIP:
-                        message = "an earlier step errored"
+                        message = "not run: an earlier step failed or errored"
+                    message = _xml_text(message)
                     ET.SubElement(case, tag, message=message[:500]).text = message
         for k, v in counts.items():
             suite.set(k, str(v))

@@ -10,6 +10,7 @@ still load.
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -221,21 +222,36 @@ class CellResult:
                    boots, d.get("units", {}), d.get("duration_s", 0.0), error)
 
 
+#: A format-1 log name with its boot's number (the runner wrote those with repeat > 1).
+_BOOT_LOG = re.compile(r"^(.+)-(\d+)$")
+
+
 def _legacy_boots(d: dict[str, Any], steps: list[StepResult]) -> list[BootResult]:
-    """Format 1 kept no boots: each boot time becomes a boot; the samples, faults and
-    the error go to the first, whose samples then stand for the whole cell."""
+    """Format 1 kept no boots. Each boot time is a boot, and so is each boot its steps or
+    its per-boot logs ("console-1") name; one that never came up has no time, so no facts.
+    The samples and faults go to the first boot, whose samples then stand for the whole
+    cell; the error to the last boot, since a cell stopped at the boot that erred."""
     times = d.get("boots_s") or ([d["boot_s"]] if d.get("boot_s") is not None else [])
+    logs: dict[str, str] = d.get("logs", {})
+    numbered = {k: (m.group(1), int(m.group(2))) for k in logs if (m := _BOOT_LOG.match(k))}
+    if len(numbered) < len(logs):   # a single boot's logs, unnumbered
+        numbered = {}
+    count = max(len(times), 1, *(s.boot + 1 for s in steps),
+                *(n + 1 for _, n in numbered.values()))
     boots = []
-    for i, boot_s in enumerate(times or [None]):
-        facts = BootFacts(d.get("kernel_release", ""), d.get("accel", ""), "", boot_s,
-                          d.get("kpti_active")) if boot_s is not None else None
+    for i in range(count):
+        facts = BootFacts(d.get("kernel_release", ""), d.get("accel", ""), "", times[i],
+                          d.get("kpti_active")) if i < len(times) else None
         boots.append(BootResult(i, facts, [s for s in steps if s.boot == i]))
+    for k, v in logs.items():
+        name, n = numbered.get(k, (k, 0))
+        boots[n].logs[name] = v
     first = boots[0]
     first.samples = d.get("metrics", {})
     first.faults = [_fault(x) for x in d.get("faults", [])]
-    first.tainted, first.logs = d.get("tainted"), d.get("logs", {})
+    first.tainted = d.get("tainted")
     if d.get("status") == "error":
-        first.error = d.get("error") or "error"
+        boots[-1].error = d.get("error") or "error"
     return boots
 
 

@@ -139,15 +139,17 @@ def _matrix(m: Fields) -> tuple[Cell, ...]:
 
 # ---------------------------------------------------------------- scenario
 
-def _claim(top: Fields) -> Claim | None:
+def _claim(top: Fields) -> tuple[Claim | None, list[tuple[str, int]]]:
+    """The claim, and the metrics it shows with their lines (checked once steps are read)."""
     if not top.has("claim"):
-        return None
+        return None, []
     c = top.sub("claim")
+    metrics = c.strings("metrics") if c.has("metrics") else []
     claim = Claim(title=c.take("title", str, required=True), quote=c.take("quote", str, ""),
                   how=c.take("how", str, ""), cannot=c.take("cannot", str, ""),
-                  metrics=tuple(m for m, _ in c.strings("metrics")) if c.has("metrics") else ())
+                  metrics=tuple(m for m, _ in metrics))
     c.done()
-    return claim
+    return claim, metrics
 
 
 def _check_uart(scenario: Scenario, ctx: Ctx) -> None:
@@ -171,7 +173,7 @@ def load(path: str | Path) -> Scenario:
     top = Fields(_parse(text, ctx), ctx, "")
     name = top.take("name", str, required=True)
     description = top.take("description", str, "")
-    claim = _claim(top)
+    claim, claim_metrics = _claim(top)
     cells = _matrix(top.sub("matrix"))
     ctx.valid = {k: sorted({c.key()[k] for c in cells}) for k in CELL_KEYS}
     repeat = top.positive("repeat", 1, integer=True)
@@ -189,17 +191,17 @@ def load(path: str | Path) -> Scenario:
                         steps=steps, repeat=repeat, boot_timeout=timeouts["boot"],
                         step_timeout=timeouts["step"], memory_mb=memory, claim=claim)
     _check_uart(scenario, ctx)
-    _check_claim(scenario, top)
+    _check_claim(scenario, claim_metrics, ctx)
     return scenario
 
 
-def _check_claim(scenario: Scenario, top: Fields) -> None:
+def _check_claim(scenario: Scenario, metrics: list[tuple[str, int]], ctx: Ctx) -> None:
     """The metrics a claim shows are metrics the steps define."""
     defined = scenario.metrics()
-    for name in scenario.claim.metrics if scenario.claim else ():
+    for i, (name, line) in enumerate(metrics):
         if name not in defined:
-            top.fail("claim", f"metric {name!r} is not defined by any step "
-                              f"(defined: {', '.join(defined) or 'none'})")
+            ctx.fail(line, f"claim.metrics[{i}]", f"metric {name!r} is not defined by any step "
+                                                   f"(defined: {', '.join(defined) or 'none'})")
 
 
 def load_all(paths: list[str]) -> list[Scenario]:

@@ -5,6 +5,7 @@ Pure functions; the random generator is seeded, so a report is reproducible.
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from dataclasses import dataclass
@@ -20,7 +21,10 @@ def quantile(sorted_values: list[float], q: float) -> float:
     pos = (len(sorted_values) - 1) * q
     lo = int(pos)
     hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+    a, b = sorted_values[lo], sorted_values[hi]
+    if a == b:   # also inf == inf, where the interpolation below would give nan
+        return a
+    return a + (b - a) * (pos - lo)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,13 @@ def summarize(samples: list[float], seed: int = 0) -> Summary:
                    _interval(medians))
 
 
+def _divide(a: float, b: float) -> float:
+    """a / b for medians that can be 0 (counts): x/0 is infinite, 0/0 is no difference."""
+    if b:
+        return a / b
+    return math.inf if a else 1.0
+
+
 @dataclass(frozen=True)
 class Ratio:
     value: float                 # median(samples) / median(baseline)
@@ -71,8 +82,8 @@ def ratio(samples: list[float], baseline: list[float], seed: int = 0) -> Ratio:
     for _ in range(RESAMPLES):
         b = statistics.median(rng.choices(baseline, k=len(baseline)))
         a = statistics.median(rng.choices(samples, k=len(samples)))
-        ratios.append(a / b if b else float("inf"))
-    value = statistics.median(samples) / statistics.median(baseline)
+        ratios.append(_divide(a, b))
+    value = _divide(statistics.median(samples), statistics.median(baseline))
     lo, hi = _interval(ratios)
     verdict = "higher" if lo > 1 else "lower" if hi < 1 else "no clear difference"
     return Ratio(value, (lo, hi), verdict)

@@ -1,0 +1,115 @@
+"""A guest without QEMU: the GuestCapabilities of lab/steps/base.py, scripted.
+
+Commands answer from a table (the first regex that matches the command wins);
+an answer can be a CommandResult, an (output, exit code) pair, or a callable
+that gets the guest and returns one of those, or raises (a panic, say).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.deadline import Deadline
+from lab.model import BootFacts, CommandResult, KernelMessage
+from lab.steps.base import Context
+
+FACTS = BootFacts("6.1.0-lab", "tcg", "console=hvc0 quiet", 0.5, True)
+
+Answer = CommandResult | tuple[str, int] | Callable[["FakeGuest"], Any]
+
+
+@dataclass
+class FakeTransfer:
+    ok: bool
+    seconds: float = 0.5
+    detail: str = ""
+
+
+@dataclass
+class FakeUart:
+    tail: bytes = b""
+    #: What the host sent.
+    sent: list[bytes] = field(default_factory=list)
+    #: What the guest's UART sent, for expect() to search.
+    received: bytes = b""
+    #: The outcomes of the next transfers, in order.
+    transfers: list[FakeTransfer] = field(default_factory=list)
+    moved: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def send(self, data: bytes, deadline: Deadline) -> None:
+        self.sent.append(data)
+
+    def expect(self, pattern: str, deadline: Deadline) -> bytes | None:
+        m = re.search(pattern.encode(), self.received)
+        self.tail = self.received[-64:]
+        return m.group(0) if m else None
+
+    def _move(self, direction: str, device: str, nbytes: int) -> FakeTransfer:
+        self.moved.append((direction, device, nbytes))
+        return self.transfers.pop(0)
+
+    def transfer_out(self, device: str, nbytes: int, deadline: Deadline) -> FakeTransfer:
+        return self._move("out", device, nbytes)
+
+    def transfer_in(self, device: str, nbytes: int, deadline: Deadline) -> FakeTransfer:
+        return self._move("in", device, nbytes)
+
+
+class FakeGuest:
+    """Records what it was asked; answers from its tables."""
+
+    def __init__(self, commands: dict[str, Answer] | None = None,
+                 facts: BootFacts | None = FACTS, tainted: int = 0):
+        self.commands = dict(commands or {})
+        self.facts = facts
+        self.taint = tainted
+        self.kernel_faults: list[KernelMessage] = []
+        self.ran: list[tuple[str, float]] = []
+        self.files: list[tuple[bytes, str, int]] = []
+        self.qmp_reply: Any = {}
+        self.qmp_calls: list[tuple[str, dict]] = []
+        self.hmp_answer = ""
+        self.hmp_calls: list[str] = []
+        self.fake_uart = FakeUart()
+
+    def run(self, command: str, timeout: float = 60.0) -> CommandResult:
+        self.ran.append((command, timeout))
+        answer: Answer = ("", 0)
+        for pattern, a in self.commands.items():
+            if re.search(pattern, command):
+                answer = a
+                break
+        if callable(answer):
+            answer = answer(self)
+        if isinstance(answer, tuple):
+            answer = CommandResult(command, answer[0], answer[1], 0.01)
+        return answer
+
+    def put_file(self, data: bytes, path: str, mode: int = 0o644) -> None:
+        self.files.append((data, path, mode))
+
+    def qmp(self, command: str, **args: Any) -> Any:
+        self.qmp_calls.append((command, args))
+        return self.qmp_reply
+
+    def hmp(self, command_line: str) -> str:
+        self.hmp_calls.append(command_line)
+        return self.hmp_answer
+
+    def uart(self) -> FakeUart:
+        return self.fake_uart
+
+    def tainted(self) -> int:
+        return self.taint
+
+    def faults(self) -> list[KernelMessage]:
+        return list(self.kernel_faults)
+
+
+def context(guest: FakeGuest, samples: dict | None = None, units: dict | None = None,
+            seconds: float = 30.0) -> Context:
+    return Context(guest, Deadline(seconds), {} if samples is None else samples,
+                   {} if units is None else units)

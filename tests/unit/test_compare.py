@@ -1,0 +1,204 @@
+"""lab.compare on results built by hand: baselines, ratios, units, flags and the
+user errors; and loading results.json files, old and broken ones included."""
+
+import json
+
+import pytest
+
+from lab import compare, results
+from lab.errors import UserError
+from lab.results import Status
+from tests.unit.factories import boot, cell, run
+
+#: KPTI-like costs: kpti is about 10x nokpti on both arches.
+FAST, SLOW = [100.0, 101.0, 99.0, 102.0, 98.0, 100.5], [1000.0, 1010.0, 990.0, 1005.0, 995.0]
+
+
+def _kpti_run(**over) -> results.RunResult:
+    return run(
+        cell("aarch64", "kpti", "forced-on", metrics={"getppid_ns": SLOW}, **over),
+        cell("aarch64", "nokpti", "default", metrics={"getppid_ns": FAST}, **over),
+        cell("x86_64", "kpti", "forced-on", metrics={"getppid_ns": SLOW}, **over),
+        cell("x86_64", "nokpti", "default", metrics={"getppid_ns": FAST}, **over),
+    )
+
+
+def _rows(comparison, metric="getppid_ns") -> dict:
+    return {r.result.id: r for r in comparison.metrics[metric]}
+
+
+def test_each_cell_is_compared_with_the_baseline_of_its_own_arch():
+    rows = _rows(compare.compare(_kpti_run(), ("kernel", "nokpti")))
+    assert {i: r.baseline.id for i, r in rows.items()} == {
+        "aarch64-kpti-forced-on": "aarch64-nokpti-default",
+        "aarch64-nokpti-default": "aarch64-nokpti-default",
+        "x86_64-kpti-forced-on": "x86_64-nokpti-default",
+        "x86_64-nokpti-default": "x86_64-nokpti-default",
+    }
+    base = rows["x86_64-nokpti-default"]
+    assert base.is_baseline and base.ratio is None
+    kpti = rows["x86_64-kpti-forced-on"]
+    assert not kpti.is_baseline and kpti.label == "kpti/forced-on"
+    assert kpti.samples == SLOW and kpti.summary.n == len(SLOW)
+    assert kpti.ratio.verdict == "higher" and 9 < kpti.ratio.ci[0] < kpti.ratio.ci[1] < 11
+
+
+def test_the_baseline_is_the_one_that_shares_most_other_keys():
+    """Baseline cmdline=off: kpti/on against kpti/off, nokpti/on against nokpti/off."""
+    r = run(cell("aarch64", "kpti", "on", metrics={"m": [40.0, 41, 39]}),
+            cell("aarch64", "nokpti", "off", metrics={"m": [10.0, 11, 9]}),
+            cell("aarch64", "kpti", "off", metrics={"m": [20.0, 21, 19]}),
+            cell("aarch64", "nokpti", "on", metrics={"m": [10.0, 10, 10]}))
+    rows = _rows(compare.compare(r, ("cmdline", "off")), "m")
+    assert rows["aarch64-kpti-on"].baseline.id == "aarch64-kpti-off"
+    assert rows["aarch64-nokpti-on"].baseline.id == "aarch64-nokpti-off"
+    assert rows["aarch64-kpti-on"].ratio.value == 2.0
+    assert rows["aarch64-nokpti-on"].ratio.value == 1.0
+    assert rows["aarch64-kpti-off"].is_baseline and rows["aarch64-nokpti-off"].is_baseline
+
+
+def test_rows_pool_every_boot_and_leave_out_cells_without_the_metric():
+    two_boots = cell("aarch64", "kpti", "on", boot(0, samples={"m": [4.0, 4.2]}),
+                     boot(1, samples={"m": [3.8]}))
+    r = run(two_boots, cell("aarch64", "nokpti", "on", metrics={"m": [2.0, 2.1, 1.9]}),
+            cell("aarch64", "kpti", "other", metrics={"n": [1.0]}),
+            cell("aarch64", "kpti", "empty", metrics={"m": []}))
+    rows = compare.compare(r, ("kernel", "nokpti"), "m").metrics["m"]
+    assert [row.result.id for row in rows] == ["aarch64-kpti-on", "aarch64-nokpti-on"]
+    assert rows[0].samples == [4.0, 4.2, 3.8]
+
+
+def test_a_metric_only_one_arch_has_is_compared_on_that_arch_alone():
+    """A run of several scenarios: the UART scenario measures on aarch64 only."""
+    r = _kpti_run()
+    r.cells += [cell("aarch64", "nokpti", "uart", metrics={"kib_s": [50.0, 52.0]}),
+                cell("aarch64", "kpti", "uart", metrics={"kib_s": [49.0, 51.0]})]
+    c = compare.compare(r, ("kernel", "nokpti"))
+    assert list(c.metrics) == ["getppid_ns", "kib_s"]
+    assert {row.result.cell.arch for row in c.metrics["kib_s"]} == {"aarch64"}
+
+
+def test_units_come_from_any_cell_that_has_one():
+    r = _kpti_run()
+    r.cells[2].units = {"getppid_ns": "ns"}
+    assert compare.compare(r, ("kernel", "nokpti")).units == {"getppid_ns": "ns"}
+    assert compare.compare(_kpti_run(), ("kernel", "nokpti")).units == {"getppid_ns": ""}
+
+
+@pytest.mark.parametrize("accel, timing, flags", [
+    ("tcg", "wallclock", [compare.TCG]),
+    ("kvm", "wallclock", []),
+    ("tcg", "icount", [compare.TCG, compare.ICOUNT]),
+    ("kvm", "icount", [compare.ICOUNT]),
+])
+def test_flags_say_emulation_and_instruction_counting(accel, timing, flags):
+    assert compare.compare(_kpti_run(accel=accel, timing=timing),
+                           ("kernel", "nokpti")).flags == flags
+
+
+def test_one_tcg_cell_is_enough_for_the_tcg_flag():
+    r = _kpti_run(accel="kvm")
+    r.cells[3] = cell("x86_64", "nokpti", "default", metrics={"getppid_ns": FAST}, accel="tcg")
+    assert compare.compare(r, ("kernel", "nokpti")).flags == [compare.TCG]
+
+
+@pytest.mark.parametrize("baseline, metric, message", [
+    (("variant", "nokpti"), None, "the keys are arch, kernel, cmdline"),
+    (("kernel", "nokpti"), "rtt_ns", "no metric 'rtt_ns' in these results; there are: "
+                                     "getppid_ns"),
+    (("kernel", "lts"), None, "no cell with kernel=lts and metric getppid_ns for aarch64"),
+])
+def test_bad_requests_are_user_errors(baseline, metric, message):
+    with pytest.raises(UserError, match=message):
+        compare.compare(_kpti_run(), baseline, metric)
+
+
+def test_an_arch_without_a_baseline_cell_is_a_user_error():
+    r = _kpti_run()
+    del r.cells[3]                       # x86_64-nokpti-default
+    with pytest.raises(UserError, match="no cell with kernel=nokpti and metric getppid_ns "
+                                        "for x86_64"):
+        compare.compare(r, ("kernel", "nokpti"))
+
+
+def test_results_without_metrics_are_a_user_error():
+    r = run(cell("aarch64", "kpti", "on", metrics={}), cell("aarch64", "nokpti", "on"))
+    with pytest.raises(UserError, match="no metrics to compare"):
+        compare.compare(r, ("kernel", "nokpti"))
+    with pytest.raises(UserError, match="there are: none"):
+        compare.compare(r, ("kernel", "nokpti"), "m")
+
+
+def test_comparison_json_has_what_reports_and_tests_read():
+    c = compare.compare(_kpti_run(), ("kernel", "nokpti"), "getppid_ns")
+    data = json.loads(json.dumps(c.to_json()))
+    assert data["baseline"] == "kernel=nokpti" and data["flags"] == ["tcg"]
+    rows = {r["id"]: r for r in data["metrics"]["getppid_ns"]}
+    on, base = rows["aarch64-kpti-forced-on"], rows["aarch64-nokpti-default"]
+    assert set(on["ratio"]) == {"ratio", "ci95", "verdict"}
+    assert on["ratio"]["verdict"] == "higher" and on["ratio"]["ci95"][0] > 1
+    assert len(on["ratio"]["ci95"]) == 2
+    assert on["baseline"] is False and base["baseline"] is True and "ratio" not in base
+    assert on["baseline_id"] == "aarch64-nokpti-default"
+    assert (on["arch"], on["cell"], on["accel"], on["timing"]) == ("aarch64", "kpti/forced-on",
+                                                                   "tcg", "wallclock")
+    assert on["samples"] == SLOW and on["summary"]["n"] == len(SLOW)
+
+
+def test_a_zero_baseline_compares_without_a_traceback():
+    r = run(cell("aarch64", "kpti", "on", metrics={"faults": [3.0, 4.0, 3.0]}),
+            cell("aarch64", "nokpti", "on", metrics={"faults": [0.0, 0.0, 0.0]}))
+    row = _rows(compare.compare(r, ("kernel", "nokpti")), "faults")["aarch64-kpti-on"]
+    assert row.ratio.verdict == "higher"
+
+
+# ---------------------------------------------------------------- load_results
+
+def test_load_results_reads_a_directory_or_a_file(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps(_kpti_run().to_json()))
+    assert len(compare.load_results(tmp_path).cells) == 4
+    assert compare.load_results(tmp_path / "results.json").cells[0].id == "aarch64-kpti-forced-on"
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "cannot read results"),
+    ("{ not json", "not a results.json"),
+    ("", "not a results.json"),
+    ("[1, 2, 3]", "not a results.json"),
+    ('"a string"', "not a results.json"),
+    ('{"cells": [{"arch": "aarch64"}]}', "not a results.json"),
+    ('{"cells": 5}', "not a results.json"),
+    ('{"cells": [5]}', "not a results.json"),
+    ('{"format": 99, "cells": []}', "newer than this lab"),
+])
+def test_a_file_that_is_no_results_json_is_a_user_error(tmp_path, content, message):
+    path = tmp_path / "results.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UserError, match=message) as err:
+        compare.load_results(path)
+    assert str(path) in str(err.value)
+
+
+def test_a_format_1_results_json_loads_and_compares(tmp_path):
+    """Written by the lab before results were versioned: no "format", no "boots"."""
+    def old_cell(kernel, cmdline, samples, status="pass"):
+        return {"id": f"x86_64-{kernel}-{cmdline}", "scenario": "kpti", "arch": "x86_64",
+                "kernel": kernel, "cmdline": cmdline, "cmdline_words": [], "accel": "tcg",
+                "timing": "wallclock", "status": status, "error": "", "kpti_active": None,
+                "kernel_release": "6.1.0", "config": {}, "boot_s": 1.0, "boots_s": [1.0],
+                "metrics": {"getppid_ns": samples}, "units": {"getppid_ns": "ns"},
+                "steps": [{"name": "m", "kind": "run", "boot": 0, "status": status,
+                           "duration_s": 1.0, "exit_code": 0, "message": ""}],
+                "faults": [], "tainted": 0, "logs": {}, "duration_s": 2.0}
+    (tmp_path / "results.json").write_text(json.dumps({
+        "scenario": "kpti", "lab_version": "0.1.0", "host": {}, "jobs": 1,
+        "timing": "wallclock", "duration_s": 5.0,
+        "cells": [old_cell("kpti", "forced-on", SLOW, "fail"),
+                  old_cell("nokpti", "default", FAST)]}))
+    r = compare.load_results(tmp_path)
+    assert [c.status for c in r.cells] == [Status.FAIL, Status.PASS]
+    assert r.cells[0].metrics == {"getppid_ns": SLOW}
+    c = compare.compare(r, ("kernel", "nokpti"))
+    assert c.units == {"getppid_ns": "ns"}
+    assert _rows(c)["x86_64-kpti-forced-on"].ratio.verdict == "higher"

@@ -1,0 +1,377 @@
+"""The runner's orchestration with fake guests: no kernel, no QEMU. What a cell's
+boots and steps become, when result.json is written, and how the executor
+schedules and stops."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from lab import build, qemu, runner
+from lab.errors import GuestPanic, GuestTimeout, InfraError, UserError
+from lab.model import Cell, KernelBuild, KernelMessage, KernelVariant, Metric, Scenario, Selector
+from lab.results import CellResult, Status
+from lab.steps.asserts import FactAssert, MetricAssert
+from lab.steps.run import Run
+from tests.unit.fakes import FakeGuest
+
+P, F, E, S = Status.PASS, Status.FAIL, Status.ERROR, Status.SKIP
+VARIANT = KernelVariant("nokpti", ())
+KBUILD = KernelBuild("aarch64", "nokpti", "0" * 64, Path("/nonexistent/Image"),
+                     Path("/nonexistent/.config"), Path("/nonexistent"), "6.1.0-lab",
+                     Path("/nonexistent/initramfs.cpio"))
+OPTIONS = {"CONFIG_UNMAP_KERNEL_AT_EL0": "not set"}
+
+
+class FakeLab:
+    """What the fake guests of one test answer, and every guest the runner made."""
+
+    def __init__(self):
+        self.commands: dict = {}
+        #: guest -> an exception to raise while booting, or None
+        self.boot_error = lambda guest: None
+        #: guest -> None, called as it boots (to look at the world at that moment)
+        self.on_boot = lambda guest: None
+        self.guests: list = []
+        self.killed = 0
+
+    def guest_class(self) -> type:
+        lab = self
+
+        class Guest(FakeGuest):
+            def __init__(self, build, cmdline=(), logdir=None, **options):
+                super().__init__(lab.commands)
+                self.build, self.cmdline, self.logdir = build, tuple(cmdline), logdir
+                self.options, self.closed = options, False
+                lab.guests.append(self)
+
+            def __enter__(self):
+                self.logdir.mkdir(parents=True, exist_ok=True)
+                (self.logdir / "console.log").write_text(f"boot {' '.join(self.cmdline)}\n")
+                lab.on_boot(self)
+                error = lab.boot_error(self)
+                if error:
+                    self.closed = True
+                    raise error
+                return self
+
+            def __exit__(self, *exc):
+                self.closed = True
+
+        return Guest
+
+
+@pytest.fixture
+def lab(monkeypatch) -> FakeLab:
+    fake = FakeLab()
+    monkeypatch.setattr(runner, "Guest", fake.guest_class())
+    monkeypatch.setattr(build, "kernel_meta", lambda kbuild: {"options": OPTIONS})
+    monkeypatch.setattr(runner, "ensure_kernels", lambda cells, progress_for, drivers=(): {
+        (c.arch, c.variant): KBUILD for c in cells})
+    monkeypatch.setattr(runner, "host_facts", lambda: {"cores": 2})
+
+    def kill_all():
+        fake.killed += 1
+    monkeypatch.setattr(qemu, "kill_all", kill_all)
+    return fake
+
+
+def cell(cmdline="default", words=(), arch="aarch64") -> Cell:
+    return Cell(arch, "nokpti", cmdline, tuple(words), VARIANT)
+
+
+def scenario(*steps, cells=None, repeat=1, name="s") -> Scenario:
+    return Scenario(name, "", Path(f"{name}.yaml"), tuple(cells or (cell(),)), tuple(steps),
+                    repeat=repeat, step_timeout=5)
+
+
+def run(command: str, name: str = "", **kw) -> Run:
+    return Run(name=name or command, line=1, command=command, **kw)
+
+
+class Events:
+    def __init__(self):
+        self.seen: list[tuple[str, dict]] = []
+
+    def __call__(self, cell, **kw):
+        self.seen.append((cell.id, kw))
+
+
+def run_cell(s: Scenario, tmp_path: Path, c: Cell | None = None, **opts) -> CellResult:
+    return runner.run_cell(s, c or s.cells[0], KBUILD, runner.Options(out=tmp_path, **opts),
+                           Events())
+
+
+def metric(name: str) -> Metric:
+    return Metric(name, rf"^METRIC {name} (\S+)")
+
+
+def statuses(result: CellResult) -> list[tuple[str, int, Status]]:
+    return [(st.name, st.boot, st.status) for st in result.steps]
+
+
+def panic(guest):
+    guest.kernel_faults.append(KernelMessage("panic", True, "Kernel panic - not syncing: x"))
+    raise GuestPanic("Kernel panic - not syncing: x")
+
+
+# ---------------------------------------------------------------- one cell
+
+def test_a_passing_cell_records_facts_samples_config_and_writes_its_result(lab, tmp_path):
+    lab.commands = {"bench": ("METRIC getppid_ns 1100 ns\nMETRIC getppid_ns 1200 ns\n", 0)}
+    s = scenario(run("bench", metrics=(metric("getppid_ns"),)),
+                 FactAssert(name="kpti", line=2, fact="kpti_active", equals=True))
+    result = run_cell(s, tmp_path)
+    assert result.status is P and statuses(result) == [("bench", 0, P), ("kpti", 0, P)]
+    assert result.metrics == {"getppid_ns": [1100.0, 1200.0]}
+    assert result.units == {"getppid_ns": "ns"} and result.config == OPTIONS
+    assert result.boots[0].facts == lab.guests[0].facts and result.tainted == 0
+    assert lab.guests[0].closed and lab.guests[0].build is KBUILD
+    written = tmp_path / "s" / "aarch64-nokpti-default" / "result.json"
+    # durations are rounded in the file
+    assert CellResult.from_json(json.loads(written.read_text())).to_json() == result.to_json()
+
+
+def test_the_guest_gets_the_cells_words_and_the_runs_options(lab, tmp_path):
+    s = scenario(run("true"), cells=[cell("forced-on", ["kpti=1"])])
+    s = replace(s, memory_mb=256, boot_timeout=7.0)
+    run_cell(s, tmp_path, accel="tcg", icount=True)
+    g = lab.guests[0]
+    assert g.cmdline == ("kpti=1",)
+    assert g.options == {"accel": "tcg", "memory_mb": 256, "icount": True,
+                         "boot_deadline_s": 7.0}
+    assert g.logdir == tmp_path / "s" / "aarch64-nokpti-forced-on"
+
+
+def test_a_panic_in_a_step_errors_that_step_skips_the_rest_and_errors_the_cell(lab, tmp_path):
+    lab.commands = {"crash": panic}
+    s = scenario(run("first"), run("crash"), run("after"),
+                 FactAssert(name="kpti", line=4, fact="kpti_active", equals=True))
+    result = run_cell(s, tmp_path)
+    assert statuses(result) == [("first", 0, P), ("crash", 0, E), ("after", 0, S),
+                                ("kpti", 0, S)]
+    assert result.status is E and not result.failed_to_boot
+    assert result.steps[1].message == "Kernel panic - not syncing: x"
+    assert result.error_message == "Kernel panic - not syncing: x"
+    assert [f.kind for f in result.faults] == ["panic"]
+    assert lab.guests[0].closed
+    assert (tmp_path / "s" / "aarch64-nokpti-default" / "result.json").is_file()
+
+
+def test_a_guest_that_does_not_boot_is_an_error_with_no_steps(lab, tmp_path):
+    lab.boot_error = lambda g: GuestTimeout("no ready marker within 7 s")
+    result = run_cell(scenario(run("true")), tmp_path)
+    assert result.status is E and result.failed_to_boot and result.steps == []
+    assert result.error_message == "no ready marker within 7 s"
+    assert len(result.boots) == 1 and result.boots[0].facts is None
+
+
+def test_an_infrastructure_error_in_a_step_is_a_failure_and_the_boot_goes_on(lab, tmp_path):
+    def refused(guest):
+        raise InfraError("QMP: command refused")
+    lab.commands = {"refused": refused}
+    result = run_cell(scenario(run("refused"), run("next")), tmp_path)
+    assert statuses(result) == [("refused", 0, F), ("next", 0, P)]
+    assert result.steps[0].message == "QMP: command refused" and not result.boots[0].error
+
+
+def test_stop_on_fail_skips_the_steps_after_the_first_failure(lab, tmp_path):
+    lab.commands = {"bad": ("no", 1)}
+    s = scenario(run("good"), run("bad"), run("later"), run("last"))
+    assert statuses(run_cell(s, tmp_path)) == [("good", 0, P), ("bad", 0, F),
+                                               ("later", 0, P), ("last", 0, P)]
+    stopped = run_cell(s, tmp_path, stop_on_fail=True)
+    assert statuses(stopped) == [("good", 0, P), ("bad", 0, F), ("later", 0, S),
+                                 ("last", 0, S)]
+    assert stopped.status is F
+
+
+def test_steps_run_only_in_the_cells_their_when_selects(lab, tmp_path):
+    only_x86 = Run(name="x86", line=1, command="x86",
+                   when=Selector((("arch", ("x86_64",)),)))
+    s = scenario(run("all"), only_x86, cells=[cell(), cell(arch="x86_64")])
+    assert [st.name for st in run_cell(s, tmp_path, s.cells[0]).steps] == ["all"]
+    assert [st.name for st in run_cell(s, tmp_path, s.cells[1]).steps] == ["all", "x86"]
+
+
+# ---------------------------------------------------------------- faults
+
+def _warn(guest):
+    guest.kernel_faults.append(KernelMessage("warning", False,
+                                             "WARNING: CPU: 0 PID: 7 at x.c:1\nmore"))
+    return ("done", 0)
+
+
+def test_a_kernel_fault_during_a_step_fails_that_step_unless_it_allows_faults(lab, tmp_path):
+    lab.commands = {"warns": _warn}
+    result = run_cell(scenario(run("warns"), run("quiet")), tmp_path)
+    assert statuses(result) == [("warns", 0, F), ("quiet", 0, P)]
+    assert result.steps[0].message == "kernel warning: WARNING: CPU: 0 PID: 7 at x.c:1"
+    assert [f.kind for f in result.faults] == ["warning"]
+    allowed = run_cell(scenario(run("warns", allow_faults=True), run("quiet")), tmp_path)
+    assert allowed.status is P and [f.kind for f in allowed.faults] == ["warning"]
+
+
+def test_a_fault_from_before_a_step_is_not_blamed_on_it(lab, tmp_path):
+    lab.on_boot = lambda g: g.kernel_faults.append(KernelMessage("warning", False, "boot"))
+    result = run_cell(scenario(run("quiet")), tmp_path)
+    assert result.status is P and len(result.faults) == 1
+
+
+# ---------------------------------------------------------------- repeat
+
+def test_repeat_boots_the_guest_again_with_its_own_logs_and_samples(lab, tmp_path):
+    counter = iter(range(100))
+    lab.commands = {"bench": lambda g: (f"METRIC n {next(counter)} ns\n", 0)}
+    s = scenario(run("bench", metrics=(metric("n"),)),
+                 MetricAssert(name="has n", line=2, metric="n", min=0))
+    result = run_cell(s, tmp_path, repeat=3)
+    assert [b.index for b in result.boots] == [0, 1, 2]
+    assert [b.samples for b in result.boots] == [{"n": [0.0]}, {"n": [1.0]}, {"n": [2.0]}]
+    assert result.metrics == {"n": [0.0, 1.0, 2.0]}
+    assert statuses(result) == [("bench", 0, P), ("has n", 0, P), ("bench", 1, P),
+                                ("has n", 1, P), ("bench", 2, P), ("has n", 2, P)]
+    cdir = tmp_path / "s" / "aarch64-nokpti-default"
+    assert [g.logdir for g in lab.guests] == [cdir / f"boot-{n}" for n in range(3)]
+    assert result.logs["console-2"] == "s/aarch64-nokpti-default/boot-2/console.log"
+    assert {k for k in result.logs} == {f"{n}-{i}" for n in runner.LOGS for i in range(3)}
+    for name, path in result.logs.items():
+        if name.startswith("console"):
+            assert (tmp_path / path).is_file()
+
+
+def test_repeat_comes_from_the_scenario_unless_the_run_says(lab, tmp_path):
+    assert len(run_cell(scenario(run("true"), repeat=2), tmp_path).boots) == 2
+    assert len(run_cell(scenario(run("true"), repeat=2), tmp_path, repeat=1).boots) == 1
+    one = run_cell(scenario(run("true")), tmp_path)
+    assert one.logs["console"] == "s/aarch64-nokpti-default/console.log"
+
+
+def test_the_first_boot_that_errs_ends_the_cell(lab, tmp_path):
+    boots = iter(range(100))
+    lab.commands = {"maybe": lambda g: panic(g) if g.boot_no == 1 else ("ok", 0)}
+    lab.on_boot = lambda g: setattr(g, "boot_no", next(boots))
+    result = run_cell(scenario(run("maybe")), tmp_path, repeat=3)
+    assert len(result.boots) == 2 and len(lab.guests) == 2
+    assert [b.status for b in result.boots] == [P, E]
+
+
+# ---------------------------------------------------------------- runs
+
+def _two_cells():
+    return scenario(run("work"), cells=[cell("a", ["panic"]), cell("b"), cell("c")])
+
+
+def test_a_panicking_cell_does_not_stop_the_others(lab, tmp_path):
+    lab.commands = {"work": lambda g: panic(g) if "panic" in g.cmdline else ("ok", 0)}
+    events = Events()
+    result = runner.run([_two_cells()], runner.Options(out=tmp_path, jobs=2), events,
+                        progress_for=None)
+    assert [(c.id, c.status) for c in result.cells] == [
+        ("aarch64-nokpti-a", E), ("aarch64-nokpti-b", P), ("aarch64-nokpti-c", P)]
+    assert result.status is E and result.host == {"cores": 2} and result.jobs == 2
+    done = {cid: kw["status"] for cid, kw in events.seen if kw.get("phase") == "done"}
+    assert done == {"aarch64-nokpti-a": "error", "aarch64-nokpti-b": "pass",
+                    "aarch64-nokpti-c": "pass"}
+
+
+def test_each_result_json_is_written_when_its_cell_ends_not_with_the_run(lab, tmp_path):
+    """With one job, cell b boots only after cell a ended: a's result.json is there."""
+    seen = {}
+    lab.on_boot = lambda g: seen.setdefault(g.logdir.name, sorted(
+        p.parent.name for p in tmp_path.glob("s/*/result.json")))
+    runner.run([_two_cells()], runner.Options(out=tmp_path, jobs=1), Events(), None)
+    assert seen == {"aarch64-nokpti-a": [], "aarch64-nokpti-b": ["aarch64-nokpti-a"],
+                    "aarch64-nokpti-c": ["aarch64-nokpti-a", "aarch64-nokpti-b"]}
+
+
+def test_results_keep_the_scenario_order_whatever_order_cells_finish_in(lab, tmp_path):
+    lab.on_boot = lambda g: time.sleep(0.2 if g.logdir.name.endswith("-a") else 0)
+    result = runner.run([_two_cells()], runner.Options(out=tmp_path, jobs=3), Events(), None)
+    assert [c.cell.cmdline for c in result.cells] == ["a", "b", "c"]
+
+
+def test_only_selects_cells_and_a_selection_of_nothing_is_a_user_error(lab, tmp_path):
+    only_b = runner.Options(out=tmp_path, only=Selector((("cmdline", ("b",)),)))
+    assert [c.id for c in runner.run([_two_cells()], only_b, Events(), None).cells] == [
+        "aarch64-nokpti-b"]
+    nothing = runner.Options(out=tmp_path / "none", only=Selector((("arch", ("x86_64",)),)))
+    with pytest.raises(UserError, match="no cell matches --only arch=x86_64"):
+        runner.run([_two_cells()], nothing, Events(), None)
+    assert not (tmp_path / "none").exists()
+
+
+class Reversed:
+    """Another executor: everything in this thread, last item first."""
+
+    def __init__(self):
+        self.items = []
+
+    def map_unordered(self, fn, items):
+        self.items = list(items)
+        for item in reversed(self.items):
+            yield fn(item)
+
+
+def test_another_executor_replaces_the_local_pool(lab, tmp_path):
+    executor = Reversed()
+    result = runner.run([_two_cells()], runner.Options(out=tmp_path), Events(), None,
+                        executor=executor)
+    assert executor.items == [0, 1, 2]
+    assert [g.logdir.name[-1] for g in lab.guests] == ["c", "b", "a"]
+    assert [c.cell.cmdline for c in result.cells] == ["a", "b", "c"]
+
+
+def test_ctrl_c_kills_every_qemu_before_it_leaves(lab, tmp_path):
+    class Interrupted:
+        def map_unordered(self, fn, items):
+            yield fn(0)
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        runner.run([_two_cells()], runner.Options(out=tmp_path), Events(), None,
+                   executor=Interrupted())
+    assert lab.killed == 1
+
+
+# ---------------------------------------------------------------- LocalPool
+
+def test_the_local_pool_returns_every_result_and_runs_at_most_jobs_at_once():
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def work(i):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.01)
+        with lock:
+            running[0] -= 1
+        return i * i
+
+    assert sorted(runner.LocalPool(3).map_unordered(work, range(20))) == [
+        i * i for i in range(20)]
+    assert most[0] <= 3
+    assert list(runner.LocalPool(0).map_unordered(work, [4])) == [16]   # at least one job
+
+
+def test_the_local_pool_cancels_what_has_not_started_when_a_task_raises():
+    started, release = [], threading.Event()
+
+    def work(i):
+        started.append(i)
+        if i == 1:
+            raise ValueError("cell 1 broke")
+        if i >= 2:
+            release.wait(5)       # hold the only worker until the pool has been told
+        return i
+
+    with pytest.raises(ValueError, match="cell 1 broke"):
+        list(runner.LocalPool(1).map_unordered(work, range(10)))
+    release.set()
+    time.sleep(0.1)                      # time for the worker to take more, were any left
+    assert started[:2] == [0, 1]
+    assert set(started) <= {0, 1, 2}     # 2 may have started; 3..9 were cancelled
