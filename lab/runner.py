@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -104,6 +105,14 @@ def _skip(boot: BootResult, steps: list[Step]) -> None:
     boot.steps += [StepResult(s.name, s.kind, boot.index, Status.SKIP) for s in steps]
 
 
+def _fail_boot(boot: BootResult, step: Step, rest: list[Step], seconds: float, ctx: Context,
+               exc: BaseException) -> None:
+    """The step that ended its boot is an error; the steps after it are skipped."""
+    boot.steps.append(StepResult(step.name, step.kind, boot.index, Status.ERROR, seconds,
+                                 ctx.exit_code, str(exc) or repr(exc)))
+    _skip(boot, rest)
+
+
 def _run_steps(scenario: Scenario, cell: Cell, guest: Guest, boot: BootResult,
                units: dict[str, str], event: Event, stop_on_fail: bool) -> None:
     """The cell's steps in order; a GuestError ends the boot (and propagates)."""
@@ -116,14 +125,14 @@ def _run_steps(scenario: Scenario, cell: Cell, guest: Guest, boot: BootResult,
         started = time.monotonic()
         try:
             problems = step.execute(ctx)
-        except (GuestError, OSError) as exc:   # OSError: a UART socket whose QEMU died
-            boot.steps.append(StepResult(step.name, step.kind, boot.index, Status.ERROR,
-                                         time.monotonic() - started, ctx.exit_code,
-                                         str(exc) or repr(exc)))
-            _skip(boot, steps[i + 1:])
+        except InfraError as exc:
+            if isinstance(exc, GuestError):   # the guest is gone: this boot ends here
+                _fail_boot(boot, step, steps[i + 1:], time.monotonic() - started, ctx, exc)
+                raise
+            problems = [str(exc)]   # a QMP command the machine refused, for example
+        except Exception as exc:   # OSError: a UART socket whose QEMU died; or a lab bug
+            _fail_boot(boot, step, steps[i + 1:], time.monotonic() - started, ctx, exc)
             raise
-        except InfraError as exc:   # a QMP command the machine refused, for example
-            problems = [str(exc)]
         new_faults = guest.faults()[before:]
         if new_faults and not step.allow_faults:
             problems += [f"kernel {f.kind}: {f.text.splitlines()[0]}" for f in new_faults]
@@ -163,7 +172,18 @@ def _boot(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options, n:
     except (LabError, OSError) as exc:
         boot.error = str(exc) or repr(exc)
         boot.faults = guest.faults()
+    except Exception as exc:   # a bug in the lab: this cell errs, the run goes on
+        boot.error = _internal_error(exc, logdir)
+        boot.faults = guest.faults()
     return boot
+
+
+def _internal_error(exc: Exception, logdir: Path) -> str:
+    """The message of a lab bug that ended a boot; the traceback goes to the cell's logs."""
+    logdir.mkdir(parents=True, exist_ok=True)
+    path = logdir / "internal-error.txt"
+    path.write_text("".join(traceback.format_exception(exc)))
+    return f"internal error in the lab: {type(exc).__name__}: {exc} (traceback in {path})"
 
 
 def run_cell(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options,

@@ -71,7 +71,7 @@ def lab(monkeypatch) -> FakeLab:
     fake = FakeLab()
     monkeypatch.setattr(runner, "Guest", fake.guest_class())
     monkeypatch.setattr(build, "kernel_meta", lambda kbuild: {"options": OPTIONS})
-    monkeypatch.setattr(runner, "ensure_kernels", lambda cells, progress_for, drivers=(): {
+    monkeypatch.setattr(runner, "ensure_kernels", lambda cells, progress_for, drivers=(), source=None: {
         (c.arch, c.variant): KBUILD for c in cells})
     monkeypatch.setattr(runner, "host_facts", lambda: {"cores": 2})
 
@@ -278,6 +278,22 @@ def test_a_panicking_cell_does_not_stop_the_others(lab, tmp_path):
     done = {cid: kw["status"] for cid, kw in events.seen if kw.get("phase") == "done"}
     assert done == {"aarch64-nokpti-a": "error", "aarch64-nokpti-b": "pass",
                     "aarch64-nokpti-c": "pass"}
+
+
+def test_a_bug_in_the_lab_errs_its_cell_keeps_the_traceback_and_the_run_goes_on(lab, tmp_path):
+    def bug(g):
+        if "panic" in g.cmdline:
+            raise ValueError("a lab bug")
+        return ("ok", 0)
+    lab.commands = {"work": bug}
+    result = runner.run([_two_cells()], runner.Options(out=tmp_path, jobs=2), Events(),
+                        progress_for=None)
+    assert [c.status for c in result.cells] == [E, P, P]
+    assert [(st.name, st.status) for st in result.cells[0].steps] == [("work", E)]
+    message = result.cells[0].error_message
+    assert "internal error in the lab: ValueError: a lab bug" in message
+    assert "ValueError: a lab bug" in (tmp_path / "s" / "aarch64-nokpti-a" /
+                                       "internal-error.txt").read_text()
 
 
 def test_each_result_json_is_written_when_its_cell_ends_not_with_the_run(lab, tmp_path):
