@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
 
 from lab import build, compare, driverloop, hostdeps, kconfig, qemu, report, runner, scenario
 from lab.arches import ARCHES, get_arch
-from lab.errors import LabError, UserError
+from lab.errors import Interrupted, LabError, UserError
 from lab.guest import Guest
 from lab.model import CELL_KEYS, ArchProfile, KernelBuild, KernelVariant, Selector
 from lab.results import RunResult, Status
@@ -163,7 +164,7 @@ def cmd_run(args) -> int:
     opts = runner.Options(out=args.out, jobs=args.jobs, only=_only(args.only),
                           repeat=args.repeat, icount=args.icount, accel=args.accel,
                           kernel_src=_kernel_src())
-    return EXIT_CODES[_run(scenarios, opts).status]
+    return _exit_code(_run(scenarios, opts))
 
 
 def cmd_compare(args) -> int:
@@ -184,7 +185,7 @@ def cmd_driver(args) -> int:
                           kernel_src=_kernel_src())
     results = _run([target], opts)
     report.driver_verdict(results, args.out)
-    return EXIT_CODES[results.status]
+    return _exit_code(results)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -252,14 +253,31 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Signals that stop the lab; each exits with 128 + its number, after cleanup.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum, signal.Signals(signum).name)
+
+
+def _exit_code(results: RunResult) -> int:
+    if results.interrupted:
+        return 128 + signal.Signals[results.interrupted].value
+    return _exit_code(results)
+
+
 def main(argv: list[str] | None = None) -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_interrupted)
     try:
         args = parser().parse_args(argv)
         code = args.func(args)
     except LabError as exc:
         report.error(str(exc))
         code = exc.exit_code
-    except KeyboardInterrupt:
-        report.error("interrupted")
-        code = 130
+    except KeyboardInterrupt as exc:   # errors.Interrupted too
+        name = getattr(exc, "name", "SIGINT")
+        report.error(f"interrupted by {name}")
+        code = 128 + signal.Signals[name].value
     sys.exit(code)

@@ -64,3 +64,14 @@ class GuestLost(GuestError):
     """QEMU exited or the console closed under the lab."""
 
     kind = "lost"
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP arrived: the run stops, keeps what it has, and exits
+    with 128 + the signal's number. A KeyboardInterrupt, so every cleanup that
+    handles Ctrl-C handles the other two alike."""
+
+    def __init__(self, signum: int, name: str):
+        super().__init__(name)
+        self.signum = signum
+        self.name = name

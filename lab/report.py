@@ -24,7 +24,8 @@ from lab.results import CellResult, RunResult, Status
 
 # Not on a terminal (CI logs, files): wide enough for the tables.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
-STATUS_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "skip": "yellow"}
+STATUS_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "skip": "yellow",
+                "interrupted": "bold yellow"}
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 180)
 
 
@@ -124,9 +125,14 @@ def write_results(results: RunResult, out: Path) -> None:
 
 
 def _cases(cell: CellResult) -> list[tuple[str, Status, float, str]]:
-    """A cell's JUnit test cases: (name, status, seconds, message)."""
-    boot_status = Status.ERROR if cell.failed_to_boot else Status.PASS
-    cases = [("boot", boot_status, sum(cell.boot_times), cell.error_message)]
+    """A cell's JUnit test cases: (name, status, seconds, message). An interrupted
+    cell's boot case is an error that says so."""
+    if cell.interrupted:
+        boot = ("boot", Status.ERROR, f"interrupted by {cell.interrupted}")
+    else:
+        boot = ("boot", Status.ERROR if cell.failed_to_boot else Status.PASS,
+                cell.error_message)
+    cases = [(boot[0], boot[1], sum(cell.boot_times), boot[2])]
     cases += [(s.name + (f" [boot {s.boot}]" if s.boot else ""), s.status, s.duration_s,
                s.message) for s in cell.steps]
     return cases

@@ -27,12 +27,14 @@ class Status(StrEnum):
     FAIL = "fail"
     ERROR = "error"
     SKIP = "skip"
+    #: The run was stopped (a signal) before or while this ran.
+    INTERRUPTED = "interrupted"
 
     @staticmethod
     def worst(statuses: Iterable[Status]) -> Status:
-        """ERROR over FAIL over PASS; a skipped step changes nothing."""
+        """ERROR over INTERRUPTED over FAIL over PASS; a skipped step changes nothing."""
         found = set(statuses)
-        for status in (Status.ERROR, Status.FAIL):
+        for status in (Status.ERROR, Status.INTERRUPTED, Status.FAIL):
             if status in found:
                 return status
         return Status.PASS
@@ -124,6 +126,8 @@ class CellResult:
     duration_s: float = 0.0
     #: Why the cell did not run at all (it has no boots then).
     error: str = ""
+    #: The signal that stopped the run while this cell had not finished ("" if none).
+    interrupted: str = ""
 
     @property
     def id(self) -> str:
@@ -131,6 +135,8 @@ class CellResult:
 
     @property
     def status(self) -> Status:
+        if self.interrupted:
+            return Status.INTERRUPTED
         if self.error or not self.boots:
             return Status.ERROR
         return Status.worst(b.status for b in self.boots)
@@ -205,7 +211,8 @@ class CellResult:
             "steps": [s.to_json() for s in self.steps],
             "faults": [_fault_json(f) for f in self.faults],
             "tainted": self.tainted, "logs": self.logs, "duration_s": round(self.duration_s, 2),
-            "cell_error": self.error, "boots": [b.to_json() for b in self.boots],
+            "cell_error": self.error, "interrupted": self.interrupted,
+            "boots": [b.to_json() for b in self.boots],
         }
 
     @classmethod
@@ -219,7 +226,8 @@ class CellResult:
         else:
             boots, error = _legacy_boots(d, steps), ""
         return cls(cell, d["scenario"], d.get("timing", "wallclock"), d.get("config", {}),
-                   boots, d.get("units", {}), d.get("duration_s", 0.0), error)
+                   boots, d.get("units", {}), d.get("duration_s", 0.0), error,
+                   d.get("interrupted", ""))
 
 
 #: A format-1 log name with its boot's number (the runner wrote those with repeat > 1).
@@ -266,16 +274,20 @@ class RunResult:
     cells: list[CellResult] = field(default_factory=list)
     duration_s: float = 0.0
     lab_version: str = ""
+    #: The signal that stopped the run ("" when it ran to its end).
+    interrupted: str = ""
 
     @property
     def status(self) -> Status:
+        if self.interrupted:
+            return Status.INTERRUPTED
         return Status.worst(c.status for c in self.cells)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "scenario": ", ".join(s["name"] for s in self.scenarios),
                 "scenarios": self.scenarios, "lab_version": self.lab_version,
                 "host": self.host, "jobs": self.jobs, "timing": self.timing,
-                "duration_s": round(self.duration_s, 2),
+                "duration_s": round(self.duration_s, 2), "interrupted": self.interrupted,
                 "cells": [c.to_json() for c in self.cells]}
 
     @classmethod
@@ -287,4 +299,4 @@ class RunResult:
                                            str(d.get("scenario", "")).split(", ") if n]
         return cls(scenarios, d.get("host", {}), d.get("jobs", 1), d.get("timing", "wallclock"),
                    [CellResult.from_json(c) for c in d.get("cells", [])],
-                   d.get("duration_s", 0.0), d.get("lab_version", ""))
+                   d.get("duration_s", 0.0), d.get("lab_version", ""), d.get("interrupted", ""))

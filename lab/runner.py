@@ -214,35 +214,68 @@ def _write_json(path: Path, data: dict) -> None:
 
 # ---------------------------------------------------------------- runs
 
+#: After a signal: how long the cells already running get to end (their QEMUs are killed).
+DRAIN_S = 15.0
+
+
 def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for: Callable,
         executor: Executor | None = None) -> RunResult:
-    """Runs every selected cell of every scenario; returns the run's results."""
+    """Runs every selected cell of every scenario; returns the run's results.
+
+    A signal (KeyboardInterrupt, errors.Interrupted) stops the run: every QEMU is
+    killed, the cells already running get DRAIN_S to end, and the results come back
+    with every unfinished cell marked interrupted, for the caller to write.
+    """
     pairs = [(s, c) for s in scenarios for c in select_cells(s, opts.only)]
     if not pairs:
         raise UserError(f"no cell matches --only {opts.only}")
-    builds = ensure_kernels((c for _, c in pairs), progress_for, opts.drivers, opts.kernel_src)
-    opts.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-
-    def task(i: int) -> tuple[int, CellResult]:
-        s, c = pairs[i]
-        assert c.variant is not None
-        return i, run_cell(s, c, builds[(c.arch, c.variant)], opts, event)
-
     done: dict[int, CellResult] = {}
+    running: set[int] = set()
+    stopped, in_flight = "", set()
     try:
-        for i, result in (executor or LocalPool(opts.jobs)).map_unordered(task,
-                                                                           range(len(pairs))):
-            done[i] = result
-    except KeyboardInterrupt:
+        builds = ensure_kernels((c for _, c in pairs), progress_for, opts.drivers,
+                                opts.kernel_src)
+        opts.out.mkdir(parents=True, exist_ok=True)
+
+        def task(i: int) -> None:
+            s, c = pairs[i]
+            assert c.variant is not None
+            running.add(i)
+            try:
+                done[i] = run_cell(s, c, builds[(c.arch, c.variant)], opts, event)
+            finally:
+                running.discard(i)
+
+        for _ in (executor or LocalPool(opts.jobs)).map_unordered(task, range(len(pairs))):
+            pass
+    except KeyboardInterrupt as exc:
+        stopped, in_flight = getattr(exc, "name", "SIGINT"), set(running)
         qemu.kill_all()
-        raise
+        _drain(running)
+    cells = [done.get(i) or CellResult(c, s.name, error=f"not run: interrupted by {stopped}")
+             for i, (s, c) in enumerate(pairs)]
+    for i, cell in enumerate(cells):
+        if stopped and (i in in_flight or i not in done):
+            cell.interrupted = stopped   # its errors are the kill's, not the guest's
+            _write_json(cell_dir(opts.out, cell.scenario, cell.cell) / "result.json",
+                        cell.to_json())
     return RunResult(
         scenarios=[{"name": s.name, "description": s.description, "path": str(s.path)}
                    for s in scenarios],
         host=host_facts(), jobs=opts.jobs, timing="icount" if opts.icount else "wallclock",
-        cells=[done[i] for i in sorted(done)], duration_s=time.monotonic() - started,
-        lab_version=__version__)
+        cells=cells, duration_s=time.monotonic() - started, lab_version=__version__,
+        interrupted=stopped)
+
+
+def _drain(running: set[int]) -> None:
+    """Waits (bounded) for the running cells to end; a second signal stops the wait."""
+    deadline = Deadline(DRAIN_S)
+    try:
+        while running and not deadline.expired():
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        pass
 
 
 def host_facts() -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lab import build, qemu, runner
-from lab.errors import GuestPanic, GuestTimeout, InfraError, UserError
+from lab.errors import GuestPanic, GuestTimeout, InfraError, Interrupted, UserError
 from lab.model import Cell, KernelBuild, KernelMessage, KernelVariant, Metric, Scenario, Selector
 from lab.results import CellResult, Status
 from lab.steps.asserts import FactAssert, MetricAssert
@@ -343,15 +343,48 @@ def test_another_executor_replaces_the_local_pool(lab, tmp_path):
     assert [c.cell.cmdline for c in result.cells] == ["a", "b", "c"]
 
 
-def test_ctrl_c_kills_every_qemu_before_it_leaves(lab, tmp_path):
-    class Interrupted:
+@pytest.mark.parametrize("signal", [KeyboardInterrupt(), Interrupted(15, "SIGTERM"),
+                                    Interrupted(1, "SIGHUP")], ids=["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_signal_kills_every_qemu_and_returns_what_ran_with_the_rest_interrupted(
+        lab, tmp_path, signal):
+    class Stopping:
         def map_unordered(self, fn, items):
             yield fn(0)
-            raise KeyboardInterrupt
-    with pytest.raises(KeyboardInterrupt):
-        runner.run([_two_cells()], runner.Options(out=tmp_path), Events(), None,
-                   executor=Interrupted())
+            raise signal
+    result = runner.run([_two_cells()], runner.Options(out=tmp_path), Events(), None,
+                        executor=Stopping())
+    name = getattr(signal, "name", "SIGINT")
     assert lab.killed == 1
+    assert result.interrupted == name and result.status is Status.INTERRUPTED
+    assert [(c.id, c.status) for c in result.cells] == [
+        ("aarch64-nokpti-a", P), ("aarch64-nokpti-b", Status.INTERRUPTED),
+        ("aarch64-nokpti-c", Status.INTERRUPTED)]
+    assert result.cells[1].error == f"not run: interrupted by {name}"
+    for c in result.cells:   # every cell has its result.json, the unfinished ones say why
+        on_disk = json.loads((tmp_path / "s" / c.id / "result.json").read_text())
+        assert on_disk["status"] == c.status.value
+
+
+def test_a_cell_running_when_the_signal_comes_is_interrupted_not_an_error(lab, tmp_path):
+    started = threading.Event()
+
+    def slow(g):
+        started.set()
+        time.sleep(0.3)
+        raise GuestTimeout("QEMU was killed")   # what the kill does to a running cell
+    lab.commands = {"work": slow}
+
+    class Stopping:
+        def map_unordered(self, fn, items):
+            t = threading.Thread(target=fn, args=(0,))
+            t.start()
+            started.wait(5)
+            raise Interrupted(15, "SIGTERM")
+    result = runner.run([_two_cells()], runner.Options(out=tmp_path), Events(), None,
+                        executor=Stopping())
+    first = result.cells[0]
+    assert first.status is Status.INTERRUPTED and first.boots   # it ran, and says so
+    assert first.interrupted == "SIGTERM"
 
 
 # ---------------------------------------------------------------- LocalPool
