@@ -179,8 +179,7 @@ def cmd_compare(args) -> int:
 
 def cmd_driver(args) -> int:
     driver = args.driver_dir.resolve()
-    path = args.scenario or driverloop.driver_scenario(driver)
-    target = driverloop.retarget(scenario.load(path), args.arch, args.kernel)
+    target = driverloop.driver_scenario(driver, args.arch, args.kernel, args.scenario)
     opts = runner.Options(out=args.out, jobs=1, drivers=(driver,), stop_on_fail=True,
                           kernel_src=_kernel_src())
     results = _run([target], opts)
@@ -241,7 +240,8 @@ def parser() -> argparse.ArgumentParser:
     dv.add_argument("--arch", default="aarch64", help="default aarch64")
     dv.add_argument("--kernel", help="a kernel variant or fragment (default: the scenario's)")
     dv.add_argument("--scenario", type=Path,
-                    help="default DRIVER_DIR/lab.yaml, else scenarios/pl011-driver.yaml")
+                    help="default DRIVER_DIR/lab.yaml, else a smoke test of every module "
+                         "DRIVER_DIR/Kbuild builds")
     dv.add_argument("--out", type=Path, default=Path("out") / ("driver-" + time.strftime("%Y%m%d-%H%M%S")))
     dv.set_defaults(func=cmd_driver)
 
@@ -264,7 +264,7 @@ def _raise_interrupted(signum: int, frame: object) -> None:
 def _exit_code(results: RunResult) -> int:
     if results.interrupted:
         return 128 + signal.Signals[results.interrupted].value
-    return _exit_code(results)
+    return EXIT_CODES[results.status]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -223,9 +223,11 @@ def _metrics_table(results: RunResult) -> None:
 
 def driver_verdict(results: RunResult, outdir: Path) -> None:
     """The driver loop's last word: the verdict, where it failed, the kernel's faults and log."""
+    said = {s["name"]: s.get("description", "") for s in results.scenarios}
     for c in results.cells:
         if c.status is Status.PASS:
-            out.print(Text(f"PASS {c.id}: every step passed", "bold green"))
+            out.print(Text(f"PASS {c.id}: {said.get(c.scenario) or 'every step passed'}",
+                           "bold green"))
             continue
         first = next((s for s in c.steps if s.status in (Status.FAIL, Status.ERROR)), None)
         where = f"step '{first.name}'" if first else "boot"

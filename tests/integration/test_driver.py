@@ -71,3 +71,34 @@ def test_a_broken_driver_makes_the_loop_report_the_oops_and_stop(tmp_path):
     (cell,) = json.loads((tmp_path / "out" / "results.json").read_text())["cells"]
     assert [s["status"] for s in cell["steps"]].count("skip") > 10
     assert not lab_qemus()
+
+
+DATA = ROOT / "tests" / "data" / "drivers"
+
+
+def test_a_directory_without_a_scenario_gets_a_smoke_test_of_its_own_module(tmp_path):
+    result = lab("driver", str(DATA / "hello"), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS aarch64-nokpti-default: smoke test of lab_hello" in result.stdout
+    (cell,) = json.loads((tmp_path / "results.json").read_text())["cells"]
+    assert [s["name"] for s in cell["steps"]] == [
+        "load lab_hello", "lab_hello is in /proc/modules", "unload lab_hello",
+        "lab_hello is gone from /proc/modules"]
+    assert "lab_hello: loaded" in (tmp_path / cell["logs"]["console"]).read_text()
+
+
+def test_the_smoke_test_fails_on_a_module_that_oopses_in_its_init_and_names_it(tmp_path):
+    result = lab("driver", str(DATA / "oops-init"), "--out", str(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL aarch64-nokpti-default: first failure at step 'load oops_init'" in result.stdout
+    assert "oops_init_init" in result.stdout          # the oops, with symbols
+    (cell,) = json.loads((tmp_path / "results.json").read_text())["cells"]
+    assert cell["steps"][0]["status"] == "fail" and "kernel" in cell["steps"][0]["message"]
+    assert not lab_qemus()
+
+
+def test_a_directory_that_builds_no_module_is_refused(tmp_path):
+    (tmp_path / "Kbuild").write_text("# nothing\n")
+    result = lab("driver", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "builds no module" in result.stderr and "Traceback" not in result.stderr
