@@ -6,6 +6,10 @@ own process group, a logged command line, and a deadline that a waiter
 enforces whether or not the child prints. Any exception while it runs,
 Ctrl-C included, kills the whole process group. A failure becomes a
 CommandError (or the subclass the caller names) carrying the tail of the log.
+
+popen() is the one place a child is created; Watched is a command running
+under those guarantees while the caller does something else (the KVM probe
+polls its serial file); run() is a Watched waited for.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ def _kill_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def _stop(proc: subprocess.Popen, grace_s: float) -> None:
+def stop_group(proc: subprocess.Popen, grace_s: float) -> None:
     """SIGTERM the group, a bounded wait, then SIGKILL; always reaps."""
     if proc.poll() is None:
         _kill_group(proc, signal.SIGTERM)
@@ -68,6 +72,135 @@ def _stop(proc: subprocess.Popen, grace_s: float) -> None:
         log.error("pid %d did not die after SIGKILL", proc.pid)
 
 
+def popen(argv: list[str] | tuple[str, ...], *, stdout: int | IO,
+          cwd: Path | None = None, env: dict[str, str] | None = None,
+          text: bool = False) -> subprocess.Popen:
+    """Start argv the lab's way: the one place where a child process is created.
+
+    stdin is /dev/null, stderr goes where stdout goes, and the child leads its
+    own process group, so one killpg takes it and everything it started.
+    env is added to the lab's own environment. A missing program is a UserError
+    that names its Debian package. The caller owns the process: run() and
+    Watched bound it by a deadline; qemu.Machine by its shutdown.
+    """
+    argv = [str(a) for a in argv]
+    log.debug("start: %s", shlex.join(argv))
+    try:
+        return subprocess.Popen(
+            argv, cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+            stdout=stdout, stderr=subprocess.STDOUT, text=text,
+            errors="replace" if text else None, start_new_session=True)
+    except FileNotFoundError:
+        from lab import hostdeps  # hostdeps runs commands through here too
+        hostdeps.require(argv[0])
+        raise UserError(f"{argv[0]}: not found") from None
+    except PermissionError as exc:
+        raise UserError(f"{argv[0]}: cannot run: {exc.strerror}") from None
+
+
+class Watched:
+    """A command running under a deadline, watched while it runs (kunit's _wait_proc).
+
+    A reader thread takes its output as it comes (into the log, the tail and
+    progress); a waiter thread stops it (SIGTERM, a grace, SIGKILL) the moment
+    the deadline passes, whether or not it prints; leaving the `with` block,
+    however it is left (Ctrl-C included), kills whatever still runs. run() is
+    this plus a wait; the KVM probe polls a file while its QEMU runs.
+    """
+
+    def __init__(self, argv: list[str] | tuple[str, ...], *, deadline: Deadline | float,
+                 log_path: Path | None = None, cwd: Path | None = None,
+                 env: dict[str, str] | None = None, what: str | None = None,
+                 progress: Callable[[str], None] | None = None, keep_output: bool = True):
+        self.argv = tuple(str(a) for a in argv)
+        self.deadline = Deadline(deadline) if isinstance(deadline, (int, float)) else deadline
+        self.what = what or Path(self.argv[0]).name
+        self.cmdline = shlex.join(self.argv)
+        self.log_path = log_path
+        #: Set by the waiter when it had to stop the command at the deadline.
+        self.timed_out = False
+        self._tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._kept: list[str] | None = [] if keep_output else None
+        self._progress = progress
+        self._logfh: IO[str] | None = open(log_path, "a", encoding="utf-8") if log_path else None
+        self.started = time.monotonic()
+        try:
+            self._log(f"$ {self.cmdline}\n")
+            self.proc = popen(self.argv, stdout=subprocess.PIPE, cwd=cwd, env=env, text=True)
+        except BaseException:
+            self._close_log()
+            raise
+        self._reader = threading.Thread(target=self._read, name=f"proc-{self.what}", daemon=True)
+        self._waiter = threading.Thread(target=self._watch, name=f"wait-{self.what}",
+                                        daemon=True)
+        self._reader.start()
+        self._waiter.start()
+
+    def __enter__(self) -> Watched:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _log(self, text: str) -> None:
+        if self._logfh:
+            try:
+                self._logfh.write(text)
+                self._logfh.flush()
+            except ValueError:   # closed: a grandchild kept the pipe past the end
+                pass
+
+    def _close_log(self) -> None:
+        if self._logfh:
+            self._logfh.close()
+            self._logfh = None
+
+    def _read(self) -> None:
+        last = 0.0
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._tail.append(line)
+            if self._kept is not None:
+                self._kept.append(line)
+            self._log(line)
+            if self._progress is not None and time.monotonic() - last > PROGRESS_EVERY_S:
+                last = time.monotonic()
+                self._progress(line.rstrip())
+
+    def _watch(self) -> None:
+        try:
+            self.proc.wait(timeout=self.deadline.remaining())
+        except subprocess.TimeoutExpired:
+            self.timed_out = True
+            stop_group(self.proc, TERM_GRACE_S)
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def wait(self) -> int | None:
+        """Until the command ends; bounded, since the waiter ends it at the deadline."""
+        self._waiter.join(self.deadline.remaining() + TERM_GRACE_S + 15)
+        self._reader.join(timeout=5)
+        return self.proc.returncode
+
+    def stop(self) -> None:
+        """Kill what still runs (no grace), reap it, and close the log. Idempotent."""
+        if self.proc.poll() is None:
+            stop_group(self.proc, 0.0)
+        self._waiter.join(timeout=15)
+        self._reader.join(timeout=5)
+        self._close_log()
+
+    @property
+    def tail(self) -> str:
+        return "".join(self._tail)
+
+    @property
+    def output(self) -> str:
+        """Everything it printed (only the tail with keep_output=False)."""
+        return "".join(self._kept) if self._kept is not None else self.tail
+
+
 def run(argv: list[str] | tuple[str, ...], *, deadline: Deadline | float,
         log_path: Path | None = None, cwd: Path | None = None,
         env: dict[str, str] | None = None, check: bool = True,
@@ -79,65 +212,32 @@ def run(argv: list[str] | tuple[str, ...], *, deadline: Deadline | float,
     non-zero exit raises `error`; a passed deadline always does. keep_output=False
     keeps only the tail in memory (long builds log to log_path instead).
     """
-    argv = tuple(str(a) for a in argv)
-    if isinstance(deadline, (int, float)):
-        deadline = Deadline(deadline)
-    what = what or Path(argv[0]).name
-    cmdline = shlex.join(argv)
-    log.debug("run: %s", cmdline)
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
-    kept: list[str] = []
-    logfh: IO[str] | None = open(log_path, "a", encoding="utf-8") if log_path else None
-    started = time.monotonic()
-    try:
-        if logfh:
-            logfh.write(f"$ {cmdline}\n")
-            logfh.flush()
-        try:
-            proc = subprocess.Popen(
-                argv, cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                errors="replace", start_new_session=True)
-        except FileNotFoundError:
-            from lab import hostdeps   # hostdeps runs commands through here too
-            hostdeps.require(argv[0])
-            raise UserError(f"{argv[0]}: not found") from None
-        except PermissionError as exc:
-            raise UserError(f"{argv[0]}: cannot run: {exc.strerror}") from None
+    with Watched(argv, deadline=deadline, log_path=log_path, cwd=cwd, env=env, what=what,
+                 progress=progress, keep_output=keep_output) as w:
+        returncode = w.wait()
+    logged = str(log_path) if log_path else None
+    if w.timed_out:
+        raise error(f"{w.what}: did not finish within its deadline of "
+                    f"{w.deadline.seconds:.0f} s (killed): {w.cmdline}", logged, w.tail)
+    assert returncode is not None
+    if check and returncode != 0:
+        raise error(f"{w.what} failed (exit code {returncode}): {w.cmdline}", logged, w.tail)
+    return Completed(w.argv, returncode, w.output, time.monotonic() - w.started)
 
-        def read() -> None:
-            last = 0.0
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                tail.append(line)
-                if keep_output:
-                    kept.append(line)
-                if logfh:
-                    logfh.write(line)
-                if progress is not None and time.monotonic() - last > PROGRESS_EVERY_S:
-                    last = time.monotonic()
-                    progress(line.rstrip())
 
-        reader = threading.Thread(target=read, name=f"proc-{what}", daemon=True)
-        reader.start()
-        try:
-            proc.wait(timeout=deadline.remaining())
-        except subprocess.TimeoutExpired:
-            _stop(proc, TERM_GRACE_S)
-            reader.join(timeout=5)
-            raise error(f"{what}: did not finish within its deadline of "
-                        f"{deadline.seconds:.0f} s (killed): {cmdline}",
-                        str(log_path) if log_path else None, "".join(tail)) from None
-        except BaseException:
-            _stop(proc, 0.0)   # Ctrl-C, SIGTERM: nothing of ours keeps running
-            raise
-        reader.join(timeout=5)
-    finally:
-        if logfh:
-            logfh.close()
-    done = Completed(argv, proc.returncode, "".join(kept) if keep_output else "".join(tail),
-                     time.monotonic() - started)
-    if check and proc.returncode != 0:
-        raise error(f"{what} failed (exit code {proc.returncode}): {cmdline}",
-                    str(log_path) if log_path else None, "".join(tail))
-    return done
+#: Prefix that makes a child die with the lab thread that started it
+#: (PR_SET_PDEATHSIG, set by util-linux's setpriv, which then execs the command).
+#: A prctl in a preexec_fn would do the same from Python, but Python documents
+#: that preexec_fn can deadlock in a process with threads, and the lab has them.
+#: The option is spelled in one word so that argv[3] is the command itself.
+PDEATHSIG = ("setpriv", "--pdeathsig=KILL", "--")
+
+
+def with_pdeathsig(argv: list[str] | tuple[str, ...]) -> list[str]:
+    """argv, run so that it is SIGKILLed when the thread that started it dies. Pure.
+
+    The kernel sends the signal when the *thread* that forked the child exits,
+    not the process: start such a child from a thread that outlives it (the main
+    thread, or a pool worker that keeps running until its cells are done).
+    """
+    return [*PDEATHSIG, *argv]
