@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from lab import __version__, build, kconfig, qemu, stats
+from lab import __version__, build, hostfacts, kconfig, qemu, stats
 from lab.arches import get_arch
 from lab.errors import GuestError, InfraError, LabError, UserError
 from lab.guest import Guest
@@ -446,29 +446,16 @@ def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for) ->
                 f.cancel()
             qemu.kill_all()
             raise
-    status = qemu.accel_status()
     return {
         "scenario": ", ".join(s.name for s in scenarios),
         "scenarios": [{"name": s.name, "description": s.description, "path": str(s.path)}
                       for s in scenarios],
         "lab_version": __version__,
-        "host": {"accel_available": "kvm" if status["kvm"] else "tcg",
-                 "accel_reason": status["reason"], "cpu": _host_cpu(),
-                 "qemu": qemu.qemu_version(), "cores": os.cpu_count()},
+        "host": hostfacts.summary(),
         "jobs": opts.jobs, "timing": "icount" if opts.icount else "wallclock",
         "duration_s": round(time.monotonic() - started, 2),
         "cells": [r.to_json() for r in results],
     }
-
-
-def _host_cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return os.uname().machine
 
 
 def exit_code(results: dict) -> int:
