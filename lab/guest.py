@@ -1,12 +1,11 @@
 """A booted guest: a QEMU machine, its consoles, and what the lab knows of it.
 
-Steps and tests talk to a Guest's capabilities (run, put_file, hmp, qmp, dut,
+Steps and tests talk to a Guest's capabilities (run, put_file, hmp, qmp, uart,
 faults), never to QEMU directly.
 """
 
 from __future__ import annotations
 
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from lab.arches import get_arch
 from lab.console import ConsoleLog, KernelLog, Shell
 from lab.errors import AbnormalShutdown, GuestError, InfraError
 from lab.model import BootFacts, CommandResult, KernelBuild, KernelMessage
+from lab.uart import Uart
 
 BOOT_DEADLINE_S = 60.0
 COMMAND_DEADLINE_S = 60.0
@@ -43,6 +43,7 @@ class Guest:
         self.kernel: KernelLog | None = None
         self.shell: Shell | None = None
         self._log: ConsoleLog | None = None
+        self._uart: Uart | None = None
         self.facts: BootFacts | None = None
         #: Set when QEMU ignored the quit and was killed (the guest is down either way).
         self.shutdown_error: AbnormalShutdown | None = None
@@ -101,6 +102,9 @@ class Guest:
                 self.machine.shutdown()
             except AbnormalShutdown as exc:
                 self.shutdown_error = exc
+        if self._uart:
+            self._uart.close()
+            self._uart = None
         if self.shell:
             self.shell.close()
         if self.kernel:
@@ -139,9 +143,12 @@ class Guest:
         assert self.machine
         return self.machine.hmp(command_line)
 
-    def dut(self) -> socket.socket:
-        """The device-under-test UART's host end (aarch64: the virt board's PL011)."""
+    def uart(self) -> Uart:
+        """The device-under-test UART (aarch64: the virt board's PL011), from the host
+        end; connected on first use, then the same one until the guest closes."""
         if not self.arch.dut_uart:
             raise GuestError(f"{self.arch.name} guests have no device-under-test UART")
-        assert self.machine
-        return self.machine.connect("dut")
+        if self._uart is None:
+            assert self.machine
+            self._uart = Uart(self.machine.connect("dut"), self.run)
+        return self._uart

@@ -6,13 +6,9 @@ loses QEMU is a result too (status "error"), and the other cells go on.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import shlex
-import socket
 import statistics
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -21,6 +17,7 @@ from typing import Callable
 
 from lab import __version__, build, hostfacts, kconfig, qemu, stats
 from lab.arches import get_arch
+from lab.deadline import Deadline
 from lab.errors import GuestError, InfraError, LabError, UserError
 from lab.guest import Guest
 from lab.model import Cell, KernelBuild, Scenario, Step
@@ -121,18 +118,12 @@ def build_kernels(pairs: list[tuple[Scenario, Cell]], progress_for,
 # ---------------------------------------------------------------- steps
 
 class _Boot:
-    """What the steps of one boot share: the guest, its UART socket, its samples."""
+    """What the steps of one boot share: the guest and its samples."""
 
     def __init__(self, guest: Guest, result: CellResult):
         self.guest = guest
         self.result = result
-        self.uart: socket.socket | None = None
-        self.uart_buffer = b""
         self.samples: dict[str, list[float]] = {}
-
-    def close(self) -> None:
-        if self.uart:
-            self.uart.close()
 
 
 def _check_output(step: Step, output: str) -> list[str]:
@@ -255,92 +246,30 @@ def _sample(boot: _Boot, name: str, value: float, unit: str) -> None:
     boot.result.units[name] = unit
 
 
-def _recv_exactly(sock: socket.socket, n: int, deadline: float, into: bytearray) -> None:
-    while len(into) < n:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return
-        sock.settimeout(remaining)
-        try:
-            data = sock.recv(min(65536, n - len(into)))
-        except socket.timeout:
-            return
-        if not data:
-            return
-        into.extend(data)
-
-
 def _transfer(step: Step, boot: _Boot, timeout: float) -> list[str]:
     """Random bytes through the UART, checksummed on both ends; KiB/s as a metric."""
-    guest, dev, n = boot.guest, shlex.quote(step.device), step.nbytes
+    uart = boot.guest.uart()
+    move = uart.transfer_out if step.transfer == "guest-to-host" else uart.transfer_in
     problems = []
-    setup = guest.run(f"stty -F {dev} raw -echo", timeout)
-    if setup.exit_code != 0:
-        return [f"stty on {step.device} failed: {setup.output.strip()}"]
     for i in range(step.count):
-        deadline = time.monotonic() + timeout
-        if step.transfer == "guest-to-host":
-            r = guest.run(f"head -c {n} /dev/urandom > /tmp/.lab-tx && md5sum /tmp/.lab-tx",
-                          timeout)
-            want = r.output.split()[0]
-            got = bytearray()
-            reader = threading.Thread(target=_recv_exactly, args=(boot.uart, n, deadline, got))
-            started = time.monotonic()
-            reader.start()
-            sent = guest.run(f"cat /tmp/.lab-tx > {dev}", timeout)
-            reader.join()
-            elapsed = time.monotonic() - started
-            received, have = len(got), hashlib.md5(got).hexdigest()
-            if sent.exit_code != 0:
-                problems.append(f"writing {step.device} failed: {sent.output.strip()}")
+        moved = move(step.device, step.nbytes, Deadline(timeout))
+        if moved.ok:
+            _sample(boot, step.metric_name, moved.kib_s, "KiB/s")
         else:
-            data = os.urandom(n)
-            want = hashlib.md5(data).hexdigest()
-            # Start the reader, and wait until it really has the tty open.
-            guest.run(f"head -c {n} {dev} > /tmp/.lab-rx & echo $! > /tmp/.lab-rx.pid; "
-                      f"until ls -l /proc/$(cat /tmp/.lab-rx.pid)/fd 2>/dev/null | "
-                      f"grep -q {dev}; do usleep 1000; done", timeout)
-            started = time.monotonic()
-            boot.uart.sendall(data)
-            r = guest.run("wait $(cat /tmp/.lab-rx.pid); wc -c < /tmp/.lab-rx; "
-                          "md5sum /tmp/.lab-rx", max(deadline - time.monotonic(), 1))
-            elapsed = time.monotonic() - started
-            words = r.output.split()
-            received, have = (int(words[0]), words[1]) if len(words) >= 2 else (0, "")
-        if have != want:
-            problems.append(f"transfer {i + 1}: {received} of {n} bytes arrived, md5 "
-                            f"{have or '-'} against {want}")
-        else:
-            _sample(boot, step.metric_name, n / 1024 / elapsed, "KiB/s")
+            problems.append(f"transfer {i + 1}: {moved.detail}")
     return problems
 
 
 def _uart(step: Step, boot: _Boot, timeout: float) -> list[str]:
-    if boot.uart is None:
-        boot.uart = boot.guest.dut()
     if step.transfer:
         return _transfer(step, boot, timeout)
+    uart = boot.guest.uart()
+    deadline = Deadline(timeout)
     if step.send:
-        boot.uart.sendall(step.send.encode())
-    if step.match is None:
-        return []
-    deadline = time.monotonic() + timeout
-    pattern = re.compile(step.match.encode())
-    while not pattern.search(boot.uart_buffer):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return [f"the UART did not send {step.match!r} within {timeout:g} s "
-                    f"(got {boot.uart_buffer[-200:]!r})"]
-        boot.uart.settimeout(remaining)
-        try:
-            data = boot.uart.recv(65536)
-        except socket.timeout:
-            continue
-        if not data:
-            return ["the UART socket closed"]
-        boot.uart_buffer += data
-    m = pattern.search(boot.uart_buffer)
-    boot.uart_buffer = boot.uart_buffer[m.end():]
+        uart.send(step.send.encode(), deadline)
+    if step.match is not None and uart.expect(step.match, deadline) is None:
+        return [f"the UART did not send {step.match!r} within {timeout:g} s "
+                f"(got {uart.tail!r})"]
     return []
 
 
@@ -363,7 +292,6 @@ def run_cell(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options,
         guest = Guest(kbuild, cell.cmdline_words, logdir=logdir, accel=opts.accel,
                       memory_mb=scenario.memory_mb, icount=opts.icount,
                       boot_deadline_s=scenario.boot_timeout)
-        boot = None
         try:
             with guest:
                 facts = guest.facts
@@ -381,9 +309,6 @@ def run_cell(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options,
             result.status, result.error = "error", str(exc) or repr(exc)
             if guest.kernel:
                 result.faults += [f.__dict__ for f in guest.faults()]
-        finally:
-            if boot:
-                boot.close()
         if result.status == "error":
             break
     result.duration_s = time.monotonic() - started
@@ -402,7 +327,7 @@ def _run_steps(scenario: Scenario, cell: Cell, boot: _Boot, n: int, result: Cell
         started = time.monotonic()
         try:
             problems = _run_step(step, boot, step.timeout or scenario.step_timeout, res)
-        except (GuestError, OSError) as exc:   # OSError: a UART socket whose QEMU died
+        except (GuestError, OSError) as exc:   # OSError: a file a put step could not read
             res.status, res.message = "error", str(exc) or repr(exc)
             res.duration_s = time.monotonic() - started
             _skip(result, steps[i + 1:], n)
