@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab import build, compare, driverloop, hostdeps, kconfig, qemu, report, runner, scenario
+from lab import build, compare, driverloop, hostdeps, hostfacts, kconfig, report, runner, scenario
 from lab.arches import ARCHES, get_arch
 from lab.errors import Interrupted, LabError, UserError
 from lab.guest import Guest
@@ -69,7 +69,7 @@ def cmd_doctor(args) -> int:
         with report.build_progress("doctor --install") as progress:
             hostdeps.install(hostdeps.missing(), progress)
     rows = [(d.what, d.package, d.found()) for d in hostdeps.DEPS]
-    accel = qemu.accel_status(probe=True)
+    accel = hostfacts.accel_status(probe=True)
     report.doctor_table(rows, accel)
     return 0 if all(ok for _, _, ok in rows) else 2
 

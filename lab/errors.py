@@ -6,6 +6,11 @@ a QEMU that died, a guest that panicked or hung. Both exit with code 2;
 a test that merely failed is a result, never an exception.
 """
 
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
 
 class LabError(Exception):
     """Root of every error the lab raises on purpose."""
@@ -40,6 +45,31 @@ class CommandError(InfraError):
 
 class BuildError(CommandError):
     """A kernel, module or image build failed."""
+
+
+class QemuError(InfraError):
+    """QEMU itself misbehaved; keeps its argv and the tail of what it printed, which
+    is what a user needs to reproduce it (QEMU's own VMLaunchFailure does the same)."""
+
+    def __init__(self, message: str, argv: Sequence[str], output: str = "",
+                 exitcode: int | None = None):
+        # Every field in args, so the error survives pickling (a remote executor).
+        super().__init__(message, tuple(argv), output, exitcode)
+        self.argv = tuple(argv)
+        self.output = output
+        self.exitcode = exitcode
+
+    def __str__(self) -> str:
+        return (f"{self.args[0]}\ncommand line: {shlex.join(self.argv)}\n"
+                f"QEMU said:\n{self.output or '(nothing)'}")
+
+
+class LaunchFailure(QemuError):
+    """QEMU did not come up: it exited, made no sockets, or did not greet on QMP."""
+
+
+class AbnormalShutdown(QemuError):
+    """QEMU did not quit when asked (QMP quit and a bounded wait), and was killed."""
 
 
 class GuestError(InfraError):

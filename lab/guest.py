@@ -1,21 +1,21 @@
 """A booted guest: a QEMU machine, its consoles, and what the lab knows of it.
 
-Steps and tests talk to a Guest's capabilities (run, put_file, hmp, qmp, dut,
+Steps and tests talk to a Guest's capabilities (run, put_file, hmp, qmp, uart,
 faults), never to QEMU directly.
 """
 
 from __future__ import annotations
 
-import socket
 import tempfile
 import time
 from pathlib import Path
 
-from lab import faults, qemu
+from lab import faults, hostfacts, qemu
 from lab.arches import get_arch
 from lab.console import ConsoleLog, KernelLog, Shell
-from lab.errors import GuestError, InfraError
+from lab.errors import AbnormalShutdown, GuestError, InfraError
 from lab.model import BootFacts, CommandResult, KernelBuild, KernelMessage
+from lab.uart import Uart
 
 BOOT_DEADLINE_S = 60.0
 COMMAND_DEADLINE_S = 60.0
@@ -32,7 +32,7 @@ class Guest:
             raise InfraError(f"kernel {build.arch}/{build.kernel} has no initramfs")
         self.build = build
         self.arch = get_arch(build.arch)
-        self.accel = qemu.choose_accel(self.arch, accel)
+        self.accel = hostfacts.choose_accel(self.arch, accel)
         self.icount = icount
         self.cmdline = qemu.kernel_cmdline(self.arch, tuple(cmdline))
         self.logdir = Path(logdir) if logdir else Path(tempfile.mkdtemp(prefix="lab-guest-"))
@@ -43,7 +43,10 @@ class Guest:
         self.kernel: KernelLog | None = None
         self.shell: Shell | None = None
         self._log: ConsoleLog | None = None
+        self._uart: Uart | None = None
         self.facts: BootFacts | None = None
+        #: Set when QEMU ignored the quit and was killed (the guest is down either way).
+        self.shutdown_error: AbnormalShutdown | None = None
 
     # -- lifecycle
 
@@ -65,7 +68,7 @@ class Guest:
                                  self.cmdline, rundir, self.accel, self.memory_mb, self.icount)
         self.machine = qemu.Machine(argv, rundir, self.logdir)
         launched = time.monotonic()
-        self.machine.start()
+        self.machine.launch()
         self._log = ConsoleLog(self.logdir / "console.log")
         self.kernel = KernelLog(self.machine.connect("kernel"), self._log, self._echo_kernel)
         self.kernel.start()
@@ -87,11 +90,23 @@ class Guest:
         return self.facts
 
     def close(self) -> None:
-        """Shut the guest down: QMP quit, a bounded wait, kill. Idempotent."""
+        """Shut the guest down: QMP quit, a bounded wait, kill. Idempotent.
+
+        The machine closes the consoles' sockets before it asks QEMU to quit;
+        the kernel console's reader then ends, and is joined. A QEMU that had
+        to be killed is kept in shutdown_error, not raised: close() runs while
+        another error may be on its way out.
+        """
+        if self.machine:
+            try:
+                self.machine.shutdown()
+            except AbnormalShutdown as exc:
+                self.shutdown_error = exc
+        if self._uart:
+            self._uart.close()
+            self._uart = None
         if self.shell:
             self.shell.close()
-        if self.machine:
-            self.machine.stop()
         if self.kernel:
             self.kernel.close()
         if self._log:
@@ -128,9 +143,12 @@ class Guest:
         assert self.machine
         return self.machine.hmp(command_line)
 
-    def dut(self) -> socket.socket:
-        """The device-under-test UART's host end (aarch64: the virt board's PL011)."""
+    def uart(self) -> Uart:
+        """The device-under-test UART (aarch64: the virt board's PL011), from the host
+        end; connected on first use, then the same one until the guest closes."""
         if not self.arch.dut_uart:
             raise GuestError(f"{self.arch.name} guests have no device-under-test UART")
-        assert self.machine
-        return self.machine.connect("dut")
+        if self._uart is None:
+            assert self.machine
+            self._uart = Uart(self.machine.connect("dut"), self.run)
+        return self._uart

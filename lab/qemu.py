@@ -1,18 +1,27 @@
 """QEMU: the command line (a pure function), the process, and QMP.
 
-The only module that imports qemu.qmp. Every QEMU runs paused (-S) in a
-private run directory (mode 0700) holding its unix sockets; it is in its own
-process group, dies with the thread that started it (PR_SET_PDEATHSIG), is
-killed at interpreter exit, and run directories left by a lab that was
-killed outright are swept, with their QEMU, by the next lab that starts one.
+The only module that imports qemu.qmp, and only its synchronous API
+(qemu.qmp.legacy.QEMUMonitorProtocol). Machine's lifecycle has the shape of
+QEMU's own python/qemu/machine/machine.py:
+
+- launch() = _pre_launch (logs, reproduce.sh) + _launch (the process) +
+  _post_launch (sockets, QMP); any failure cleans up and becomes a
+  LaunchFailure that keeps QEMU's argv and output.
+- shutdown() = a soft quit (QMP quit, a bounded wait), else a hard kill and
+  AbnormalShutdown; then _post_shutdown(), which always runs.
+
+Every QEMU runs paused (-S) in a private run directory (mode 0700) holding
+its unix sockets. It is in its own process group, dies with the thread that
+started it (setpriv --pdeathsig, see proc.with_pdeathsig), is killed at
+interpreter exit, and the run directories left by a lab that was killed
+outright are swept, with their QEMU, by the next lab that starts one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
-import ctypes
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -23,14 +32,18 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import IO, Any
 
-from qemu.qmp import QMPClient
-from qemu.qmp.error import QMPError
+from qemu.qmp import QMPError
+from qemu.qmp.legacy import QEMUMonitorProtocol
+from qemu.qmp.qmp_client import ExecuteError
 
-from lab import hostdeps
-from lab.errors import GuestLost, InfraError
+from lab import hostdeps, proc
+from lab.deadline import Deadline
+from lab.errors import AbnormalShutdown, GuestLost, InfraError, LabError, LaunchFailure, UserError
 from lab.model import ArchProfile
-from lab.paths import cache_dir
+
+log = logging.getLogger("lab.qemu")
 
 RUN_PREFIX = "lab-run-"
 SOCKETS = ("qmp", "kernel", "shell")
@@ -69,16 +82,9 @@ def command_line(arch: ArchProfile, kernel: Path, initramfs: Path, cmdline: str,
 
 # ---------------------------------------------------------------- process hygiene
 
-_live: set["Machine"] = set()
+_live: set[Machine] = set()
 _live_lock = threading.Lock()
 _swept = False
-
-
-def _set_pdeathsig() -> None:  # runs in the child, between fork and exec
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _pid_alive(pid: int) -> bool:
@@ -114,7 +120,11 @@ def sweep_stale() -> int:
 
 
 def kill_all() -> None:
-    """Kill every QEMU this process started and has not stopped yet."""
+    """Kill every QEMU this process started and has not shut down yet.
+
+    Only SIGKILL and reaping, which is safe from any thread (Ctrl-C, atexit):
+    the owners' shutdown() still runs its cleanup where it can.
+    """
     with _live_lock:
         machines = list(_live)
     for m in machines:
@@ -137,236 +147,288 @@ def make_rundir() -> Path:
 
 # ---------------------------------------------------------------- machine
 
+#: From starting QEMU to a greeted QMP connection.
+LAUNCH_DEADLINE_S = 10.0
+#: QMP quit, then this long for QEMU to exit, before the hard kill.
+SOFT_QUIT_S = 3.0
+#: Every QMP command has a timeout; this is the default.
+QMP_TIMEOUT_S = 10.0
+#: How much of qemu.log an error quotes.
+OUTPUT_TAIL_CHARS = 3000
+
+
 class Machine:
-    """One QEMU process and its QMP connection."""
+    """One QEMU process, its consoles' sockets and its QMP connection.
+
+    argv is QEMU's own command line (command_line()); the process runs
+    full_argv, which adds the pdeathsig prefix, and reproduce.sh shows that.
+    """
 
     def __init__(self, argv: list[str], rundir: Path, logdir: Path):
-        self.argv = argv
+        self.argv = list(argv)
+        self.full_argv = proc.with_pdeathsig(self.argv)
         self.rundir = rundir
         self.logdir = logdir
         self.proc: subprocess.Popen | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._qmp: QMPClient | None = None
-        self._qmp_log = None
+        self._qmp: QEMUMonitorProtocol | None = None
+        self._qmp_log: IO[str] | None = None
+        self._sockets: list[socket.socket] = []
 
-    # -- lifecycle
+    # -- launch
 
-    def start(self, deadline_s: float = 10.0) -> None:
-        """Start QEMU paused and connect QMP; the guest runs only on cont()."""
+    def launch(self, deadline: Deadline | float = LAUNCH_DEADLINE_S) -> None:
+        """Start QEMU paused and connect QMP; the guest runs only on cont().
+
+        On any failure everything is cleaned up (QEMU killed, run directory
+        removed) and a LaunchFailure keeps QEMU's argv and output; a user
+        error (QEMU not installed) and Ctrl-C pass through unwrapped.
+        """
+        if self.proc is not None:
+            raise InfraError(f"QEMU in {self.rundir} was launched already")
+        if not isinstance(deadline, Deadline):
+            deadline = Deadline(deadline)
+        try:
+            self._launch(deadline)
+        except BaseException as exc:
+            self._hard_shutdown()
+            output = self.output_tail()
+            self._post_shutdown()
+            if isinstance(exc, Exception) and not isinstance(exc, UserError):
+                raise LaunchFailure(str(exc) or type(exc).__name__, self.argv, output,
+                                    self.exitcode) from exc
+            raise
+
+    def _pre_launch(self) -> None:
+        """What must exist before QEMU starts: the binary, the log directory, the logs."""
         hostdeps.require(self.argv[0])
         self.logdir.mkdir(parents=True, exist_ok=True)
-        (self.logdir / "reproduce.sh").write_text(
-            "#!/bin/sh\n# The exact QEMU command line of this guest. It starts paused (-S):\n"
-            "# connect to the sockets, then send 'cont' on QMP.\n"
-            + shlex.join(self.argv) + "\n")
-        (self.logdir / "reproduce.sh").chmod(0o755)
-        qemu_log = open(self.logdir / "qemu.log", "wb")
-        with _live_lock:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=qemu_log,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         preexec_fn=_set_pdeathsig)
+        script = self.logdir / "reproduce.sh"
+        script.write_text(
+            "#!/bin/sh\n# The exact QEMU command line of this guest, as the lab ran it "
+            "(setpriv: QEMU dies with its parent).\n# It starts paused (-S): connect to the "
+            "sockets, then send 'cont' on QMP.\n" + shlex.join(self.full_argv) + "\n")
+        script.chmod(0o755)
+        self._qmp_log = open(self.logdir / "qmp.log", "a", encoding="utf-8")
+
+    def _launch(self, deadline: Deadline) -> None:
+        self._pre_launch()
+        with open(self.logdir / "qemu.log", "wb") as qemu_log, _live_lock:
+            self.proc = proc.popen(self.full_argv, stdout=qemu_log)
             _live.add(self)
-        qemu_log.close()
         (self.rundir / "qemu.pid").write_text(str(self.proc.pid))
-        end = time.monotonic() + deadline_s
+        self._post_launch(deadline)
+
+    def _post_launch(self, deadline: Deadline) -> None:
+        self._wait_for_sockets(deadline)
+        self._connect_qmp(deadline)
+
+    def _wait_for_sockets(self, deadline: Deadline) -> None:
+        assert self.proc is not None
         while not all((self.rundir / f"{s}.sock").exists() for s in SOCKETS):
             if self.proc.poll() is not None:
-                self._launch_failed(f"QEMU exited with code {self.proc.returncode}")
-            if time.monotonic() > end:
-                self._launch_failed(f"QEMU did not create its sockets within {deadline_s:.0f} s")
+                raise InfraError(f"QEMU exited with code {self.proc.returncode}")
+            if deadline.expired():
+                raise InfraError(f"QEMU did not create its sockets within "
+                                 f"{deadline.seconds:.0f} s")
             time.sleep(0.01)
-        self._qmp_log = open(self.logdir / "qmp.log", "a")
-        self._loop = asyncio.new_event_loop()
-        self._qmp = QMPClient("lab")
-        try:
-            self._sync(self._qmp.connect(str(self.rundir / "qmp.sock")), 5)
-        except (QMPError, OSError, asyncio.TimeoutError) as exc:
-            self._launch_failed(f"cannot connect to QMP: {exc!r}")
 
-    def _launch_failed(self, why: str):
-        self.kill()
-        log = (self.logdir / "qemu.log").read_text(errors="replace")[-3000:]
-        raise InfraError(f"{why}\ncommand line: {shlex.join(self.argv)}\nQEMU said:\n{log}")
+    def _connect_qmp(self, deadline: Deadline) -> None:
+        """Connect and negotiate, bounded by the launch deadline.
+
+        QEMUMonitorProtocol.connect() takes no timeout: a watchdog kills QEMU
+        at the deadline, which ends the connect with an EOF.
+        """
+        self._qmp = QEMUMonitorProtocol(str(self.rundir / "qmp.sock"), nickname=self.rundir.name)
+        fired = threading.Event()
+
+        def watchdog() -> None:
+            fired.set()
+            self.kill()
+
+        timer = threading.Timer(deadline.remaining(), watchdog)
+        timer.start()
+        try:
+            self._qmp.connect()
+        except (QMPError, OSError, EOFError) as exc:
+            if fired.is_set():
+                raise InfraError(f"QEMU did not greet on QMP within {deadline.seconds:.0f} s "
+                                 "(killed)") from exc
+            raise InfraError(f"cannot connect to QMP: {exc!r}") from exc
+        finally:
+            timer.cancel()
+
+    # -- state
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def kill(self) -> None:
-        """SIGKILL the process group and reap. Safe to call twice."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+    @property
+    def exitcode(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else None
+
+    def _exited(self, grace_s: float = 1.0) -> bool:
+        """Whether QEMU is gone, giving it grace_s to finish exiting (a closed
+        QMP socket comes a moment before the exit status)."""
+        if self.proc is None:
+            return True
+        try:
+            self.proc.wait(timeout=grace_s)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def output_tail(self) -> str:
+        """The end of what QEMU printed (qemu.log)."""
+        try:
+            return (self.logdir / "qemu.log").read_text(errors="replace")[-OUTPUT_TAIL_CHARS:]
+        except OSError:
+            return ""
+
+    # -- shutdown
+
+    def shutdown(self, timeout: float = SOFT_QUIT_S, hard: bool = False) -> None:
+        """Soft quit (QMP quit, then timeout s for QEMU to exit), else a hard kill;
+        then the post-shutdown cleanup, which always runs. Idempotent.
+
+        Raises AbnormalShutdown, after the cleanup, when QEMU had to be killed
+        although a soft quit was asked for. A QEMU that had already exited
+        (a panic with -no-reboot) is not abnormal: there was nothing to quit.
+        """
+        try:
+            if self.proc is not None:
+                if hard:
+                    self._hard_shutdown()
+                else:
+                    self._do_shutdown(Deadline(timeout))
+        finally:
+            self._post_shutdown()
+
+    def _early_cleanup(self) -> None:
+        """Close the console sockets first. A QEMU blocked writing to a console
+        that nobody reads never gets to the quit, and the wait would deadlock
+        (QEMU's machine.py does the same). Idempotent."""
+        for sock in self._sockets:
             try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+                sock.shutdown(socket.SHUT_RDWR)   # wakes a thread blocked in recv()
+            except OSError:
                 pass
+            sock.close()
+        self._sockets.clear()
+
+    def _soft_shutdown(self, deadline: Deadline) -> None:
+        """Ask QEMU to quit; raises subprocess.TimeoutExpired if it is still there."""
+        assert self.proc is not None
+        self._early_cleanup()
+        if self.alive() and self._qmp is not None:
+            try:
+                self.qmp("quit", timeout=deadline.remaining())
+            except LabError as exc:   # a QEMU on its way out may not answer: the wait decides
+                log.debug("QMP quit: %s", exc)
+        self.proc.wait(timeout=deadline.remaining())
+
+    def _do_shutdown(self, deadline: Deadline) -> None:
+        try:
+            self._soft_shutdown(deadline)
+        except subprocess.TimeoutExpired as exc:
+            self._hard_shutdown()
+            raise AbnormalShutdown(f"QEMU did not quit within {deadline.seconds:g} s of a "
+                                   "QMP quit; it was killed", self.argv, self.output_tail(),
+                                   self.exitcode) from exc
+
+    def _hard_shutdown(self) -> None:
+        self._early_cleanup()
+        self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the process group and reap it (bounded). Safe from any thread, twice."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:   # pragma: no cover - an unkillable QEMU
+            log.error("QEMU pid %d did not die after SIGKILL", self.proc.pid)
+
+    def _post_shutdown(self) -> None:
+        """Always runs, after a shutdown or a failed launch (which may be half done):
+        QEMU dead, QMP and the consoles closed, the run directory removed, and
+        the machine out of the live set."""
+        if self.alive():   # only if the shutdown itself was interrupted (Ctrl-C)
+            self._hard_shutdown()
+        if self._qmp is not None:
+            try:
+                self._qmp.close()
+            except Exception as exc:   # noqa: BLE001 - QEMU is gone; closing cannot fail it
+                log.debug("closing QMP: %r", exc)
+            self._qmp = None
+        if self._qmp_log is not None:
+            self._qmp_log.close()
+            self._qmp_log = None
+        self._early_cleanup()
+        shutil.rmtree(self.rundir, ignore_errors=True)
         with _live_lock:
             _live.discard(self)
 
-    def stop(self, deadline_s: float = 3.0) -> None:
-        """QMP quit, a bounded wait, then kill; always removes the run directory."""
-        try:
-            if self.alive() and self._qmp is not None:
-                try:
-                    self.qmp("quit", timeout=deadline_s)
-                except (InfraError, GuestLost):
-                    pass
-                try:
-                    self.proc.wait(timeout=deadline_s)
-                except subprocess.TimeoutExpired:
-                    pass
-        finally:
-            self.kill()
-            self._close_qmp()
-            shutil.rmtree(self.rundir, ignore_errors=True)
+    # -- consoles and QMP
 
-    def _close_qmp(self) -> None:
-        if self._qmp is not None and self._loop is not None:
-            try:
-                self._sync(self._qmp.disconnect(), 2)
-            except Exception:   # noqa: BLE001 - best effort on teardown
-                pass
-            self._loop.close()
-            self._qmp = None
-        if self._qmp_log:
-            self._qmp_log.close()
-            self._qmp_log = None
+    def connect(self, name: str, deadline: Deadline | float = 5.0) -> socket.socket:
+        """A connected unix socket to one of QEMU's chardevs (kernel, shell, dut).
 
-    # -- sockets and QMP
-
-    def connect(self, name: str, deadline_s: float = 5.0) -> socket.socket:
-        """A connected unix socket to one of QEMU's chardevs (kernel, shell, dut)."""
+        The machine keeps it, and closes it before shutting QEMU down.
+        """
+        if not isinstance(deadline, Deadline):
+            deadline = Deadline(deadline)
         path = self.rundir / f"{name}.sock"
-        end = time.monotonic() + deadline_s
         while True:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 s.connect(str(path))
+                self._sockets.append(s)
                 return s
             except OSError as exc:
                 s.close()
-                if time.monotonic() > end or not self.alive():
-                    raise InfraError(f"cannot connect to {path}: {exc.strerror}") from None
+                if deadline.expired() or not self.alive():
+                    raise InfraError(f"cannot connect to {path}: {exc.strerror}") from exc
                 time.sleep(0.01)
 
-    def _sync(self, coro, timeout: float):
-        assert self._loop is not None
-        return self._loop.run_until_complete(asyncio.wait_for(coro, timeout))
+    def qmp(self, command: str, timeout: float = QMP_TIMEOUT_S, **args: Any) -> Any:
+        """Run a QMP command within timeout; returns its 'return' value.
 
-    def qmp(self, command: str, timeout: float = 10.0, **args):
-        """Run a QMP command; returns its 'return' value."""
+        An error reply is an InfraError with QEMU's message; a QEMU that is
+        gone is GuestLost.
+        """
         if self._qmp is None or not self.alive():
             raise GuestLost(f"QMP {command}: QEMU is not running")
         self._log_qmp(">", {"execute": command, "arguments": args})
+        self._qmp.settimeout(timeout)
         try:
-            reply = self._sync(self._qmp.execute(command, args or None), timeout)
-        except asyncio.TimeoutError:
-            raise InfraError(f"QMP {command}: no answer within {timeout:.0f} s") from None
-        except QMPError as exc:
-            if not self.alive():
-                raise GuestLost(f"QMP {command}: QEMU exited") from None
-            raise InfraError(f"QMP {command} failed: {exc}") from None
+            reply = self._qmp.cmd(command, **args)
+        except ExecuteError as exc:
+            self._log_qmp("<", dict(exc.received))
+            raise InfraError(f"QMP {command} failed: {exc}") from exc
+        except TimeoutError as exc:
+            if self._exited():
+                raise GuestLost(f"QMP {command}: QEMU exited") from exc
+            raise InfraError(f"QMP {command}: no answer within {timeout:g} s") from exc
+        except (QMPError, OSError, EOFError) as exc:
+            if self._exited():
+                raise GuestLost(f"QMP {command}: QEMU exited") from exc
+            raise InfraError(f"QMP {command} failed: {exc}") from exc
         self._log_qmp("<", reply)
         return reply
 
-    def _log_qmp(self, direction: str, data) -> None:
+    def _log_qmp(self, direction: str, data: object) -> None:
         if self._qmp_log:
             self._qmp_log.write(f"{time.time():.3f} {direction} {json.dumps(data)}\n")
             self._qmp_log.flush()
 
-    def hmp(self, command_line: str, timeout: float = 10.0) -> str:
+    def hmp(self, command_line: str, timeout: float = QMP_TIMEOUT_S) -> str:
         """A human-monitor command, e.g. 'xp /4wx 0x9000030'."""
         return self.qmp("human-monitor-command", timeout, **{"command-line": command_line})
 
     def cont(self) -> None:
         self.qmp("cont")
-
-
-# ---------------------------------------------------------------- accelerator
-
-#: A boot sector that writes "OK\n" to COM1 and halts: the smallest real boot.
-_PROBE_MBR = (bytes.fromhex("baf803b04fee" "b04bee" "b00aee" "faf4ebfd")
-              .ljust(510, b"\0") + b"\x55\xaa")
-PROBE_DEADLINE_S = 10.0
-
-
-def _host_arch() -> str:
-    return os.uname().machine
-
-
-def probe_kvm() -> tuple[bool, str]:
-    """Boot a boot sector under KVM with the CPU the lab would use."""
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return False, "/dev/kvm is missing or not accessible"
-    if _host_arch() != "x86_64" or not shutil.which("qemu-system-x86_64"):
-        return False, "the KVM probe runs on x86_64 hosts with qemu-system-x86"
-    ok, reason = probe_boot("kvm", "host")
-    return ok, ("KVM: " if ok else "KVM is unusable: ") + reason
-
-
-def probe_boot(accel: str, cpu: str) -> tuple[bool, str]:
-    """Boot the probe's boot sector; True when its output reached the serial port."""
-    with tempfile.TemporaryDirectory(prefix="lab-kvm-probe-") as tmp:
-        disk = Path(tmp) / "probe.img"
-        disk.write_bytes(_PROBE_MBR)
-        out = Path(tmp) / "serial.txt"
-        argv = ["qemu-system-x86_64", "-accel", accel, "-cpu", cpu, "-M", "pc", "-m", "32",
-                "-nodefaults", "-no-user-config", "-display", "none",
-                "-serial", f"file:{out}", "-drive", f"file={disk},format=raw,if=ide"]
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=_set_pdeathsig)
-        end = time.monotonic() + PROBE_DEADLINE_S
-        while time.monotonic() < end and proc.poll() is None:
-            if out.exists() and b"OK" in out.read_bytes():
-                break
-            time.sleep(0.05)
-        booted = out.exists() and b"OK" in out.read_bytes()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        said = (proc.communicate(timeout=10)[0] or b"").decode(errors="replace").strip()
-    if booted:
-        return True, "a probe boot reached its serial output"
-    if said:
-        return False, f"a probe boot failed: {said.splitlines()[-1][:200]}"
-    return False, f"a probe boot hung (no output within {PROBE_DEADLINE_S:.0f} s)"
-
-
-def qemu_version() -> str:
-    exe = shutil.which("qemu-system-x86_64") or shutil.which("qemu-system-aarch64")
-    if not exe:
-        return "not installed"
-    out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
-    return out.stdout.splitlines()[0] if out.stdout else "unknown"
-
-
-def accel_status(probe: bool = False) -> dict:
-    """KVM when $LAB_ACCEL says so or the (cached) probe passed; TCG otherwise."""
-    forced = os.environ.get("LAB_ACCEL")
-    if forced:
-        return {"accel": forced, "kvm": forced == "kvm", "reason": "set by LAB_ACCEL"}
-    stamp = f"{qemu_version()}|{os.uname().release}"
-    cache = cache_dir() / "accel.json"
-    try:
-        cached = json.loads(cache.read_text())
-    except (OSError, ValueError):
-        cached = {}
-    if probe or cached.get("stamp") != stamp:
-        ok, reason = probe_kvm()
-        cached = {"stamp": stamp, "kvm": ok, "reason": reason}
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(cached) + "\n")
-    return {"accel": "kvm" if cached["kvm"] else "tcg", "kvm": cached["kvm"],
-            "reason": cached["reason"]}
-
-
-def choose_accel(arch: ArchProfile, requested: str | None = None) -> str:
-    """The accelerator for a guest of arch: requested, else KVM only where it works."""
-    if requested:
-        return requested
-    status = accel_status()
-    native = {"x86_64": "x86_64", "aarch64": "aarch64"}.get(_host_arch())
-    return "kvm" if status["kvm"] and native == arch.name else "tcg"

@@ -51,3 +51,14 @@ def test_kernel_cmdline_names_the_shell_console_and_keeps_user_words_last():
     line = qemu.kernel_cmdline(ARCHES["aarch64"], ("kpti=1",))
     assert line.split() == ["console=hvc0", "quiet", "panic=-1", "labshell=hvc1", "kpti=1"]
     assert "labshell=ttyS1" in qemu.kernel_cmdline(ARCHES["x86_64"])
+
+
+def test_qemu_runs_under_setpriv_and_the_prefix_stays_out_of_the_pure_command_line():
+    args = argv("x86_64")
+    assert args[0] == "qemu-system-x86_64"                   # command_line() has no prefix
+    machine = qemu.Machine(args, RUN, Path("/logs"))         # builds argv only: no I/O
+    assert machine.argv == args
+    assert machine.full_argv == ["setpriv", "--pdeathsig=KILL", "--", *args]
+    # tests/conftest.py lab_qemus() finds QEMU in the first 4 words, even before
+    # setpriv has exec'd it.
+    assert "qemu-system" in machine.full_argv[3]

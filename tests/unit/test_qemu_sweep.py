@@ -1,4 +1,4 @@
-"""QEMU process hygiene against small real processes: launch errors and the sweep."""
+"""The sweep of run directories left by a lab that was killed outright (no QEMU needed)."""
 
 import shutil
 import signal
@@ -7,24 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from lab import qemu
-from lab.errors import InfraError
-
-
-def test_a_launch_that_fails_reports_the_command_line_and_what_qemu_said(tmp_path):
-    rundir = qemu.make_rundir()
-    argv = ["qemu-system-x86_64", "-M", "no-such-machine", "-display", "none"]
-    machine = qemu.Machine(argv, rundir, tmp_path)
-    with pytest.raises(InfraError) as err:
-        machine.start()
-    text = str(err.value)
-    assert "QEMU exited with code 1" in text
-    assert "command line: qemu-system-x86_64 -M no-such-machine" in text
-    assert "unsupported machine type" in text.split("QEMU said:")[1]
-    machine.stop()
-    assert not rundir.exists()
 
 
 def test_sweep_kills_the_qemu_of_a_dead_lab_and_removes_its_run_directory():
@@ -52,13 +35,3 @@ def test_sweep_leaves_the_run_directories_of_a_live_lab_alone():
     qemu.sweep_stale()
     assert rundir.exists()
     shutil.rmtree(rundir)
-
-
-def test_the_probe_boot_can_pass_under_tcg():
-    """The KVM probe's boot sector really boots (so a failing probe means KVM)."""
-    ok, reason = qemu.probe_boot("tcg", "qemu64")
-    assert ok, reason
-    started = time.monotonic()
-    ok, reason = qemu.probe_boot("tcg", "no-such-cpu")
-    assert not ok and "probe boot failed" in reason
-    assert time.monotonic() - started < qemu.PROBE_DEADLINE_S + 2

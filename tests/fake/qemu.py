@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""A fake QEMU for the lab's fast tests: QEMU's outside, no emulation at all.
+
+Put tests/fake/bin first in PATH: its qemu-system-aarch64 and qemu-system-x86_64
+are links to this script. It takes the lab's command line, listens where the
+lab connects (-qmp unix:PATH and every -chardev socket,id=NAME,path=PATH), and:
+
+- serves QMP: the greeting, qmp_capabilities, cont, stop, query-status,
+  human-monitor-command (a canned answer), quit, and an error reply for any
+  other command;
+- plays the guest on the chardevs: boot lines on `kernel`; on `shell` the
+  ready marker and a tiny shell that emulates the few commands the lab's
+  protocol and the tests use (nothing is ever run on the host); `dut` echoes
+  what it gets, like a UART with a loopback plug.
+
+FAKE_QEMU_MODE picks a misbehaviour:
+  ok     behave (the default)
+  exit   print an error and exit 1 at start, as QEMU does on a bad option
+  hang   greet on QMP and answer qmp_capabilities, then never answer anything
+  panic  panic during boot (a kernel panic on `kernel`), then exit
+  flood  after cont, write to the shell console without end, blocking as QEMU
+         does when nobody reads it, until the lab closes that socket
+`echo c > /proc/sysrq-trigger` panics in any mode. `--version` and the lab's
+KVM probe boot (-serial file:PATH) are answered too.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import os
+import selectors
+import shlex
+import socket
+import sys
+import time
+from pathlib import Path
+
+MODE = os.environ.get("FAKE_QEMU_MODE", "ok")
+PROG = Path(sys.argv[0]).name
+ARCH = PROG.rsplit("-", 1)[-1]
+RELEASE = "6.1.0-fake"
+BOOT_LINES = ["Booting Linux on physical CPU 0x0", f"Linux version {RELEASE} (fake QEMU)",
+              "Run /init as init process"]
+PANIC_LINES = ["Kernel panic - not syncing: sysrq triggered crash",
+               "CPU: 0 PID: 1 Comm: sh Not tainted 6.1.0-fake #1",
+               "---[ end Kernel panic - not syncing: sysrq triggered crash ]---"]
+FLOOD_LINE = b"flood " * 680 + b"\r\n"
+
+
+class Exit(Exception):
+    """`exit N` in the fake shell."""
+
+
+class Panic(Exception):
+    """The guest kernel panicked."""
+
+
+def parse(argv: list[str]) -> tuple[dict[str, str], str | None]:
+    """The unix sockets to listen on (name -> path), and a probe's serial file."""
+    sockets, serial_file = {}, None
+    for opt, value in itertools.pairwise(argv):
+        if opt == "-qmp" and value.startswith("unix:"):
+            sockets["qmp"] = value[len("unix:"):].split(",")[0]
+        elif opt == "-chardev" and value.startswith("socket,"):
+            fields = dict(f.partition("=")[::2] for f in value.split(",")[1:])
+            sockets[fields["id"]] = fields["path"]
+        elif opt == "-serial" and value.startswith("file:"):
+            serial_file = value[len("file:"):]
+    return sockets, serial_file
+
+
+def printf(fmt: str, args: list[str]) -> str:
+    """printf's %s, %d, %% and \\n, reusing the format while arguments remain."""
+    out = []
+    while True:
+        text, i, used = "", 0, False
+        while i < len(fmt):
+            c, nxt = fmt[i], fmt[i + 1] if i + 1 < len(fmt) else ""
+            if c == "\\" and nxt:
+                text += {"n": "\n", "t": "\t"}.get(nxt, nxt)
+            elif c == "%" and nxt:
+                if nxt == "%":
+                    text += "%"
+                else:
+                    arg, used = (args.pop(0) if args else ""), True
+                    text += str(int(arg or 0)) if nxt == "d" else arg
+            else:
+                text += c
+                i += 1
+                continue
+            i += 2
+        out.append(text)
+        if not args or not used:
+            return "".join(out)
+
+
+class Shell:
+    """Just enough of busybox sh for lab.console.Shell; every command is emulated."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.files = {"/proc/sys/kernel/tainted": b"0\n", "/proc/version": RELEASE.encode()}
+
+    def line(self, text: str):
+        """Runs one line; a generator that yields seconds to sleep and returns the output."""
+        lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|<>")
+        lexer.whitespace_split = True
+        words, out, skip = [], "", False
+        for token in [*lexer, ";"]:
+            if token not in (";", "&&", "||", "&", "|"):
+                words.append(str(self.status) if token == "$?" else token)
+                continue
+            if words and not skip:
+                out += yield from self.command(words)
+            skip = (token == "&&" and self.status != 0) or (token == "||" and self.status == 0)
+            words = []
+        return out
+
+    def command(self, words: list[str]):
+        """One simple command with its redirections; returns what goes to the console."""
+        target, append, args = None, False, []
+        it = iter(words)
+        for word in it:
+            if word in (">", ">>"):
+                target, append = next(it, ""), word == ">>"
+            elif word == "<":
+                next(it, "")
+            else:
+                args.append(word)
+        try:
+            out = yield from self.builtin(args)
+        except Exit as exc:
+            self.status = int(exc.args[0])
+            return ""
+        if target is None:
+            return out
+        if target == "/proc/sysrq-trigger" and out.startswith("c"):
+            raise Panic()
+        old = self.files.get(target, b"") if append else b""
+        self.files[target] = old + out.encode("latin-1", errors="replace")   # bytes as chars
+        return ""
+
+    def builtin(self, args: list[str]):
+        name, rest = (args[0], args[1:]) if args else ("", [])
+        self.status = 0
+        if not name or "=" in name or name in ("true", ":", "stty", "rm", "chmod"):
+            return ""
+        if name == "false":
+            self.status = 1
+        elif name == "echo":
+            return " ".join(rest) + "\n"
+        elif name == "printf":
+            return printf(rest[0], rest[1:]) if rest else ""
+        elif name == "eval":
+            return (yield from self.line(" ".join(rest)))
+        elif name == "sh" and rest[:1] == ["-c"]:   # its `exit N` sets the status
+            return (yield from self.line(rest[1]))
+        elif name == "exit":
+            raise Exit(rest[0] if rest else self.status)
+        elif name == "sleep":
+            yield float(rest[0])
+        elif name == "uname":
+            return {"-r": RELEASE, "-m": ARCH}.get(rest[0] if rest else "", "Linux") + "\n"
+        elif name == "dmesg":
+            return "" if rest else "".join(f"[    0.000000] {line}\n" for line in BOOT_LINES)
+        elif name in ("cat", "md5sum", "base64", "."):
+            return (yield from self.files_command(name, rest))
+        else:
+            self.status = 127
+            return f"sh: {name}: not found\n"
+        return ""
+
+    def files_command(self, name: str, args: list[str]):
+        paths = [a for a in args if not a.startswith("-")]
+        missing = [p for p in paths if p not in self.files]
+        if missing:
+            self.status = 1
+            return f"{name}: {missing[0]}: No such file or directory\n"
+        if name == "cat":
+            return b"".join(self.files[p] for p in paths).decode("latin-1")
+        if name == "md5sum":
+            return "".join(f"{hashlib.md5(self.files[p]).hexdigest()}  {p}\n" for p in paths)
+        if name == "base64":
+            return base64.b64decode(self.files[paths[0]]).decode("latin-1")
+        out = ""
+        for line in self.files[paths[0]].decode().splitlines():   # "." FILE
+            out += yield from self.line(line)
+        return out
+
+
+class FakeQemu:
+    def __init__(self, sockets: dict[str, str]):
+        self.paths = sockets
+        self.sel = selectors.DefaultSelector()
+        self.clients: dict[str, socket.socket] = {}
+        self.buffers: dict[str, bytes] = {}
+        self.started = False
+        self.running = False
+        self.echo = True
+        self.shell = Shell()
+        self.lines: list[str] = []
+        self.busy: object = None      # a command waiting out a sleep: (generator, resume time)
+        for name, path in sockets.items():
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(path)
+            listener.listen(1)
+            self.sel.register(listener, selectors.EVENT_READ, ("accept", name))
+
+    # -- plumbing
+
+    def send(self, name: str, data: bytes) -> None:
+        """Blocking, as QEMU's chardev writes are; dropped when nobody is connected."""
+        client = self.clients.get(name)
+        if client is None:
+            return
+        try:
+            client.sendall(data)
+        except OSError:
+            self.drop(name)
+
+    def drop(self, name: str) -> None:
+        client = self.clients.pop(name, None)
+        if client is not None:
+            self.sel.unregister(client)
+            client.close()
+
+    def tty(self, name: str, text: str) -> None:
+        self.send(name, text.replace("\n", "\r\n").encode())
+
+    def exit(self, code: int) -> None:
+        for path in self.paths.values():
+            Path(path).unlink(missing_ok=True)
+        os._exit(code)
+
+    def loop(self) -> None:
+        while True:
+            timeout = max(0.0, self.busy[1] - time.monotonic()) if self.busy else None
+            # Accepts first: the lab connects the consoles before it sends cont,
+            # and what the guest prints must not go out before they are accepted.
+            events = sorted(self.sel.select(timeout), key=lambda e: e[0].data[0] != "accept")
+            for key, _ in events:
+                kind, name = key.data
+                if kind == "accept":
+                    client, _ = key.fileobj.accept()
+                    self.drop(name)
+                    self.clients[name] = client
+                    self.sel.register(client, selectors.EVENT_READ, ("read", name))
+                    if name == "qmp":
+                        self.qmp_send({"QMP": {"version": {"qemu": {"major": 7, "minor": 2,
+                                      "micro": 0}, "package": "fake"}, "capabilities": []}})
+                elif self.clients.get(name) is key.fileobj:   # not dropped meanwhile
+                    try:
+                        data = key.fileobj.recv(65536)
+                    except OSError:   # reset: the lab closed it with output unread
+                        data = b""
+                    if not data:
+                        self.drop(name)
+                    else:
+                        getattr(self, f"on_{name}", self.on_other)(name, data)
+            if self.busy and time.monotonic() >= self.busy[1]:
+                self.resume(self.busy[0])
+
+    # -- QMP
+
+    def qmp_send(self, msg: dict) -> None:
+        self.send("qmp", json.dumps(msg).encode() + b"\r\n")
+
+    def on_qmp(self, name: str, data: bytes) -> None:
+        text = self.buffers.get(name, "") + data.decode()
+        decoder = json.JSONDecoder()
+        while text.strip():
+            try:
+                msg, end = decoder.raw_decode(text.lstrip())
+            except ValueError:
+                break
+            text = text.lstrip()[end:]
+            self.execute(msg)
+        self.buffers[name] = text
+
+    def execute(self, msg: dict) -> None:
+        command, args = msg.get("execute"), msg.get("arguments") or {}
+        tag = {"id": msg["id"]} if "id" in msg else {}
+        if command == "qmp_capabilities":
+            self.qmp_send({"return": {}, **tag})
+            if MODE == "hang":   # a wedged QEMU: sockets open, nothing read or answered
+                while True:
+                    time.sleep(3600)
+        elif command in ("cont", "stop"):
+            self.running = command == "cont"
+            self.qmp_send({"return": {}, **tag})
+            self.qmp_send({"event": "RESUME" if self.running else "STOP",
+                           "timestamp": {"seconds": int(time.time()), "microseconds": 0}})
+            if self.running and not self.started:
+                self.started = True
+                self.boot()
+        elif command == "query-status":
+            status = "running" if self.running else "paused" if self.started else "prelaunch"
+            self.qmp_send({"return": {"status": status, "singlestep": False,
+                                      "running": self.running}, **tag})
+        elif command == "human-monitor-command":
+            line = args.get("command-line", "")
+            answer = (f"{int(line.split()[-1], 16):016x}: 0x00000011 0x00000010 0x00000034 "
+                      f"0x00000000\r\n" if line.startswith("xp ") else
+                      f"unknown command: '{line}'\r\n")
+            self.qmp_send({"return": answer, **tag})
+        elif command == "quit":
+            self.qmp_send({"return": {}, **tag})
+            self.qmp_send({"event": "SHUTDOWN", "data": {"guest": False, "reason": "host-qmp-quit"},
+                           "timestamp": {"seconds": int(time.time()), "microseconds": 0}})
+            self.exit(0)
+        else:
+            self.qmp_send({"error": {"class": "CommandNotFound",
+                                     "desc": f"The command {command} has not been found"}, **tag})
+
+    # -- the guest
+
+    def boot(self) -> None:
+        for line in BOOT_LINES:
+            self.tty("kernel", f"[    0.000000] {line}\n")
+        if MODE == "panic":
+            self.panic()
+        self.tty("shell", "\n@@LAB-READY@@\n")
+        while MODE == "flood" and "shell" in self.clients:
+            self.send("shell", FLOOD_LINE)
+
+    def panic(self) -> None:
+        for line in PANIC_LINES:
+            self.tty("kernel", f"[    1.000000] {line}\n")
+        self.exit(0)   # panic=-1 reboots, and -no-reboot makes that an exit
+
+    def on_shell(self, name: str, data: bytes) -> None:
+        text = self.buffers.get(name, "") + data.decode(errors="replace")
+        *lines, self.buffers[name] = text.split("\n")
+        for line in lines:
+            if self.echo:
+                self.tty("shell", line + "\n")
+                self.echo = "stty -echo" not in line
+            self.lines.append(line)
+        if not self.busy:
+            self.next_line()
+
+    def next_line(self) -> None:
+        while self.lines and not self.busy:
+            self.resume(self.shell.line(self.lines.pop(0)))
+
+    def resume(self, command) -> None:
+        """Runs a command until it sleeps (then later again) or ends."""
+        self.busy = None
+        try:
+            seconds = next(command)
+            self.busy = (command, time.monotonic() + seconds)
+            return
+        except StopIteration as done:
+            self.tty("shell", done.value or "")
+        except Panic:
+            self.panic()
+        self.next_line()
+
+    def on_dut(self, name: str, data: bytes) -> None:
+        self.send(name, data)
+
+    def on_other(self, name: str, data: bytes) -> None:
+        pass   # the kernel console's input goes nowhere
+
+
+def main(argv: list[str]) -> None:
+    if "--version" in argv:
+        print("QEMU emulator version 7.2.0 (fake QEMU for the lab's tests)")
+        return
+    if MODE == "exit":
+        sys.exit(f"{PROG}: fake QEMU told to exit (FAKE_QEMU_MODE=exit)")
+    sockets, serial_file = parse(argv)
+    if serial_file:   # the KVM probe: the boot sector prints OK, then halts
+        if MODE != "hang":
+            Path(serial_file).write_text("OK\n")
+        while True:
+            time.sleep(3600)
+    FakeQemu(sockets).loop()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

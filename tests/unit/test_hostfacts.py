@@ -1,0 +1,81 @@
+"""Host facts: the probe cache written once, atomically, under a lock; the probe boot
+and QEMU's version against the fake QEMU."""
+
+import json
+import threading
+import time
+
+import pytest
+
+from lab import hostfacts
+from lab.arches import ARCHES
+
+
+@pytest.fixture
+def counted_probe(monkeypatch, fake_qemu):
+    """probe_kvm replaced by a slow counter, so concurrent callers overlap."""
+    monkeypatch.delenv("LAB_ACCEL", raising=False)
+    calls = []
+
+    def probe():
+        calls.append(threading.get_ident())
+        time.sleep(0.3)
+        return True, "probed"
+
+    monkeypatch.setattr(hostfacts, "probe_kvm", probe)
+    return calls
+
+
+def test_concurrent_labs_probe_once_and_write_the_cache_once(counted_probe, tmp_path):
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(hostfacts.accel_status()))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(counted_probe) == 1
+    assert [r["accel"] for r in results] == ["kvm"] * 4
+    cache = tmp_path / "cache"
+    written = json.loads((cache / "accel.json").read_text())
+    assert written["kvm"] is True and "fake QEMU" in written["stamp"]
+    assert not list(cache.glob("*.tmp")) and not list(cache.glob(".accel-*"))
+    hostfacts.accel_status()
+    assert len(counted_probe) == 1                            # read from the cache
+    hostfacts.accel_status(probe=True)
+    assert len(counted_probe) == 2                            # lab doctor probes again
+
+
+def test_a_stale_cache_is_probed_again(counted_probe, tmp_path):
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "accel.json").write_text('{"stamp": "old", "kvm": false, "reason": "x"}')
+    assert hostfacts.accel_status()["kvm"] is True and len(counted_probe) == 1
+    assert hostfacts.choose_accel(ARCHES["x86_64"], "tcg") == "tcg"
+
+
+def test_lab_accel_overrides_the_probe(counted_probe, monkeypatch):
+    monkeypatch.setenv("LAB_ACCEL", "tcg")
+    assert hostfacts.accel_status() == {"accel": "tcg", "kvm": False,
+                                        "reason": "set by LAB_ACCEL"}
+    assert not counted_probe
+
+
+def test_the_probe_boot_passes_fails_and_hangs_within_its_deadline(fake_qemu, monkeypatch):
+    assert hostfacts.probe_boot("tcg", "qemu64") == (True, "a probe boot reached its serial output")
+    fake_qemu("exit")
+    ok, reason = hostfacts.probe_boot("tcg", "qemu64")
+    assert not ok and "probe boot failed" in reason and "told to exit" in reason
+    fake_qemu("hang")
+    monkeypatch.setattr(hostfacts, "PROBE_DEADLINE_S", 1.0)
+    started = time.monotonic()
+    ok, reason = hostfacts.probe_boot("tcg", "qemu64")
+    assert not ok and "hung" in reason
+    assert time.monotonic() - started < 1.0 + 3
+
+
+def test_the_host_part_of_a_results_document(fake_qemu, monkeypatch):
+    monkeypatch.setenv("LAB_ACCEL", "tcg")
+    host = hostfacts.summary()
+    assert host["qemu"].startswith("QEMU emulator version 7.2.0 (fake")
+    assert host["accel_available"] == "tcg" and host["accel_reason"] == "set by LAB_ACCEL"
+    assert host["cpu"] and host["cores"] >= 1
