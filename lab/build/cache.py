@@ -5,11 +5,12 @@ Layout (~/.cache/lab, or $LAB_CACHE):
     src/linux-<id>/                         extracted kernel source (+ ids.json)
     kernels/<arch>-<variant>-<hash>/        one kernel build
         obj/                                the O= tree (kept for M= module builds)
-        Image | vmlinux, config, build.log, meta.json
+        Image | vmlinux, config, build.log, meta.json, manifest.json
         initramfs-<hash>.cpio               guest images for this kernel
+        initramfs-<hash>.cpio.manifest.json
         ext/<module>-<hash>/                out-of-tree modules built against it
-    tools/<arch>-<hash>/                    static guest tools
-    busybox/<deb>/                          busybox-static, unpacked
+    tools/<arch>-<hash>/                    static guest tools (+ manifest.json)
+    busybox/<deb>/                          busybox-static, unpacked (+ manifest.json)
     debs/                                   busybox-static for each arch
     locks/                                  flock files
 
@@ -22,8 +23,8 @@ The manifest records each artifact's size and sha256 when the entry is built:
 manifest.json inside a directory entry, <name>.manifest.json beside a file
 entry. Each use checks every recorded artifact against it, hashes included:
 sha256 runs at about 1.3 GB/s here (30 MB: 22 ms with the file in the page
-cache, 28-39 ms without), so there is no need for a cheaper stamp that would
-miss a flipped byte. An entry that fails the check (an artifact missing,
+cache, 28-46 ms without; bench/cache.py), so there is no need for a cheaper
+size-and-mtime stamp, which would miss a flipped byte. An entry that fails the check (an artifact missing,
 truncated or changed; a manifest or metadata that is not what the lab wrote)
 is corrupt: entry() says so through progress, removes it under its lock and
 builds it again. An entry finished by a lab that wrote no manifests is

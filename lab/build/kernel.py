@@ -95,7 +95,7 @@ def _meta(kdir: Path) -> dict:
     return meta
 
 
-def _artifacts(kdir: Path) -> list[Path]:
+def kernel_artifacts(kdir: Path) -> list[Path]:
     """A kernel entry's artifacts (its cache.Record)."""
     return [kdir / _meta(kdir)["image"], kdir / "config", kdir / "meta.json"]
 
@@ -117,7 +117,7 @@ def _check(kdir: Path) -> None:
 def verify_kernel(kdir: Path) -> None:
     """Check a finished kernel entry as its next use would; CorruptEntry if
     it is corrupt. Reads only (an entry without a manifest passes its check)."""
-    cache.verify(kdir, _artifacts, _check)
+    cache.verify(kdir, kernel_artifacts, _check)
 
 
 def _from_meta(kdir: Path) -> KernelBuild:
@@ -288,4 +288,4 @@ def build_kernel(arch: ArchProfile, variant: KernelVariant, *, source: Path | No
     plan = _plan(arch, variant, source, progress, jobs)
     kdir = kernels_dir() / f"{arch.name}-{variant.name}-{plan.key[:12]}"
     return _from_meta(cache.entry(kdir, _build(plan, progress), marker="meta.json",
-                                  record=_artifacts, check=_check, progress=progress))
+                                  record=kernel_artifacts, check=_check, progress=progress))
