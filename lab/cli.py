@@ -56,7 +56,9 @@ def cmd_build(args) -> int:
 
 
 def cmd_kernels(args) -> int:
-    builds = build.list_kernels()
+    builds = build.list_kernels(
+        on_corrupt=lambda bad: report.warning(f"corrupt, not listed (its next use rebuilds "
+                                              f"it): {bad}"))
     if args.json:
         report.print_json([b.to_json() for b in builds])
     else:

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lab import faults
+from lab.build.command import WARNING
 from lab.compare import Comparison
 from lab.results import CellResult, RunResult, Status
 
@@ -31,6 +32,10 @@ err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() el
 
 def error(message: str) -> None:
     err.print(Text(f"lab: error: {message}", style="bold red"), soft_wrap=True)
+
+
+def warning(message: str) -> None:
+    err.print(Text(f"lab: warning: {message}", style="bold yellow"), soft_wrap=True)
 
 
 def print_json(data) -> None:
@@ -49,6 +54,8 @@ def build_progress(label: str) -> Iterator:
                              state["detail"][:80])
 
     def progress(phase: str, detail: str) -> None:
+        if phase == WARNING:        # kept on screen, above the live line
+            warning(f"{label}: {detail}")
         state.update(phase=phase, detail=detail)
         live.update(render())
 

@@ -5,7 +5,8 @@
 
 The package, by what each module owns:
 - cache:   the cache layout, its locks, `entry()` (the one protocol for a
-           cache entry) and the locked, atomic JSON write;
+           cache entry: built once, checked against its manifest on every
+           use, rebuilt when corrupt) and the locked, atomic JSON write;
 - command: progress callbacks and one build command through lab.proc;
 - source:  the kernel source (Debian's tarball, or a user's tree);
 - kernel:  configure, verify, compile and record a kernel;
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from lab import kconfig
 from lab.arches import get_arch
-from lab.build.cache import RECIPE
+from lab.build.cache import RECIPE, CorruptEntry
 from lab.build.command import REPRODUCIBLE_ENV, Progress, quiet
 from lab.build.image import (
     Cpio,
@@ -28,14 +29,15 @@ from lab.build.image import (
     busybox,
     drivers,
     init_script,
+    list_kernels,
 )
 from lab.build.kernel import (
     build_kernel,
     compiler_id,
     kernel_key,
     kernel_meta,
-    list_kernels,
     toolchain_id,
+    verify_kernel,
 )
 from lab.build.source import kernel_source
 from lab.model import ArchProfile, KernelBuild, KernelVariant
@@ -43,6 +45,7 @@ from lab.model import ArchProfile, KernelBuild, KernelVariant
 __all__ = [
     "RECIPE",
     "REPRODUCIBLE_ENV",
+    "CorruptEntry",
     "Cpio",
     "Progress",
     "build_initramfs",
@@ -60,6 +63,7 @@ __all__ = [
     "list_kernels",
     "quiet",
     "toolchain_id",
+    "verify_kernel",
 ]
 
 

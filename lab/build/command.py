@@ -17,6 +17,9 @@ from lab.errors import BuildError
 
 #: progress(phase, detail): the build's current phase and its latest line.
 Progress = Callable[[str, str], None]
+#: The phase of a message the user must see even if nothing else is shown
+#: (a corrupt cache entry that is being rebuilt).
+WARNING = "warning"
 
 #: Pinned, so that two builds of the same inputs give the same bytes.
 REPRODUCIBLE_ENV = {

@@ -3,6 +3,11 @@ in-tree and out-of-tree modules, and the initramfs that holds them.
 
 The guest's /init is images/init with its placeholder @LAB_READY@ replaced by
 lab.model.READY_MARKER, so the marker the console waits for is spelt once.
+
+Each of these cache entries records its artifacts (the tools, bin/busybox,
+the .ko files, the initramfs) and is checked on every use (see cache); an
+initramfs must also end with the cpio trailer, which catches a truncated one
+even where a lab before manifests wrote it.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from pathlib import Path
 from lab import hostdeps
 from lab.arches import get_arch
 from lab.build import cache
+from lab.build.cache import CorruptEntry
 from lab.build.command import Progress, quiet, run
-from lab.build.kernel import compiler_id, kernel_meta, make_argv
+from lab.build.kernel import cached_kernel, compiler_id, kernel_entries, kernel_meta, make_argv
 from lab.errors import InfraError, UserError
 from lab.model import READY_MARKER, ArchProfile, KernelBuild
 from lab.paths import DRIVERS, IMAGES, cache_dir
@@ -65,11 +71,13 @@ def build_tools(arch: ArchProfile, progress: Progress = quiet) -> dict[str, Path
             run([cc, *flags, "-o", scratch / name, src], phase=f"guest tool {name}",
                 deadline=DEADLINE_S["tool"], log=scratch / "build.log", progress=progress)
 
-    out = cache.entry(cache_dir() / "tools" / f"{arch.name}-{key[:12]}", build, marker=".done")
+    out = cache.entry(cache_dir() / "tools" / f"{arch.name}-{key[:12]}", build, marker=".done",
+                      record=lambda root: [root / name for name, _, _, _ in tools],
+                      progress=progress)
     return {name: out / name for name, _, _, _ in tools}
 
 
-def busybox(arch: ArchProfile) -> Path:
+def busybox(arch: ArchProfile, progress: Progress = quiet) -> Path:
     """busybox-static for arch, unpacked from the Debian package in the cache."""
     deb = hostdeps.require_busybox_deb(arch.debian_arch)
 
@@ -78,7 +86,9 @@ def busybox(arch: ArchProfile) -> Path:
         run(["dpkg-deb", "-x", deb, scratch], phase=f"unpack {deb.name}",
             deadline=DEADLINE_S["unpack"])
 
-    return cache.entry(cache_dir() / "busybox" / deb.stem, unpack) / "bin" / "busybox"
+    binary = Path("bin", "busybox")
+    return cache.entry(cache_dir() / "busybox" / deb.stem, unpack,
+                       record=lambda root: [root / binary], progress=progress) / binary
 
 
 # ---------------------------------------------------------------- modules
@@ -95,31 +105,41 @@ def drivers(extra: tuple[Path, ...] = ()) -> list[Path]:
     return list(found.values())
 
 
+def _kernel_make(build: KernelBuild) -> list[str]:
+    """make in the kernel's source and build tree, for module builds; a clear
+    error if either is gone (then nothing that needs it can be rebuilt)."""
+    src = Path(kernel_meta(build)["source"])
+    for tree, what, mark in ((src, "source tree", "Makefile"),
+                             (build.build_dir, "build tree", ".config")):
+        if not (tree / mark).is_file():
+            raise InfraError(f"{tree}: the {what} of kernel {build.arch}/{build.kernel} is gone, "
+                             f"so its modules cannot be built (remove {build.image.parent} "
+                             "to rebuild the kernel)")
+    return make_argv(get_arch(build.arch), src, build.build_dir)
+
+
 def build_module(build: KernelBuild, driver: Path, progress: Progress = quiet) -> list[Path]:
     """An out-of-tree module directory built against a lab kernel (a copy, so the
     source tree stays clean); returns the .ko files."""
-    arch = get_arch(build.arch)
     key = cache.sha(f"recipe={cache.RECIPE}", build.hash, cache.tree_hash(driver))
     out = build.image.parent / "ext" / f"{driver.name}-{key[:12]}"
 
     def make(scratch: Path) -> None:
         shutil.copytree(driver, scratch)
-        src = Path(kernel_meta(build)["source"])
         progress("module", driver.name)
-        run([*make_argv(arch, src, build.build_dir), f"M={scratch}", "modules"],
+        run([*_kernel_make(build), f"M={scratch}", "modules"],
             phase=f"module {driver.name}", deadline=DEADLINE_S["module"],
             log=scratch / "build.log", progress=progress)
 
-    cache.entry(out, make, marker=".done", lock=f"{build.hash[:12]}-{out.name}")
+    cache.entry(out, make, marker=".done", lock=f"{build.hash[:12]}-{out.name}",
+                record=lambda root: sorted(root.glob("*.ko")), progress=progress)
     return sorted(out.glob("*.ko"))
 
 
 def _stage_modules(build: KernelBuild, stage: Path, modules: list[Path], log: Path,
                    progress: Progress) -> None:
     """In-tree modules (modules_install) plus every drivers/* module, then depmod."""
-    arch = get_arch(build.arch)
-    src = Path(kernel_meta(build)["source"])
-    run([*make_argv(arch, src, build.build_dir), f"INSTALL_MOD_PATH={stage}",
+    run([*_kernel_make(build), f"INSTALL_MOD_PATH={stage}",
          "INSTALL_MOD_STRIP=1", "modules_install"], phase="modules_install",
         deadline=DEADLINE_S["modules_install"], log=log, progress=progress)
     mods = stage / "lib" / "modules" / build.release
@@ -215,12 +235,36 @@ def _pack(build: KernelBuild, name: str, init: bytes, bb: Path, tools: dict[str,
     return pack
 
 
+#: How every newc archive starts, and the name of its last entry.
+CPIO_MAGIC, CPIO_TRAILER = b"070701", b"TRAILER!!!"
+
+
+def _check_cpio(path: Path) -> None:
+    """An initramfs's cache.Check: a newc archive, whole to its trailer."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(CPIO_MAGIC))
+            fh.seek(max(0, path.stat().st_size - 64))
+            tail = fh.read().rstrip(b"\0")
+    except OSError as exc:
+        raise cache.unreadable(path, exc) from None
+    if head != CPIO_MAGIC or not tail.endswith(CPIO_TRAILER):
+        raise CorruptEntry(path, "not a whole newc cpio archive (truncated?)")
+
+
+def verify_initramfs(image: Path) -> Path:
+    """Check an initramfs as its next use would; CorruptEntry if it is corrupt.
+    Reads only (one without a manifest passes if its cpio is whole)."""
+    cache.verify(image, cache.itself, _check_cpio)
+    return image
+
+
 def build_initramfs(build: KernelBuild, progress: Progress = quiet,
                     extra_drivers: tuple[Path, ...] = ()) -> KernelBuild:
     """The guest image for a kernel: busybox, /init, guest tools and modules."""
     arch = get_arch(build.arch)
     tools = build_tools(arch, progress)
-    bb = busybox(arch)
+    bb = busybox(arch, progress)
     modules = drivers(extra_drivers)
     init = init_script()
     key = cache.sha(f"recipe={cache.RECIPE}", build.hash, bb.read_bytes(), init,
@@ -228,5 +272,39 @@ def build_initramfs(build: KernelBuild, progress: Progress = quiet,
                     *(d.name + cache.tree_hash(d) for d in modules))
     image = build.image.parent / f"initramfs-{key[:12]}.cpio"
     cache.entry(image, _pack(build, image.name, init, bb, tools, modules, progress),
-                lock=f"{build.hash[:12]}-initramfs")
+                lock=f"{build.hash[:12]}-initramfs", record=cache.itself, check=_check_cpio,
+                progress=progress)
     return replace(build, initramfs=image)
+
+
+# ---------------------------------------------------------------- listing
+
+def _newest_initramfs(kdir: Path, on_corrupt: Callable[[CorruptEntry], None]) -> Path | None:
+    def mtime(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    for image in sorted(kdir.glob("initramfs-*.cpio"), key=mtime, reverse=True):
+        try:
+            return verify_initramfs(image)
+        except CorruptEntry as bad:
+            on_corrupt(bad)
+    return None
+
+
+def list_kernels(on_corrupt: Callable[[CorruptEntry], None] = lambda bad: None
+                 ) -> list[KernelBuild]:
+    """Every intact kernel build in the cache, with its newest intact initramfs.
+    A corrupt kernel entry or initramfs is left out and passed to on_corrupt
+    (its next use rebuilds it). Reads only: nothing is adopted or removed."""
+    builds = []
+    for kdir in kernel_entries():
+        try:
+            kbuild = cached_kernel(kdir)
+        except CorruptEntry as bad:
+            on_corrupt(bad)
+            continue
+        builds.append(replace(kbuild, initramfs=_newest_initramfs(kdir, on_corrupt)))
+    return builds

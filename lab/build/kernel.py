@@ -4,21 +4,27 @@ A kernel's cache key covers the recipe, the source's identity, the arch, the
 toolchain and every fragment's bytes. A new configuration starts from a copy
 of the nearest finished build of the same arch, source and toolchain: kbuild
 tracks every option per object file, so it rebuilds only what changed.
+
+An entry's manifest records its image, config and meta.json (see cache); its
+meta.json must also hold what the lab reads, with the right types, and its
+image must be as long as the build tree's copy (which catches a truncated
+image even in an entry a lab before manifests wrote).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab import kconfig, proc
+from lab.arches import ARCHES
 from lab.build import cache
+from lab.build.cache import CorruptEntry
 from lab.build.command import Progress, quiet, run
 from lab.build.source import kernel_source
 from lab.errors import BuildError, UserError
@@ -70,42 +76,91 @@ def kernels_dir() -> Path:
     return cache_dir() / "kernels"
 
 
+#: What the lab reads from a kernel's meta.json, and its type.
+META_FIELDS: dict[str, type] = {
+    "arch": str, "kernel": str, "hash": str, "image": str, "release": str, "source": str,
+    "options": dict}
+
+
+def _meta(kdir: Path) -> dict:
+    """kdir's meta.json; CorruptEntry if it is not what the lab wrote."""
+    path = kdir / "meta.json"
+    meta = cache.load_json(path)
+    cache.require(path, meta, META_FIELDS)
+    if meta["arch"] not in ARCHES or Path(meta["image"]).name != meta["image"] \
+            or meta["image"] in ("", ".", ".."):
+        raise CorruptEntry(path, f"a bad 'arch' or 'image' ({meta['arch']!r}, {meta['image']!r})")
+    if len(meta["hash"]) < 12 or not kdir.name.endswith(meta["hash"][:12]):
+        raise CorruptEntry(path, f"its hash {meta['hash'][:12]!r} is not this entry's")
+    return meta
+
+
+def kernel_artifacts(kdir: Path) -> list[Path]:
+    """A kernel entry's artifacts (its cache.Record)."""
+    return [kdir / _meta(kdir)["image"], kdir / "config", kdir / "meta.json"]
+
+
+def _check(kdir: Path) -> None:
+    """A kernel entry's cache.Check: its meta.json, and its image as long as
+    the build tree's copy of it (when the tree is there)."""
+    meta = _meta(kdir)
+    image, built = kdir / meta["image"], kdir / "obj" / ARCHES[meta["arch"]].image_path
+    try:
+        size, want = image.stat().st_size, built.stat().st_size
+    except FileNotFoundError:
+        return                      # a missing image: the manifest says so
+    if size != want:
+        cut = "truncated: " if size < want else ""
+        raise CorruptEntry(image, f"{cut}{size} bytes, but the build tree's {built} has {want}")
+
+
+def verify_kernel(kdir: Path) -> None:
+    """Check a finished kernel entry as its next use would; CorruptEntry if
+    it is corrupt. Reads only (an entry without a manifest passes its check)."""
+    cache.verify(kdir, kernel_artifacts, _check)
+
+
 def _from_meta(kdir: Path) -> KernelBuild:
-    meta = json.loads((kdir / "meta.json").read_text())
+    meta = _meta(kdir)
     return KernelBuild(arch=meta["arch"], kernel=meta["kernel"], hash=meta["hash"],
                        image=kdir / meta["image"], config=kdir / "config",
                        build_dir=kdir / "obj", release=meta["release"])
 
 
+def cached_kernel(kdir: Path) -> KernelBuild:
+    """The finished kernel entry at kdir, checked; CorruptEntry if it is corrupt."""
+    verify_kernel(kdir)
+    return _from_meta(kdir)
+
+
 def kernel_meta(build: KernelBuild) -> dict:
-    return json.loads((build.image.parent / "meta.json").read_text())
+    return _meta(build.image.parent)
 
 
-def list_kernels() -> list[KernelBuild]:
-    """Every finished kernel build in the cache, with its newest initramfs."""
-    builds = []
-    for meta in sorted(kernels_dir().glob("*/meta.json")):
-        if meta.parent.name.startswith("."):      # a scratch place, not an entry
-            continue
-        build = _from_meta(meta.parent)
-        images = sorted(meta.parent.glob("initramfs-*.cpio"), key=lambda p: p.stat().st_mtime)
-        builds.append(replace(build, initramfs=images[-1] if images else None))
-    return builds
+def kernel_entries(pattern: str = "*") -> list[Path]:
+    """Finished kernel entries (intact or not) whose names match pattern;
+    never a scratch place."""
+    return [meta.parent for meta in sorted(kernels_dir().glob(f"{pattern}/meta.json"))
+            if not meta.parent.name.startswith(".")]
 
 
 def _nearest_build(arch: ArchProfile, source_id: str, toolchain: str,
                    wanted: dict[str, KconfigRequest]) -> Path | None:
-    """The finished build of the same arch, source and toolchain whose .config
-    differs least from what is wanted now."""
+    """The intact finished build of the same arch, source and toolchain whose
+    .config differs least from what is wanted now."""
     best, best_score = None, None
-    for meta_file in sorted(kernels_dir().glob(f"{arch.name}-*/meta.json")):
-        meta = json.loads(meta_file.read_text())
+    for kdir in kernel_entries(f"{arch.name}-*"):
+        try:
+            verify_kernel(kdir)
+            meta = _meta(kdir)
+        except CorruptEntry:
+            continue                # never seed from a corrupt build
         if meta.get("source_id") != source_id or meta.get("toolchain") != toolchain:
             continue
-        have = kconfig.parse_config(meta_file.parent / "config")
+        have = kconfig.parse_config(kdir / "config")
         score = sum(have.get(name, "n") != req.value for name, req in wanted.items())
         if best_score is None or score < best_score:
-            best, best_score = meta_file.parent, score
+            best, best_score = kdir, score
     return best
 
 
@@ -232,4 +287,5 @@ def build_kernel(arch: ArchProfile, variant: KernelVariant, *, source: Path | No
     from the cache or built now; progress is called only if something is built."""
     plan = _plan(arch, variant, source, progress, jobs)
     kdir = kernels_dir() / f"{arch.name}-{variant.name}-{plan.key[:12]}"
-    return _from_meta(cache.entry(kdir, _build(plan, progress), marker="meta.json"))
+    return _from_meta(cache.entry(kdir, _build(plan, progress), marker="meta.json",
+                                  record=kernel_artifacts, check=_check, progress=progress))
