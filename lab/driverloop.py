@@ -29,6 +29,6 @@ def retarget(scenario: Scenario, arch: str, kernel: str | None) -> Scenario:
         if "/" in kernel:
             kernel = str(Path(kernel).resolve())
         variant = kconfig.resolve_variant(get_arch(arch), kernel)   # an unknown one fails here
-        cells = list({c.cmdline: replace(c, kernel=kernel, variant=variant)
+        cells = list({c.cmdline: replace(c, kernel=variant.name, variant=variant)
                       for c in cells}.values())
     return replace(scenario, cells=tuple(cells))
