@@ -10,21 +10,78 @@ import sys
 import time
 from pathlib import Path
 
-from lab import build, compare, driverloop, hostdeps, hostfacts, kconfig, report, runner, scenario
+from lab import (
+    build,
+    compare,
+    driverloop,
+    hostdeps,
+    hostfacts,
+    inputs,
+    kconfig,
+    report,
+    runner,
+    scenario,
+)
 from lab.arches import ARCHES, get_arch
 from lab.errors import Interrupted, LabError, UserError
 from lab.guest import Guest
 from lab.model import CELL_KEYS, ArchProfile, KernelBuild, KernelVariant, Selector
-from lab.results import RunResult, Status
 from lab.paths import ROOT, cache_dir
+from lab.results import RunResult, Status
+
+KERNEL_HELP = "a variant name from kernel-configs/variants/, or a path to a .config fragment"
 
 DEFAULT_VARIANTS = ("kpti", "nokpti")
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # bad usage is bad input: exit 2, one line
-        self.print_usage(sys.stderr)
-        raise UserError(f"{self.prog}: {message}")
+        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+# ---------------------------------------------------------------- checked options
+# Each option is checked as argparse reads it, before any work: a type that
+# raises UserError ends the run with `lab: error: --opt VALUE: ...` and exit 2.
+
+def _int_in(option: str, lo: int, hi: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise UserError(f"{option} {text!r}: not an integer") from None
+        if problem := inputs.range_problem(value, lo, hi):
+            raise UserError(f"{option} {inputs.show(value)}: {problem}")
+        return value
+    return parse
+
+
+def _seconds(option: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise UserError(f"{option} {text!r}: not a number of seconds") from None
+        if problem := inputs.range_problem(value, 0, inputs.MAX_SECONDS, above=True):
+            raise UserError(f"{option} {text}: {problem}")
+        return value
+    return parse
+
+
+def _directory(option: str):
+    """An existing directory (resolved)."""
+    def parse(text: str) -> Path:
+        path = Path(text)
+        if not path.is_dir():
+            raise UserError(f"{option} {text}: not a directory")
+        return path.resolve()
+    return parse
+
+
+def _writable(option: str, path: Path) -> Path:
+    """A directory the lab may create or write: checked before anything boots or builds."""
+    if problem := inputs.dir_problem(path):
+        raise UserError(f"{option} {path}: {problem}")
+    return path
 
 
 def _builds(arch: str | None, kernel: str | None) -> list[tuple]:
@@ -78,24 +135,25 @@ def cmd_doctor(args) -> int:
 
 def _guest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", required=True, help=f"one of {', '.join(ARCHES)}")
-    p.add_argument("--kernel", required=True,
-                   help="a variant name from kernel-configs/variants/, or a path to a .config fragment")
+    p.add_argument("--kernel", required=True, help=KERNEL_HELP)
     p.add_argument("--cmdline", default="", help="extra kernel command-line words, e.g. 'kpti=1'")
-    p.add_argument("--accel", choices=("tcg", "kvm"), help="override the accelerator (default: KVM only where the probe passed)")
-    p.add_argument("--logs", type=Path, help="keep the guest's logs here (default: a new directory under $LAB_CACHE/logs)")
+    p.add_argument("--accel", choices=("tcg", "kvm"),
+                   help="override the accelerator (default: KVM only where the probe passed)")
+    p.add_argument("--logs", type=Path, help="keep the guest's logs here "
+                                             "(default: a new directory under $LAB_CACHE/logs)")
 
 
 def _logdir(args, what: str) -> Path:
     if args.logs:
-        return args.logs
+        return _writable("--logs", args.logs)
     return cache_dir() / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{what}-{os.getpid()}"
 
 
 def _guest(args, what: str, **kw) -> Guest:
     ((arch, variant),) = _builds(args.arch, args.kernel)
+    logdir = _logdir(args, what)            # checked before the build
     kbuild = _ensure(arch, variant, source=_kernel_src())
-    return Guest(kbuild, tuple(args.cmdline.split()), logdir=_logdir(args, what),
-                 accel=args.accel, **kw)
+    return Guest(kbuild, tuple(args.cmdline.split()), logdir=logdir, accel=args.accel, **kw)
 
 
 def cmd_exec(args) -> int:
@@ -107,7 +165,7 @@ def cmd_exec(args) -> int:
         with guest:
             result = guest.run(shlex.join(command), args.timeout)
     except LabError:
-        report.err.print(f"logs: {guest.logdir}")
+        report.err.print(f"logs: {guest.logdir}")   # report's consoles print text as it is
         raise
     if args.json:
         report.print_json({"exit_code": result.exit_code, "output": result.output,
@@ -121,13 +179,10 @@ def cmd_exec(args) -> int:
 
 
 def cmd_shell(args) -> int:
-    guest = _guest(args, "shell", echo_kernel=lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+    guest = _guest(args, "shell",
+                   echo_kernel=lambda text: (sys.stdout.write(text), sys.stdout.flush()))
     with guest:
-        facts = guest.facts
-        report.err.print(f"[bold]{args.arch}/{args.kernel}[/bold] {facts.kernel_release}, "
-                         f"{facts.accel}, booted in {facts.boot_s:.2f} s, KPTI "
-                         f"{'active' if facts.kpti_active else 'inactive'}. "
-                         f"Leave with [bold]Ctrl-][/bold]. Logs: {guest.logdir}")
+        report.shell_banner(f"{args.arch}/{args.kernel}", guest.facts, guest.logdir)
         guest.shell.interact()
     report.err.print("\nguest shut down")
     return 0
@@ -159,10 +214,18 @@ def _run(scenarios: list, opts: runner.Options) -> RunResult:
     return results
 
 
+def _check_repeat(scenarios: list, repeat: int | None) -> None:
+    """--repeat times each scenario's steps stays within the steps bound."""
+    for s in scenarios:
+        if repeat and (problem := inputs.steps_problem(len(s.steps), repeat)):
+            raise UserError(f"--repeat {repeat}: {s.path}: {problem}")
+
+
 def cmd_run(args) -> int:
-    scenarios = scenario.load_all(args.scenarios)     # everything is checked before any boot
-    if args.repeat is not None and args.repeat < 1:
-        raise UserError("--repeat must be at least 1")
+    # Everything is checked before any build or boot: the scenarios, then the options.
+    scenarios = scenario.load_all(args.scenarios, tuple(args.allow_put_from))
+    _check_repeat(scenarios, args.repeat)
+    _writable("--out", args.out)
     opts = runner.Options(out=args.out, jobs=args.jobs, only=_only(args.only),
                           repeat=args.repeat, icount=args.icount, accel=args.accel,
                           kernel_src=_kernel_src())
@@ -173,15 +236,21 @@ def cmd_compare(args) -> int:
     key, sep, value = args.baseline.partition("=")
     if not sep:
         raise UserError(f"--baseline {args.baseline!r}: expected KEY=VALUE")
-    comparison = compare.compare(compare.load_results(args.dir), (key, value), args.metric)
+    results = compare.load_results(args.dir)
+    outdir = _writable("DIR", args.dir if args.dir.is_dir() else args.dir.parent)
+    comparison = compare.compare(results, (key, value), args.metric)
     report.compare_table(comparison)
-    report.write_compare(comparison, args.dir if args.dir.is_dir() else args.dir.parent)
+    report.write_compare(comparison, outdir)
     return 0
 
 
 def cmd_driver(args) -> int:
+    if not args.driver_dir.is_dir():
+        raise UserError(f"DRIVER_DIR {args.driver_dir}: not a directory")
     driver = args.driver_dir.resolve()
-    target = driverloop.driver_scenario(driver, args.arch, args.kernel, args.scenario)
+    target = driverloop.driver_scenario(driver, args.arch, args.kernel, args.scenario,
+                                        tuple(args.allow_put_from))
+    _writable("--out", args.out)
     opts = runner.Options(out=args.out, jobs=1, drivers=(driver,), stop_on_fail=True,
                           kernel_src=_kernel_src())
     results = _run([target], opts)
@@ -189,15 +258,13 @@ def cmd_driver(args) -> int:
     return _exit_code(results)
 
 
-def parser() -> argparse.ArgumentParser:
-    # long: the declaration of every subcommand and option, read top to bottom.
-    p = _Parser(prog="lab", description="A QEMU hardware lab for kernel and driver developers.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    b = sub.add_parser("build", help="build kernels and guest images (default: every arch x {kpti, nokpti})")
+def _build_parsers(sub) -> None:
+    b = sub.add_parser("build", help="build kernels and guest images "
+                                     "(default: every arch x {kpti, nokpti})")
     b.add_argument("--arch", help=f"one of {', '.join(ARCHES)}")
-    b.add_argument("--kernel", help="a variant name from kernel-configs/variants/, or a path to a .config fragment")
-    b.add_argument("-j", "--jobs", type=int, help="parallel make jobs (default: CPU count)")
+    b.add_argument("--kernel", help=KERNEL_HELP)
+    b.add_argument("-j", "--jobs", type=_int_in("--jobs", 1, inputs.MAX_JOBS),
+                   help=f"parallel make jobs, 1 to {inputs.MAX_JOBS} (default: CPU count)")
     b.add_argument("--kernel-src", type=Path, metavar="DIR", default=_kernel_src(),
                    help="build your kernel tree instead of Debian's linux-source 6.1 "
                         "(same as $LAB_KERNEL_SRC)")
@@ -211,10 +278,15 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--install", action="store_true", help="install what is missing with apt")
     d.set_defaults(func=cmd_doctor)
 
-    e = sub.add_parser("exec", help="boot a guest, run one command, shut down; exits with its exit code")
+
+def _guest_parsers(sub) -> None:
+    e = sub.add_parser("exec", help="boot a guest, run one command, shut down; "
+                                    "exits with its exit code")
     _guest_args(e)
-    e.add_argument("--json", action="store_true", help="print one JSON object: exit_code, output, boot")
-    e.add_argument("--timeout", type=float, default=60.0, help="deadline of the command in seconds")
+    e.add_argument("--json", action="store_true",
+                   help="print one JSON object: exit_code, output, boot")
+    e.add_argument("--timeout", type=_seconds("--timeout"), default=60.0,
+                   help=f"deadline of the command in seconds (at most {inputs.MAX_SECONDS})")
     e.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     e.set_defaults(func=cmd_exec)
 
@@ -222,29 +294,45 @@ def parser() -> argparse.ArgumentParser:
     _guest_args(s)
     s.set_defaults(func=cmd_shell)
 
+
+def _allow_put_from(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-put-from", action="append", default=[], metavar="DIR",
+                   type=_directory("--allow-put-from"),
+                   help="let put steps copy files from under DIR, outside the scenario's "
+                        "directory (repeatable)")
+
+
+def _run_parsers(sub) -> None:
     r = sub.add_parser("run", help="run YAML scenarios (files or directories)")
     r.add_argument("scenarios", nargs="+", metavar="SCENARIO")
     r.add_argument("--out", type=Path, default=Path("out") / time.strftime("%Y%m%d-%H%M%S"),
                    help="results directory (default: out/<date-time>)")
-    r.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
-                   help="cells run in parallel (default: CPU count)")
+    r.add_argument("-j", "--jobs", type=_int_in("--jobs", 1, inputs.MAX_JOBS),
+                   default=os.cpu_count() or 1,
+                   help=f"cells run in parallel, 1 to {inputs.MAX_JOBS} (default: CPU count)")
     r.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
                    help="run only cells with arch, kernel or cmdline = VALUE (repeatable)")
-    r.add_argument("--repeat", type=int, help="boots per cell (overrides the scenario)")
+    r.add_argument("--repeat", type=_int_in("--repeat", 1, inputs.MAX_REPEAT),
+                   help=f"boots per cell, 1 to {inputs.MAX_REPEAT} (overrides the scenario)")
     r.add_argument("--icount", action="store_true",
                    help="deterministic TCG instruction counting (-icount shift=0); results say so")
     r.add_argument("--accel", choices=("tcg", "kvm"), help="override the accelerator")
+    _allow_put_from(r)
     r.set_defaults(func=cmd_run)
 
-    dv = sub.add_parser("driver", help="the driver loop: build a module, boot, load it, run its scenario")
+    dv = sub.add_parser("driver", help="the driver loop: build a module, boot, load it, "
+                                       "run its scenario")
     dv.add_argument("driver_dir", nargs="?", type=Path, default=ROOT / "drivers" / "pl011-lab",
-                    metavar="DRIVER_DIR", help="an out-of-tree module directory (default drivers/pl011-lab)")
+                    metavar="DRIVER_DIR",
+                    help="an out-of-tree module directory (default drivers/pl011-lab)")
     dv.add_argument("--arch", default="aarch64", help="default aarch64")
     dv.add_argument("--kernel", help="a kernel variant or fragment (default: the scenario's)")
     dv.add_argument("--scenario", type=Path,
                     help="default DRIVER_DIR/lab.yaml, else a smoke test of every module "
                          "DRIVER_DIR/Kbuild builds")
-    dv.add_argument("--out", type=Path, default=Path("out") / ("driver-" + time.strftime("%Y%m%d-%H%M%S")))
+    dv.add_argument("--out", type=Path,
+                    default=Path("out") / ("driver-" + time.strftime("%Y%m%d-%H%M%S")))
+    _allow_put_from(dv)
     dv.set_defaults(func=cmd_driver)
 
     c = sub.add_parser("compare", help="compare the metrics of a run against a baseline")
@@ -252,6 +340,14 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--baseline", default="kernel=nokpti", help="KEY=VALUE (default kernel=nokpti)")
     c.add_argument("--metric", help="only this metric")
     c.set_defaults(func=cmd_compare)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lab", description="A QEMU hardware lab for kernel and driver developers.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _build_parsers(sub)
+    _guest_parsers(sub)
+    _run_parsers(sub)
     return p
 
 

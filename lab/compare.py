@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import stats
+from lab import inputs, stats
 from lab.errors import UserError
 from lab.model import CELL_KEYS
 from lab.results import CellResult, RunResult
@@ -18,10 +18,9 @@ TCG, ICOUNT = "tcg", "icount"
 
 def load_results(path: Path) -> RunResult:
     file = path / "results.json" if path.is_dir() else path
+    text = inputs.read_text(file, inputs.MAX_RESULTS_BYTES, "results")
     try:
-        return RunResult.from_json(json.loads(file.read_text()))
-    except OSError as exc:
-        raise UserError(f"{file}: cannot read results: {exc.strerror}") from None
+        return RunResult.from_json(json.loads(text))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:   # any shape of JSON
         raise UserError(f"{file}: not a results.json: {exc}") from None
 

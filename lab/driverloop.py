@@ -65,12 +65,12 @@ def smoke_scenario(driver: Path, arch: str, kernel: str | None) -> Scenario:
 
 
 def driver_scenario(driver: Path, arch: str, kernel: str | None,
-                    path: Path | None = None) -> Scenario:
+                    path: Path | None = None, allow: tuple[Path, ...] = ()) -> Scenario:
     """What `lab driver DIR` runs: --scenario, else DIR/lab.yaml, else the smoke test."""
     own = path or driver / "lab.yaml"
     if path is None and not own.is_file():
         return smoke_scenario(driver, arch, kernel)
-    return retarget(scenario.load(own), arch, kernel)
+    return retarget(scenario.load(own, allow), arch, kernel)
 
 
 def retarget(scenario: Scenario, arch: str, kernel: str | None) -> Scenario:
@@ -82,6 +82,6 @@ def retarget(scenario: Scenario, arch: str, kernel: str | None) -> Scenario:
         if "/" in kernel:
             kernel = str(Path(kernel).resolve())
         variant = kconfig.resolve_variant(get_arch(arch), kernel)   # an unknown one fails here
-        cells = list({c.cmdline: replace(c, kernel=kernel, variant=variant)
+        cells = list({c.cmdline: replace(c, kernel=variant.name, variant=variant)
                       for c in cells}.values())
     return replace(scenario, cells=tuple(cells))

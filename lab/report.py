@@ -23,11 +23,16 @@ from lab.build.command import WARNING
 from lab.compare import Comparison
 from lab.results import CellResult, RunResult, Status
 
-# Not on a terminal (CI logs, files): wide enough for the tables.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
+# Not on a terminal (CI logs, files): wide enough for the tables. Strings are
+# printed as they are, never read as rich markup or :emoji: codes: names, paths
+# and messages come from users, and a '[' in one must neither crash nor restyle
+# the output. Styles are given as Text only.
+out = Console(highlight=False, markup=False, emoji=False,
+              width=None if sys.stdout.isatty() else 180)
 STATUS_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "skip": "yellow",
                 "interrupted": "bold yellow"}
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 180)
+err = Console(stderr=True, highlight=False, markup=False, emoji=False,
+              width=None if sys.stderr.isatty() else 180)
 
 
 def error(message: str) -> None:
@@ -84,7 +89,15 @@ def doctor_table(rows: list[tuple[str, str, bool]], accel: dict) -> None:
     for what, package, ok in rows:
         table.add_row(what, package, Text("ok", "green") if ok else Text("MISSING", "bold red"))
     out.print(table)
-    out.print(f"accelerator: [bold]{accel['accel']}[/bold] — {accel['reason']}")
+    out.print(Text.assemble("accelerator: ", (accel["accel"], "bold"), f" — {accel['reason']}"))
+
+
+def shell_banner(guest: str, facts, logdir: Path) -> None:
+    """lab shell's first line: which guest, how it booted, how to leave."""
+    err.print(Text.assemble(
+        (guest, "bold"), f" {facts.kernel_release}, {facts.accel}, booted in "
+        f"{facts.boot_s:.2f} s, KPTI {'active' if facts.kpti_active else 'inactive'}. "
+        "Leave with ", ("Ctrl-]", "bold"), f". Logs: {logdir}"))
 
 
 # ---------------------------------------------------------------- lab run
@@ -241,14 +254,14 @@ def driver_verdict(results: RunResult, outdir: Path) -> None:
         out.print(Text(f"{c.status.value.upper()} {c.id}: first failure at {where}", "bold red"))
         for fault in c.faults:
             out.print(Text(f"kernel {fault.kind}:", "bold red"))
-            out.print("\n".join(faults.summarize(fault.text)), markup=False)
+            out.print("\n".join(faults.summarize(fault.text)))
         logs = [v for k, v in c.logs.items() if k.startswith("console")]
         console = Path(outdir) / logs[-1] if logs else None
         if console and console.is_file():
             kernel = [line for line in console.read_text(errors="replace").splitlines()
                       if " kernel | " in line]
             out.print(Text(f"last kernel messages ({console}):", "bold"))
-            out.print("\n".join(kernel[-15:]), markup=False)
+            out.print("\n".join(kernel[-15:]))
 
 # ---------------------------------------------------------------- lab compare
 
@@ -298,6 +311,11 @@ def write_compare(comparison: Comparison, outdir: Path) -> None:
     out.print(Text(f"wrote {outdir / 'compare.json'} and {outdir / 'compare.png'}"))
 
 
+def _plain(text: str) -> str:
+    """A user's string for matplotlib, which reads $...$ as math (and fails on bad math)."""
+    return text.replace("$", r"\$")
+
+
 def compare_plot(comparison: Comparison, path: Path) -> None:
     """One panel per metric: each cell's samples and median, grouped by arch."""
     import matplotlib
@@ -315,16 +333,16 @@ def compare_plot(comparison: Comparison, path: Path) -> None:
             if r.ratio:
                 ax.annotate(f"{r.ratio.value:.2f}x  ({r.ratio.verdict})", (r.summary.ci[1], i),
                             xytext=(8, 4), textcoords="offset points", fontsize=8)
-        ax.set_yticks(range(len(rows)), [f"{r.result.cell.arch}\n{r.label}" for r in rows],
-                      fontsize=8)
+        ax.set_yticks(range(len(rows)), [_plain(f"{r.result.cell.arch}\n{r.label}")
+                                         for r in rows], fontsize=8)
         positive = all(v > 0 for r in rows for v in r.samples)
         ax.set_xscale("log" if positive else "linear")   # counts can be 0
-        ax.set_xlabel(f"{metric} ({comparison.units.get(metric, '')}"
-                      f"{', log scale' if positive else ''}); "
-                      "dots: samples, bar: 95% CI of the median")
+        ax.set_xlabel(_plain(f"{metric} ({comparison.units.get(metric, '')}"
+                             f"{', log scale' if positive else ''}); "
+                             "dots: samples, bar: 95% CI of the median"))
         ax.invert_yaxis()
         accel = sorted({r.result.accel + "/" + r.result.timing for r in rows})
-        ax.set_title(f"{metric}: ratio to {comparison.baseline}  [{', '.join(accel)}]",
+        ax.set_title(_plain(f"{metric}: ratio to {comparison.baseline}  [{', '.join(accel)}]"),
                      fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

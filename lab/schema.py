@@ -11,8 +11,28 @@ import re
 from pathlib import Path
 from typing import Any, NoReturn
 
+from lab import inputs
 from lab.errors import UserError
 from lab.model import CELL_KEYS, Metric, Selector
+
+#: Control characters a scenario string may hold: multi-line text (a command, a
+#: regex) takes tabs and newlines, one line (a name, a path, a device) none. Any
+#: other control character (NUL, ESC, Ctrl-C, DEL...) would break the console
+#: protocol, the guest's tty or junit.xml, so it is refused; `uart: send` alone
+#: takes any text (TEXT_RAW): its bytes go to the device under test.
+TEXT_LINES, TEXT_LINE, TEXT_RAW = "lines", "line", "raw"
+_CONTROL = {TEXT_LINES: re.compile(r"[\x00-\x08\x0b-\x1f\x7f]"),
+            TEXT_LINE: re.compile(r"[\x00-\x1f\x7f]")}
+
+
+def text_problem(value: str, text: str = TEXT_LINES) -> str | None:
+    """Why a string from a scenario cannot be used (None: it can)."""
+    bad = _CONTROL[text].search(value) if text in _CONTROL else None
+    if bad is None:
+        return None
+    where = f" at offset {bad.start()}" if len(value) > 1 else ""
+    return f"control character {bad.group()!r}{where} is not allowed" + (
+        " (one line: no tab or newline)" if text == TEXT_LINE and bad.group() in "\t\n" else "")
 
 
 class Node:
@@ -36,10 +56,14 @@ class Node:
 class Ctx:
     """The file being loaded, and what a step may refer to in it."""
 
-    def __init__(self, path: Path, valid: dict[str, list[str]] | None = None):
+    def __init__(self, path: Path, valid: dict[str, list[str]] | None = None,
+                 allow: tuple[Path, ...] = ()):
         self.path = path
         #: Values of the matrix keys, for when: selectors.
         self.valid: dict[str, list[str]] = valid or {}
+        #: Resolved directories outside the scenario's own that `put` may read
+        #: (lab run --allow-put-from).
+        self.allow = allow
 
     def fail(self, line: int, key: str, message: str) -> NoReturn:
         raise UserError(f"{self.path}:{line}: {key}: {message}")
@@ -99,7 +123,9 @@ class Fields:
             return None
         return self.left.pop(k)
 
-    def take(self, k: str, types: Any, default: Any = ..., required: bool = False) -> Any:
+    def take(self, k: str, types: Any, default: Any = ..., required: bool = False, *,
+             text: str = TEXT_LINES) -> Any:
+        """The value at k, of one of types; a string is checked as text says."""
         if k not in self.left:
             if required or default is ...:
                 self.ctx.fail(self.node.line, self.path(k), "required key is missing")
@@ -108,6 +134,8 @@ class Fields:
         if not _is(n.value, types):
             self.ctx.fail(n.line, self.path(k),
                           f"expected {_names(types)}, got {kind_of(n.value)}")
+        if isinstance(n.value, str) and (problem := text_problem(n.value, text)):
+            self.ctx.fail(n.line, self.path(k), problem)
         return n.value
 
     def sub(self, k: str) -> Fields:
@@ -130,17 +158,36 @@ class Fields:
                 self.fail(k, f"bad regex {text!r}: {exc}")
         return text
 
-    def positive(self, k: str, default: Any, *, integer: bool = False) -> Any:
-        """A finite number above zero (an integer, at least 1, if asked)."""
-        value = self.take(k, int if integer else (int, float), default)
-        if k not in self.node.value:
-            return value
-        if not math.isfinite(value):
+    def positive(self, k: str, default: Any, *, most: float, integer: bool = False) -> Any:
+        """A finite number above zero and at most `most` (an integer, at least 1, if
+        asked). Every count and duration has an upper bound (lab.inputs)."""
+        if integer:
+            return self.integer(k, default, 1, int(most))
+        value = self.take(k, (int, float), default)
+        if k in self.node.value and (problem := inputs.range_problem(value, 0, most,
+                                                                    above=True)):
+            self.fail(k, problem)
+        return value
+
+    def integer(self, k: str, default: Any, lo: int, hi: int) -> Any:
+        """An integer in [lo, hi]."""
+        value = self.take(k, int, default)
+        if k in self.node.value and (problem := inputs.range_problem(value, lo, hi)):
+            self.fail(k, problem)
+        return value
+
+    def finite(self, k: str, types: Any = (int, float)) -> Any:
+        """A value of types (None when absent) that, if a number, is finite."""
+        value = self.take(k, types, None)
+        if isinstance(value, float) and not math.isfinite(value):
             self.fail(k, f"must be a finite number, got {value}")
-        if integer and value < 1:
-            self.fail(k, f"must be at least 1, got {value}")
-        if value <= 0:
-            self.fail(k, f"must be positive, got {value}")
+        return value
+
+    def name(self, k: str, default: Any = ..., required: bool = False) -> Any:
+        """A string that becomes a path component (lab.inputs.name_problem)."""
+        value = self.take(k, str, default, required, text=TEXT_LINE)
+        if isinstance(value, str) and (problem := inputs.name_problem(value)):
+            self.fail(k, problem)
         return value
 
     def strings(self, k: str) -> list[tuple[str, int]]:
@@ -150,10 +197,12 @@ class Fields:
         items = n.value if isinstance(n.value, list) else [n]
         out = []
         for i, item in enumerate(items):
+            where = f"{self.path(k)}[{i}]" if isinstance(n.value, list) else self.path(k)
             if not isinstance(item.value, str) or not item.value:
-                self.ctx.fail(item.line, f"{self.path(k)}[{i}]" if isinstance(n.value, list)
-                              else self.path(k),
+                self.ctx.fail(item.line, where,
                               f"expected a non-empty string, got {kind_of(item.value)}")
+            if problem := text_problem(item.value, TEXT_LINE):
+                self.ctx.fail(item.line, where, problem)
             out.append((item.value, item.line))
         if not out:
             self.ctx.fail(n.line, self.path(k), "must not be empty")
@@ -166,6 +215,8 @@ class Fields:
             return ()
         if not isinstance(node.value, dict):
             self.ctx.fail(node.line, self.path(k), f"expected a mapping, got {kind_of(node.value)}")
+        for kk, vv in node.value.items():
+            _check_plain(vv, self.ctx, join(self.path(k), kk))
         return tuple((kk, vv.plain()) for kk, vv in node.value.items())
 
     def selector(self, k: str) -> Selector:
@@ -183,6 +234,21 @@ class Fields:
                      for i, item in enumerate(node.value))
 
 
+def _check_plain(node: Node, ctx: Ctx, key: str) -> None:
+    """Every string in a plain value is text, every number finite."""
+    value = node.value
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_plain(v, ctx, join(key, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_plain(v, ctx, f"{key}[{i}]")
+    elif isinstance(value, str) and (problem := text_problem(value)):
+        ctx.fail(node.line, key, problem)
+    elif isinstance(value, float) and not math.isfinite(value):
+        ctx.fail(node.line, key, f"must be a finite number, got {value}")
+
+
 METRIC_FORMATS = ("", "hex")
 
 
@@ -193,7 +259,7 @@ def metric_name(f: Fields, k: str, name: str) -> str:
 
 
 def _metric(f: Fields) -> Metric:
-    name = metric_name(f, "name", f.take("name", str, required=True))
+    name = metric_name(f, "name", f.take("name", str, required=True, text=TEXT_LINE))
     regex = f.regex("regex")
     if regex is None:   # the guest tools' convention: METRIC <name> <value> <unit>
         regex = rf"^METRIC {name} (\S+)"

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from lab import inputs
 from lab.model import Step
-from lab.schema import Ctx, Fields, Node, kind_of
+from lab.schema import TEXT_LINE, Ctx, Fields, Node, kind_of
 from lab.steps import asserts, hmp, module, put, qmp, rounds, run, uart
 
 #: YAML key -> parser(fields, name=, line=, when=, timeout=, allow_faults=) -> step.
@@ -30,16 +31,18 @@ def parse_step(node: Node, ctx: Ctx, key: str) -> Step:
     if len(kinds) != 1:
         f.fail(None, f"a step has exactly one of {', '.join(PARSERS)}"
                      + (f" (found {', '.join(kinds)})" if kinds else ""))
-    common = dict(name=f.take("name", str, None), line=node.line, when=f.selector("when"),
-                  timeout=f.positive("timeout", None), allow_faults=f.take("allow_faults", bool,
-                                                                          False))
+    common = dict(name=f.take("name", str, None, text=TEXT_LINE), line=node.line,
+                  when=f.selector("when"),
+                  timeout=f.positive("timeout", None, most=inputs.MAX_SECONDS),
+                  allow_faults=f.take("allow_faults", bool, False))
     step = PARSERS[kinds[0]](f, **common)
     f.done()
     return step
 
 
 def parse_steps(node: Node, ctx: Ctx, key: str) -> list[Step]:
-    """A non-empty list of steps; `rounds:` blocks are expanded in place."""
+    """A non-empty list of steps; `rounds:` blocks are expanded in place, at most
+    MAX_STEPS steps in all (rounds.expand counts before it expands)."""
     if not isinstance(node.value, list) or not node.value:
         ctx.fail(node.line, key, "expected a non-empty list of steps"
                  + ("" if isinstance(node.value, list) else f", got {kind_of(node.value)}"))
@@ -51,4 +54,7 @@ def parse_steps(node: Node, ctx: Ctx, key: str) -> list[Step]:
                                  lambda n, f, k: parse_steps(n, f.ctx, k))
         else:
             out.append(parse_step(item, ctx, path))
+        if len(out) > inputs.MAX_STEPS:
+            ctx.fail(item.line, path, f"{key} expand to {len(out):,} steps or more, over the "
+                                      f"bound of {inputs.MAX_STEPS:,}")
     return out

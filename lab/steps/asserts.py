@@ -9,7 +9,7 @@ from typing import Any
 
 from lab import stats
 from lab.model import Step
-from lab.schema import Fields
+from lab.schema import TEXT_LINE, Fields
 from lab.steps.base import Context
 
 FACTS = ("kpti_active", "boot_s", "kernel_release", "accel", "tainted")
@@ -91,17 +91,19 @@ class MetricAssert(Step):
 def parse(f: Fields, **common: Any) -> Step:
     """One `assert:` key, two kinds: a fact, or a metric."""
     p = f.sub("assert")
-    fact, metric = p.take("fact", str, ""), p.take("metric", str, "")
+    fact = p.take("fact", str, "", text=TEXT_LINE)
+    metric = p.take("metric", str, "", text=TEXT_LINE)
     if bool(fact) == bool(metric):
         p.fail(None, "exactly one of fact, metric")
     if fact and fact not in FACTS:
         p.fail("fact", f"unknown fact {fact!r}; known: {', '.join(FACTS)}")
-    ratio_to, equals_metric = p.take("ratio_to", str, ""), p.take("equals_metric", str, "")
+    ratio_to = p.take("ratio_to", str, "", text=TEXT_LINE)
+    equals_metric = p.take("equals_metric", str, "", text=TEXT_LINE)
     for k, v in (("ratio_to", ratio_to), ("equals_metric", equals_metric)):
         if v and not metric:
             p.fail(k, "goes with metric, not fact")
-    equals = p.take("equals", (bool, int, float, str), None)
-    lo, hi = p.take("min", (int, float), None), p.take("max", (int, float), None)
+    equals = p.finite("equals", (bool, int, float, str))
+    lo, hi = p.finite("min"), p.finite("max")
     if ratio_to and equals is not None:
         p.fail("equals", "a ratio takes min or max")
     if equals is None and lo is None and hi is None and not equals_metric:

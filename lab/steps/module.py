@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.model import Step
-from lab.schema import Fields
+from lab.schema import TEXT_LINE, Fields
 from lab.steps.base import Context
 
 
@@ -21,10 +21,11 @@ class Module(Step):
     @classmethod
     def parse(cls, f: Fields, **common: Any) -> Module:
         p = f.sub("module")
-        load, unload = p.take("load", str, ""), p.take("unload", str, "")
+        load, unload = (p.take("load", str, "", text=TEXT_LINE),
+                        p.take("unload", str, "", text=TEXT_LINE))
         if bool(load) == bool(unload):
             p.fail(None, "exactly one of load, unload")
-        args = p.take("args", str, "")
+        args = p.take("args", str, "", text=TEXT_LINE)
         p.done()
         return cls(name=common.pop("name") or (f"load {load}" if load else f"unload {unload}"),
                    load=load, unload=unload, args=args, **common)

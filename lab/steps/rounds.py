@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+from lab import inputs
 from lab.model import Step
 from lab.schema import Fields, Node
 
@@ -14,10 +15,13 @@ StepsParser = Callable[[Node, Fields, str], list[Step]]
 
 
 def expand(f: Fields, parse_steps: StepsParser) -> list[Step]:
-    times = f.positive("rounds", ..., integer=True)
+    times = f.positive("rounds", ..., integer=True, most=inputs.MAX_STEPS)
     steps_node = f.node_of("steps")
     assert steps_node is not None
     inner = parse_steps(steps_node, f, f.path("steps"))
     f.done()
+    if times * len(inner) > inputs.MAX_STEPS:    # counted before anything is expanded
+        f.fail("rounds", f"{times:,} rounds of {len(inner):,} step(s) make "
+                         f"{times * len(inner):,} steps, over the bound of {inputs.MAX_STEPS:,}")
     return [replace(s, name=f"{s.name} (round {r + 1}/{times})")
             for r in range(times) for s in inner]

@@ -6,11 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lab import inputs
 from lab.model import Metric, Step
-from lab.schema import Fields
+from lab.schema import TEXT_LINE, TEXT_RAW, Fields, metric_name
 from lab.steps.base import Context
 
 TRANSFERS = ("guest-to-host", "host-to-guest")
+#: A transfer's size (the PL011 moves about 50 KiB/s: 16 MiB take about 5 min),
+#: and how many transfers a step makes.
+MAX_TRANSFER_BYTES = 16 * inputs.MIB
+MAX_TRANSFERS = 1000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,14 +74,15 @@ def parse(f: Fields, **common: Any) -> Step:
         direction = p.take("transfer", str)
         if direction not in TRANSFERS:
             p.fail("transfer", f"one of {', '.join(TRANSFERS)}, got {direction!r}")
-        device = p.take("device", str, required=True)
-        nbytes = p.positive("bytes", 65536, integer=True)
-        count = p.positive("count", 1, integer=True)
-        metric = p.take("metric", str, f"uart_{direction.replace('-', '_')}_kib_s")
+        device = p.take("device", str, required=True, text=TEXT_LINE)
+        nbytes = p.positive("bytes", 65536, integer=True, most=MAX_TRANSFER_BYTES)
+        count = p.positive("count", 1, integer=True, most=MAX_TRANSFERS)
+        default = f"uart_{direction.replace('-', '_')}_kib_s"
+        metric = metric_name(p, "metric", p.take("metric", str, default, text=TEXT_LINE))
         step = UartTransfer(name=name or f"uart {direction} {nbytes} bytes", direction=direction,
                             device=device, nbytes=nbytes, count=count, metric=metric, **common)
     else:
-        send, expect = p.take("send", str, ""), p.regex("expect")
+        send, expect = p.take("send", str, "", text=TEXT_RAW), p.regex("expect")
         if not send and expect is None:
             p.fail(None, "needs send, expect, transfer")
         step = UartExpect(name=name or "uart", send=send, expect=expect, **common)

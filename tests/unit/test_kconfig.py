@@ -19,10 +19,10 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 def test_parse_fragment_reads_set_and_unset_lines_with_their_line_numbers(tmp_path):
     frag = write(tmp_path, "f.config", "# comment\n\nCONFIG_A=y\n# CONFIG_B is not set\n"
-                                       'CONFIG_C="text"\nCONFIG_D=0x10\n')
+                                       'CONFIG_LOCALVERSION="-text"\nCONFIG_D=0x10\n')
     reqs = kconfig.parse_fragment(frag)
     assert [(r.name, r.value, r.line) for r in reqs] == [
-        ("A", "y", 3), ("B", "n", 4), ("C", '"text"', 5), ("D", "0x10", 6)]
+        ("A", "y", 3), ("B", "n", 4), ("LOCALVERSION", '"-text"', 5), ("D", "0x10", 6)]
 
 
 def test_a_line_that_is_not_kconfig_names_file_and_line(tmp_path):
