@@ -24,11 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab import qemu  # noqa: E402
-from lab.arches import ARCHES  # noqa: E402
-from lab.guest import Guest  # noqa: E402
-from lab.model import READY_MARKER  # noqa: E402
-from lab.pytest_plugin import lab_kernel  # noqa: E402
+from lab import qemu
+from lab.arches import ARCHES
+from lab.guest import Guest
+from lab.model import READY_MARKER
+from lab.pytest_plugin import lab_kernel
 
 
 def raw_boot(build, arch) -> float:

@@ -107,6 +107,7 @@ def _ensure(arch: ArchProfile, variant: KernelVariant, jobs: int | None = None,
 def cmd_build(args) -> int:
     for arch, variant in _builds(args.arch, args.kernel):
         result = _ensure(arch, variant, args.jobs, args.kernel_src)
+        assert result.initramfs is not None   # ensure_kernel builds it
         report.out.print(f"{result.arch}/{result.kernel}: {result.image}  "
                          f"initramfs {result.initramfs.name}")
     return 0
@@ -168,6 +169,7 @@ def cmd_exec(args) -> int:
         report.err.print(f"logs: {guest.logdir}")   # report's consoles print text as it is
         raise
     if args.json:
+        assert guest.facts is not None   # set by the boot
         report.print_json({"exit_code": result.exit_code, "output": result.output,
                            "boot": guest.facts.to_json(), "logs": str(guest.logdir),
                            "faults": [f.__dict__ for f in result.faults]})
@@ -182,6 +184,7 @@ def cmd_shell(args) -> int:
     guest = _guest(args, "shell",
                    echo_kernel=lambda text: (sys.stdout.write(text), sys.stdout.flush()))
     with guest:
+        assert guest.shell is not None   # set by the boot
         report.shell_banner(f"{args.arch}/{args.kernel}", guest.facts, guest.logdir)
         guest.shell.interact()
     report.err.print("\nguest shut down")

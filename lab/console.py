@@ -15,12 +15,12 @@ import base64
 import os
 import re
 import select
+import socket
 import sys
 import termios
-import tty
-import socket
 import threading
 import time
+import tty
 from pathlib import Path
 
 import pexpect

@@ -50,7 +50,7 @@ class Guest:
 
     # -- lifecycle
 
-    def __enter__(self) -> "Guest":
+    def __enter__(self) -> Guest:
         try:
             self.boot()
         except BaseException:
@@ -64,6 +64,7 @@ class Guest:
     def boot(self) -> BootFacts:
         self.logdir.mkdir(parents=True, exist_ok=True)
         rundir = qemu.make_rundir()
+        assert self.build.initramfs is not None   # checked in __init__
         argv = qemu.command_line(self.arch, self.build.image, self.build.initramfs,
                                  self.cmdline, rundir, self.accel, self.memory_mb, self.icount)
         self.machine = qemu.Machine(argv, rundir, self.logdir)

@@ -84,19 +84,19 @@ def popen(argv: Sequence[str | os.PathLike[str]], *, stdout: int | IO,
     that names its Debian package. The caller owns the process: run() and
     Watched bound it by a deadline; qemu.Machine by its shutdown.
     """
-    argv = [str(a) for a in argv]
-    log.debug("start: %s", shlex.join(argv))
+    words = [str(a) for a in argv]
+    log.debug("start: %s", shlex.join(words))
     try:
         return subprocess.Popen(
-            argv, cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+            words, cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
             stdout=stdout, stderr=stderr, text=text,
             errors="replace" if text else None, start_new_session=True)
     except FileNotFoundError:
         from lab import hostdeps  # hostdeps runs commands through here too
-        hostdeps.require(argv[0])
-        raise UserError(f"{argv[0]}: not found") from None
+        hostdeps.require(words[0])
+        raise UserError(f"{words[0]}: not found") from None
     except PermissionError as exc:
-        raise UserError(f"{argv[0]}: cannot run: {exc.strerror}") from None
+        raise UserError(f"{words[0]}: cannot run: {exc.strerror}") from None
 
 
 class Watched:

@@ -57,7 +57,7 @@ def command_line(arch: ArchProfile, kernel: Path, initramfs: Path, cmdline: str,
                  rundir: Path, accel: str = "tcg", memory_mb: int | None = None,
                  icount: bool = False) -> list[str]:
     """The whole QEMU argv for one guest. Pure: no I/O, same input, same argv."""
-    sock = lambda name: f"socket,id={name},path={rundir / (name + '.sock')},server=on,wait=off"  # noqa: E731
+    sock = lambda name: f"socket,id={name},path={rundir / (name + '.sock')},server=on,wait=off"
     argv = [
         arch.qemu, "-M", arch.machine,
         "-cpu", arch.kvm_cpu if accel == "kvm" else arch.cpu,
@@ -362,7 +362,7 @@ class Machine:
         if self._qmp is not None:
             try:
                 self._qmp.close()
-            except Exception as exc:   # noqa: BLE001 - QEMU is gone; closing cannot fail it
+            except Exception as exc:
                 log.debug("closing QMP: %r", exc)
             self._qmp = None
         if self._qmp_log is not None:

@@ -24,7 +24,8 @@ manifest.json inside a directory entry, <name>.manifest.json beside a file
 entry. Each use checks every recorded artifact against it, hashes included:
 sha256 runs at about 1.3 GB/s here (30 MB: 22 ms with the file in the page
 cache, 28-46 ms without; bench/cache.py), so there is no need for a cheaper
-size-and-mtime stamp, which would miss a flipped byte. An entry that fails the check (an artifact missing,
+size-and-mtime stamp, which would miss a flipped byte. An entry that fails the
+check (an artifact missing,
 truncated or changed; a manifest or metadata that is not what the lab wrote)
 is corrupt: entry() says so through progress, removes it under its lock and
 builds it again. An entry finished by a lab that wrote no manifests is

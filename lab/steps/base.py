@@ -14,17 +14,7 @@ from typing import Any, Protocol
 
 from lab.deadline import Deadline
 from lab.model import BootFacts, CommandResult, KernelMessage, Metric
-
-
-class Uart(Protocol):
-    """The device-under-test UART's host end (lab.guest.Uart)."""
-
-    tail: bytes
-
-    def send(self, data: bytes, deadline: Deadline) -> None: ...
-    def expect(self, pattern: str, deadline: Deadline) -> bytes | None: ...
-    def transfer_out(self, device: str, nbytes: int, deadline: Deadline) -> Any: ...
-    def transfer_in(self, device: str, nbytes: int, deadline: Deadline) -> Any: ...
+from lab.uart import Uart
 
 
 class GuestCapabilities(Protocol):

@@ -57,6 +57,7 @@ def test_ctrl_c_shuts_the_guest_down_and_exits_130(tmp_path):
     import signal
     import subprocess
     import time
+
     from tests.conftest import LAB, lab_qemus
     proc = subprocess.Popen([*LAB, "exec", "--arch", "aarch64", "--kernel", "nokpti",
                              "--logs", str(tmp_path), "--", "sleep", "600"], cwd=ROOT,

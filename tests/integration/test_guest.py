@@ -99,8 +99,8 @@ def test_a_killed_lab_leaves_no_qemu_the_next_lab_sweeps_it(tmp_path):
     import subprocess
     import sys
     code = ("from lab.pytest_plugin import lab_kernel\nfrom lab.guest import Guest\n"
-            "g = Guest(lab_kernel('aarch64', 'nokpti'), logdir=%r)\ng.boot()\n"
-            "print('booted', flush=True)\nimport time; time.sleep(600)\n" % str(tmp_path))
+            f"g = Guest(lab_kernel('aarch64', 'nokpti'), logdir={str(tmp_path)!r})\ng.boot()\n"
+            "print('booted', flush=True)\nimport time; time.sleep(600)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "booted"
     assert lab_qemus()

@@ -43,7 +43,7 @@ def machine(fake_qemu, tmp_path):
     for m in made:
         try:
             m.shutdown(hard=True)
-        except Exception:   # noqa: BLE001 - the test has reported what mattered
+        except Exception:
             pass
 
 

@@ -52,7 +52,6 @@ def test_each_third_party_library_is_imported_in_one_module(library, home):
 
 def test_no_subprocess_outside_the_one_path():
     """Every external command runs through lab/proc.py (deadline, process group)."""
-    users = [p.name for p in SOURCES
-             if p.name != "proc.py" and re.search(r"\bsubprocess\.(run|Popen|call|check_call|check_output)\(",
-                                                 p.read_text())]
+    call = re.compile(r"\bsubprocess\.(run|Popen|call|check_call|check_output)\(")
+    users = [p.name for p in SOURCES if p.name != "proc.py" and call.search(p.read_text())]
     assert not users, f"subprocess used directly in {users}"

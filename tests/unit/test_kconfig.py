@@ -73,8 +73,10 @@ def test_a_fragment_path_is_a_variant_of_its_own(tmp_path):
 
 @pytest.mark.parametrize("arch", [A64, X86])
 def test_kpti_and_nokpti_differ_exactly_in_the_arch_kpti_option(arch):
-    on = kconfig.effective_requests(kconfig.fragments_for(arch, kconfig.resolve_variant(arch, "kpti")))
-    off = kconfig.effective_requests(kconfig.fragments_for(arch, kconfig.resolve_variant(arch, "nokpti")))
+    def requests(name):
+        return kconfig.effective_requests(
+            kconfig.fragments_for(arch, kconfig.resolve_variant(arch, name)))
+    on, off = requests("kpti"), requests("nokpti")
     diff = {n for n in on.keys() | off.keys()
             if (on.get(n) and on[n].value) != (off.get(n) and off[n].value)}
     assert diff == {arch.kpti_option}

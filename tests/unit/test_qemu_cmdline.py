@@ -14,7 +14,7 @@ def argv(arch, **kw):
 
 
 def pairs(args):
-    return list(zip(args, args[1:]))
+    return list(zip(args, args[1:], strict=False))
 
 
 def test_guest_starts_paused_never_reboots_and_has_no_default_devices():

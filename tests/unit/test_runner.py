@@ -71,8 +71,9 @@ def lab(monkeypatch) -> FakeLab:
     fake = FakeLab()
     monkeypatch.setattr(runner, "Guest", fake.guest_class())
     monkeypatch.setattr(build, "kernel_meta", lambda kbuild: {"options": OPTIONS})
-    monkeypatch.setattr(runner, "ensure_kernels", lambda cells, progress_for, drivers=(), source=None: {
-        (c.arch, c.variant): KBUILD for c in cells})
+    monkeypatch.setattr(runner, "ensure_kernels",
+                        lambda cells, progress_for, drivers=(), source=None: {
+                            (c.arch, c.variant): KBUILD for c in cells})
     monkeypatch.setattr(runner, "host_facts", lambda: {"cores": 2})
 
     def kill_all():
