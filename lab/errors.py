@@ -72,6 +72,11 @@ class AbnormalShutdown(QemuError):
     """QEMU did not quit when asked (QMP quit and a bounded wait), and was killed."""
 
 
+class MonitorError(InfraError):
+    """QEMU answered a monitor command with an error. For the step that sent the
+    command this is a result (the step fails), not a broken lab."""
+
+
 class GuestError(InfraError):
     """A guest that panicked, hung, or lost its QEMU."""
 

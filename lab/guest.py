@@ -9,6 +9,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from lab import faults, hostfacts, qemu
 from lab.arches import get_arch
@@ -19,6 +20,7 @@ from lab.uart import Uart
 
 BOOT_DEADLINE_S = 60.0
 COMMAND_DEADLINE_S = 60.0
+QMP_DEADLINE_S = 10.0
 
 
 class Guest:
@@ -136,13 +138,16 @@ class Guest:
         out = self.run("cat /proc/sys/kernel/tainted")
         return int(out.output.strip() or 0)
 
-    def qmp(self, command: str, **args):
+    def qmp(self, command: str, arguments: dict[str, Any] | None = None,
+            timeout: float = QMP_DEADLINE_S, **args: Any) -> Any:
+        """A QMP command's answer; QEMU's error answer is a MonitorError."""
         assert self.machine
-        return self.machine.qmp(command, **args)
+        return self.machine.qmp(command, timeout, arguments, **args)
 
-    def hmp(self, command_line: str) -> str:
+    def hmp(self, command_line: str, timeout: float = QMP_DEADLINE_S) -> str:
+        """An HMP command's answer; an error answer is a MonitorError."""
         assert self.machine
-        return self.machine.hmp(command_line)
+        return self.machine.hmp(command_line, timeout)
 
     def uart(self) -> Uart:
         """The device-under-test UART (aarch64: the virt board's PL011), from the host

@@ -23,6 +23,7 @@ import atexit
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -40,11 +41,24 @@ from qemu.qmp.qmp_client import ExecuteError
 
 from lab import hostdeps, proc
 from lab.deadline import Deadline
-from lab.errors import AbnormalShutdown, GuestLost, InfraError, LabError, LaunchFailure, UserError
+from lab.errors import (
+    AbnormalShutdown,
+    GuestLost,
+    InfraError,
+    LabError,
+    LaunchFailure,
+    MonitorError,
+    UserError,
+)
 from lab.model import ArchProfile
 
 log = logging.getLogger("lab.qemu")
 
+#: How QEMU 7.2's HMP says a command failed, inside a normal answer: "unknown
+#: command: 'info x'", a usage error followed by 'Try "help xp"', "Cannot access
+#: memory" from x/xp, "unknown register" from p.
+HMP_ERROR = re.compile(r"^.*(?:unknown command:|Cannot access memory|unknown register|"
+                       r"invalid char in format|^Error\b|^error:).*$|^Try \"help.*$", re.M)
 RUN_PREFIX = "lab-run-"
 SOCKETS = ("qmp", "kernel", "shell")
 
@@ -395,12 +409,15 @@ class Machine:
                     raise InfraError(f"cannot connect to {path}: {exc.strerror}") from exc
                 time.sleep(0.01)
 
-    def qmp(self, command: str, timeout: float = QMP_TIMEOUT_S, **args: Any) -> Any:
+    def qmp(self, command: str, timeout: float = QMP_TIMEOUT_S,
+            arguments: dict[str, Any] | None = None, **args: Any) -> Any:
         """Run a QMP command within timeout; returns its 'return' value.
 
-        An error reply is an InfraError with QEMU's message; a QEMU that is
-        gone is GuestLost.
+        arguments (a dict, for names such as `timeout`) and args are the command's
+        arguments. An error reply is a MonitorError with QEMU's message; no answer
+        within timeout is an InfraError; a QEMU that is gone is GuestLost.
         """
+        args = {**args, **(arguments or {})}
         if self._qmp is None or not self.alive():
             raise GuestLost(f"QMP {command}: QEMU is not running")
         self._log_qmp(">", {"execute": command, "arguments": args})
@@ -409,7 +426,7 @@ class Machine:
             reply = self._qmp.cmd(command, **args)
         except ExecuteError as exc:
             self._log_qmp("<", dict(exc.received))
-            raise InfraError(f"QMP {command} failed: {exc}") from exc
+            raise MonitorError(f"QMP {command} failed: {exc}") from exc
         except TimeoutError as exc:
             if self._exited():
                 raise GuestLost(f"QMP {command}: QEMU exited") from exc
@@ -427,8 +444,13 @@ class Machine:
             self._qmp_log.flush()
 
     def hmp(self, command_line: str, timeout: float = QMP_TIMEOUT_S) -> str:
-        """A human-monitor command, e.g. 'xp /4wx 0x9000030'."""
-        return self.qmp("human-monitor-command", timeout, **{"command-line": command_line})
+        """A human-monitor command, e.g. 'xp /4wx 0x9000030'. HMP reports its errors
+        as text in a normal answer; those become a MonitorError too."""
+        answer = self.qmp("human-monitor-command", timeout,
+                          arguments={"command-line": command_line})
+        if isinstance(answer, str) and (m := HMP_ERROR.search(answer)):
+            raise MonitorError(f"HMP {command_line!r} failed: {m.group(0).strip()}")
+        return answer
 
     def cont(self) -> None:
         self.qmp("cont")

@@ -20,7 +20,7 @@ from typing import Protocol, TypeVar
 
 from lab import __version__, build, hostfacts, qemu
 from lab.deadline import Deadline
-from lab.errors import GuestError, InfraError, LabError, UserError
+from lab.errors import LabError, UserError
 from lab.guest import Guest
 from lab.model import Cell, KernelBuild, KernelVariant, Scenario, Selector, Step
 from lab.results import BootResult, CellResult, RunResult, Status, StepResult
@@ -115,7 +115,7 @@ def _fail_boot(boot: BootResult, step: Step, rest: list[Step], seconds: float, c
 
 def _run_steps(scenario: Scenario, cell: Cell, guest: Guest, boot: BootResult,
                units: dict[str, str], event: Event, stop_on_fail: bool) -> None:
-    """The cell's steps in order; a GuestError ends the boot (and propagates)."""
+    """The cell's steps in order; an error (not a failure) ends the boot, and propagates."""
     steps = [s for s in scenario.steps if s.applies(cell)]
     for i, step in enumerate(steps):
         event(cell, phase=f"step {i + 1}/{len(steps)}: {step.name}")
@@ -125,12 +125,11 @@ def _run_steps(scenario: Scenario, cell: Cell, guest: Guest, boot: BootResult,
         started = time.monotonic()
         try:
             problems = step.execute(ctx)
-        except InfraError as exc:
-            if isinstance(exc, GuestError):   # the guest is gone: this boot ends here
-                _fail_boot(boot, step, steps[i + 1:], time.monotonic() - started, ctx, exc)
-                raise
-            problems = [str(exc)]   # a QMP command the machine refused, for example
-        except Exception as exc:   # OSError: a UART socket whose QEMU died; or a lab bug
+        except Exception as exc:
+            # The lab's machinery failed (a guest gone, a monitor with no answer, a
+            # UART that would not connect, OSError from a socket whose QEMU died) or
+            # a bug in the lab: an error, never a test failure, and the boot ends.
+            # What a step can judge (QEMU refusing a command) it returns as a problem.
             _fail_boot(boot, step, steps[i + 1:], time.monotonic() - started, ctx, exc)
             raise
         new_faults = guest.faults()[before:]

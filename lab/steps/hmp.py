@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from lab.errors import MonitorError
 from lab.model import Metric, Step
 from lab.schema import TEXT_LINE, Fields
 from lab.steps.base import Context, check_output, extract
@@ -83,5 +84,8 @@ class Hmp(Step):
         return self.metrics
 
     def execute(self, ctx: Context) -> list[str]:
-        answer = ctx.guest.hmp(self.command)
+        try:
+            answer = ctx.guest.hmp(self.command, ctx.timeout)
+        except MonitorError as exc:   # QEMU said no: this step fails; no answer is an error
+            return [str(exc)]
         return check_output(self.match, None, answer) + extract(self.metrics, answer, ctx)

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from lab.errors import MonitorError
 from lab.model import Step
 from lab.schema import TEXT_LINE, Fields
 from lab.steps.base import Context
@@ -20,10 +21,6 @@ from lab.steps.base import Context
 #: QMP commands a scenario may send: every query-*, and reading QOM properties.
 READ_ONLY = re.compile(r"query-[a-z0-9][a-z0-9-]*|qom-get|qom-list|qom-list-types")
 ALLOWED = "query-*, qom-get, qom-list, qom-list-types"
-#: Argument names of the monitor capability itself (guest.qmp(command, **args),
-#: Machine.qmp(command, timeout, **args)): as QMP arguments they would be taken
-#: for its own, so no allowed command has them and a scenario may not pass them.
-RESERVED = ("command", "timeout")
 
 
 def check_command(f: Fields, k: str, command: str) -> None:
@@ -49,7 +46,7 @@ class Qmp(Step):
         check_command(p, "command", command)
         args = p.pairs("args")
         for key, _ in args:
-            if key in RESERVED or not re.fullmatch(r"[a-z][a-z0-9_-]*", key):
+            if not re.fullmatch(r"[a-z][a-z0-9_-]*", key):
                 p.fail("args", f"{key!r} is not a QMP argument name a step may pass")
         step = cls(name=common.pop("name") or "qmp", command=command,
                    args=args, expect=p.pairs("expect"), **common)
@@ -57,7 +54,10 @@ class Qmp(Step):
         return step
 
     def execute(self, ctx: Context) -> list[str]:
-        reply = ctx.guest.qmp(self.command, **dict(self.args))
+        try:
+            reply = ctx.guest.qmp(self.command, dict(self.args), ctx.timeout)
+        except MonitorError as exc:   # QEMU said no: this step fails; no answer is an error
+            return [str(exc)]
         got = reply if isinstance(reply, dict) else {}
         return [f"{k}: got {got.get(k) if got else reply!r}, expected {v!r}"
                 for k, v in self.expect if got.get(k) != v]

@@ -91,12 +91,17 @@ class FakeGuest:
     def put_file(self, data: bytes, path: str, mode: int = 0o644) -> None:
         self.files.append((data, path, mode))
 
-    def qmp(self, command: str, **args: Any) -> Any:
-        self.qmp_calls.append((command, args))
+    def qmp(self, command: str, arguments: dict[str, Any] | None = None,
+            timeout: float = 10.0, **args: Any) -> Any:
+        self.qmp_calls.append((command, {**args, **(arguments or {})}))
+        if isinstance(self.qmp_reply, Exception):
+            raise self.qmp_reply
         return self.qmp_reply
 
-    def hmp(self, command_line: str) -> str:
+    def hmp(self, command_line: str, timeout: float = 10.0) -> str:
         self.hmp_calls.append(command_line)
+        if isinstance(self.hmp_answer, Exception):
+            raise self.hmp_answer
         return self.hmp_answer
 
     def uart(self) -> FakeUart:

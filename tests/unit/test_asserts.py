@@ -290,3 +290,24 @@ def test_uart_transfer_records_kib_per_second_and_reports_a_bad_transfer():
     assert samples == {"h2g": [128.0, 256.0]} and units == {"h2g": "KiB/s"}
     assert guest.fake_uart.moved == [("in", "/dev/ttyAMA0", 65536)] * 3
 
+
+
+def test_a_monitor_that_refuses_a_command_fails_the_step_with_qemus_words():
+    from lab.errors import MonitorError
+    guest = FakeGuest()
+    guest.hmp_answer = MonitorError("HMP 'xp /1wx 0x7fffffffff00' failed: Cannot access memory")
+    step = Hmp(name="h", line=1, command="xp /1wx 0x7fffffffff00")
+    assert step.execute(context(guest)) == [
+        "HMP 'xp /1wx 0x7fffffffff00' failed: Cannot access memory"]
+    guest.qmp_reply = MonitorError("QMP qom-get failed: Property 'x' not found")
+    q = Qmp(name="q", line=1, command="qom-get", args=(("timeout", 1), ("property", "x")))
+    assert q.execute(context(guest)) == ["QMP qom-get failed: Property 'x' not found"]
+    assert guest.qmp_calls[-1] == ("qom-get", {"timeout": 1, "property": "x"})   # a QMP name
+
+
+def test_a_monitor_that_does_not_answer_is_an_error_not_a_failure():
+    from lab.errors import InfraError
+    guest = FakeGuest()
+    guest.hmp_answer = InfraError("QMP human-monitor-command: no answer within 10 s")
+    with pytest.raises(InfraError):
+        Hmp(name="h", line=1, command="info status").execute(context(guest))

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from lab import qemu
 from lab.arches import ARCHES
 
@@ -62,3 +64,15 @@ def test_qemu_runs_under_setpriv_and_the_prefix_stays_out_of_the_pure_command_li
     # tests/conftest.py lab_qemus() finds QEMU in the first 4 words, even before
     # setpriv has exec'd it.
     assert "qemu-system" in machine.full_argv[3]
+
+
+@pytest.mark.parametrize("answer, error", [
+    ("00007fffffffff00: Cannot access memory\r\n", True),      # QEMU 7.2's own words
+    ("unknown command: 'info nosuch'\r\n", True),
+    ("unknown register\r\nTry \"help p\" for more information\r\n", True),
+    ("invalid char in format: 'z'\r\nTry \"help xp\" for more information\r\n", True),
+    ("0000000009000030: 0x00000300\r\n", False),
+    ("VM status: running\r\n", False),
+])
+def test_hmp_errors_are_told_from_answers(answer, error):
+    assert bool(qemu.HMP_ERROR.search(answer)) is error

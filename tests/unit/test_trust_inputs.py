@@ -138,7 +138,7 @@ def test_qmp_refuses_anything_but_reading(command, tmp_path):
     assert "allowed: query-*, qom-get, qom-list, qom-list-types" in message
 
 
-@pytest.mark.parametrize("key", ["timeout", "command", "Path", "a b"])
+@pytest.mark.parametrize("key", ["Path", "a b", "x;y"])
 def test_qmp_arguments_are_qmp_names(key, tmp_path):
     path = write(tmp_path / "q.yaml", HEAD + "steps:\n  - qmp: {command: qom-get, args: "
                                              f"{{'{key}': 1, property: type}}}}\n")
