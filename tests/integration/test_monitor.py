@@ -27,6 +27,8 @@ steps:
     qmp: {command: qom-get, args: {path: /machine, property: no-such-property}}
   - name: the guest still answers
     run: 'true'
+  - name: the kernel log
+    dmesg: {match: 'Booting Linux on physical CPU', no_match: 'Kernel panic'}
 """
 
 
@@ -43,6 +45,7 @@ def test_allowed_monitor_commands_work_and_refusals_fail_their_step(tmp_path):
     assert "Cannot access memory" in steps["memory that is not there"]["message"]
     assert steps["a property that is not there"]["status"] == "fail"
     assert steps["the guest still answers"]["status"] == "pass"
+    assert steps["the kernel log"]["status"] == "pass"
     assert cell["status"] == "fail" and not cell["error"]
     assert not lab_qemus()
 
