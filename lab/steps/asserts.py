@@ -32,12 +32,21 @@ def compare(value: Any, equals: Any, lo: float | None, hi: float | None) -> list
 
 
 @dataclass(frozen=True, kw_only=True)
-class FactAssert(Step):
+class _Bounded(Step):
+    """What both asserts compare against: equals, min and max (None: not asked)."""
+
     kind = "assert"
-    fact: str
     equals: Any = None
     min: float | None = None
     max: float | None = None
+
+    def bounds(self, value: Any) -> list[str]:
+        return compare(value, self.equals, self.min, self.max)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FactAssert(_Bounded):
+    fact: str
 
     def execute(self, ctx: Context) -> list[str]:
         if self.fact == "tainted":
@@ -45,16 +54,12 @@ class FactAssert(Step):
         else:
             assert ctx.guest.facts is not None
             value = ctx.guest.facts.to_json().get(self.fact)
-        return [f"{self.fact} {p}" for p in compare(value, self.equals, self.min, self.max)]
+        return [f"{self.fact} {p}" for p in self.bounds(value)]
 
 
 @dataclass(frozen=True, kw_only=True)
-class MetricAssert(Step):
-    kind = "assert"
+class MetricAssert(_Bounded):
     metric: str
-    equals: Any = None
-    min: float | None = None
-    max: float | None = None
     ratio_to: str = ""                # median(metric) / median(ratio_to)
     equals_metric: str = ""           # median(metric) == median(equals_metric)
 
@@ -70,8 +75,7 @@ class MetricAssert(Step):
                 return [f"{self.metric} is {_show(a)} but {self.equals_metric} is {_show(b)}"]
         if self.ratio_to:
             return self._ratio(samples, ctx.samples[self.ratio_to])
-        return [f"median of {self.metric} {p}"
-                for p in compare(statistics.median(samples), self.equals, self.min, self.max)]
+        return [f"median of {self.metric} {p}" for p in self.bounds(statistics.median(samples))]
 
     def _ratio(self, samples: list[float], base: list[float]) -> list[str]:
         """Fails only when the whole 95% interval of the ratio is past a bound:

@@ -9,6 +9,9 @@ tree's Kconfig (images/ and drivers/ are the real ones).
 
 from __future__ import annotations
 
+import _thread
+import threading
+
 import os
 import shutil
 import time
@@ -91,6 +94,19 @@ def make_fake_lab(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> FakeLab:
     monkeypatch.setattr(kconfig, "KERNEL_CONFIGS", root / "kernel-configs")
     kernel.compiler_id.cache_clear()
     return FakeLab(src, root, cache, tmp)
+
+
+def ctrl_c_when_started(pidfile: Path) -> list[int]:
+    """In the background: once the hanging fake writes pidfile, note its pid and
+    raise KeyboardInterrupt in the main thread, as Ctrl-C does. The list gets the pid."""
+    pid: list[int] = []
+
+    def interrupt() -> None:
+        pid.append(wait_for_pid(pidfile))
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    return pid
 
 
 def wait_for_pid(pidfile: Path, within_s: float = 20.0) -> int:

@@ -4,10 +4,8 @@ seconds, with no real kernel, compiler or QEMU."""
 
 from __future__ import annotations
 
-import _thread
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from lab.build import kernel
 from lab.errors import BuildError, UserError
 from lab.model import READY_MARKER
 from tests.conftest import LAB, ROOT, lab
-from tests.fake.kernel import FakeLab, gone, make_fake_lab, wait_for_pid
+from tests.fake.kernel import FakeLab, ctrl_c_when_started, gone, make_fake_lab, wait_for_pid
 
 A64, X86 = ARCHES["aarch64"], ARCHES["x86_64"]
 
@@ -166,13 +164,7 @@ def test_ctrl_c_during_a_build_kills_make_and_leaves_no_entry(fake, monkeypatch)
     pidfile = fake.tmp / "hang.pid"
     monkeypatch.setenv("HANG", "Image")
     monkeypatch.setenv("HANG_PIDFILE", str(pidfile))
-    pid: list[int] = []
-
-    def interrupt() -> None:
-        pid.append(wait_for_pid(pidfile))
-        _thread.interrupt_main()                  # KeyboardInterrupt, as Ctrl-C gives
-
-    threading.Thread(target=interrupt, daemon=True).start()
+    pid = ctrl_c_when_started(pidfile)
     with pytest.raises(KeyboardInterrupt):
         build_kernel(fake)
     assert gone(pid[0])

@@ -5,10 +5,8 @@ manifests wrote are adopted, not rebuilt."""
 
 from __future__ import annotations
 
-import _thread
 import json
 import os
-import threading
 
 import pytest
 
@@ -17,7 +15,7 @@ from lab.arches import ARCHES
 from lab.build import cache, image, kernel
 from lab.errors import BuildError, InfraError
 from tests.conftest import lab
-from tests.fake.kernel import FakeLab, gone, make_fake_lab, wait_for_pid
+from tests.fake.kernel import FakeLab, ctrl_c_when_started, gone, make_fake_lab
 
 A64 = ARCHES["aarch64"]
 
@@ -287,13 +285,7 @@ def test_ctrl_c_while_a_corrupt_kernel_is_rebuilt_leaves_no_entry(fake, monkeypa
     pidfile = fake.tmp / "hang.pid"
     monkeypatch.setenv("HANG", "Image")
     monkeypatch.setenv("HANG_PIDFILE", str(pidfile))
-    pid: list[int] = []
-
-    def interrupt() -> None:
-        pid.append(wait_for_pid(pidfile))
-        _thread.interrupt_main()
-
-    threading.Thread(target=interrupt, daemon=True).start()
+    pid = ctrl_c_when_started(pidfile)
     with pytest.raises(KeyboardInterrupt):
         ensure(fake)
     assert gone(pid[0]) and fake.entries() == []
@@ -306,13 +298,7 @@ def test_ctrl_c_during_an_initramfs_build_kills_make_and_leaves_no_image(fake, m
     pidfile = fake.tmp / "hang.pid"
     monkeypatch.setenv("HANG", "modules_install")
     monkeypatch.setenv("HANG_PIDFILE", str(pidfile))
-    pid: list[int] = []
-
-    def interrupt() -> None:
-        pid.append(wait_for_pid(pidfile))
-        _thread.interrupt_main()
-
-    threading.Thread(target=interrupt, daemon=True).start()
+    pid = ctrl_c_when_started(pidfile)
     with pytest.raises(KeyboardInterrupt):
         build.build_initramfs(kb)
     assert gone(pid[0])
