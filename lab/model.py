@@ -224,6 +224,8 @@ class Scenario:
     repeat: int = 1
     boot_timeout: float = 60.0
     step_timeout: float = 60.0
+    #: A deadline for a whole cell, every boot of it (None: the sum of its parts).
+    cell_timeout: float | None = None
     memory_mb: int | None = None
     claim: Claim | None = None
 

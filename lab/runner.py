@@ -20,7 +20,7 @@ from typing import Protocol, TypeVar
 
 from lab import __version__, build, hostfacts, qemu
 from lab.deadline import Deadline
-from lab.errors import LabError, UserError
+from lab.errors import GuestTimeout, LabError, UserError
 from lab.guest import Guest
 from lab.model import Cell, KernelBuild, KernelVariant, Scenario, Selector, Step
 from lab.results import BootResult, CellResult, RunResult, Status, StepResult
@@ -99,7 +99,7 @@ def ensure_kernels(cells: Iterable[Cell], progress_for: Callable,
     return built
 
 
-# ---------------------------------------------------------------- steps
+# ---------------------------------------------------------------- cells and their steps
 
 def _skip(boot: BootResult, steps: list[Step]) -> None:
     boot.steps += [StepResult(s.name, s.kind, boot.index, Status.SKIP) for s in steps]
@@ -113,68 +113,98 @@ def _fail_boot(boot: BootResult, step: Step, rest: list[Step], seconds: float, c
     _skip(boot, rest)
 
 
-def _run_steps(scenario: Scenario, cell: Cell, guest: Guest, boot: BootResult,
-               units: dict[str, str], event: Event, stop_on_fail: bool) -> None:
-    """The cell's steps in order; an error (not a failure) ends the boot, and propagates."""
-    steps = [s for s in scenario.steps if s.applies(cell)]
-    for i, step in enumerate(steps):
-        event(cell, phase=f"step {i + 1}/{len(steps)}: {step.name}")
-        before = len(guest.faults())
-        ctx = Context(guest, Deadline(step.timeout or scenario.step_timeout), boot.samples,
-                      units)
-        started = time.monotonic()
-        try:
-            problems = step.execute(ctx)
-        except Exception as exc:
-            # The lab's machinery failed (a guest gone, a monitor with no answer, a
-            # UART that would not connect, OSError from a socket whose QEMU died) or
-            # a bug in the lab: an error, never a test failure, and the boot ends.
-            # What a step can judge (QEMU refusing a command) it returns as a problem.
-            _fail_boot(boot, step, steps[i + 1:], time.monotonic() - started, ctx, exc)
-            raise
-        new_faults = guest.faults()[before:]
-        if new_faults and not step.allow_faults:
-            problems += [f"kernel {f.kind}: {f.text.splitlines()[0]}" for f in new_faults]
-        boot.steps.append(StepResult(step.name, step.kind, boot.index,
-                                     Status.FAIL if problems else Status.PASS,
-                                     time.monotonic() - started, ctx.exit_code,
-                                     "; ".join(problems)))
-        if problems and stop_on_fail:
-            _skip(boot, steps[i + 1:])
-            return
+#: Beyond its boots' and steps' own deadlines, what a cell's default deadline allows
+#: each boot for shutting its guest down.
+SHUTDOWN_S = 10.0
 
-
-# ---------------------------------------------------------------- cells
 
 def cell_dir(out: Path, scenario: str, cell: Cell) -> Path:
     """Where a cell's result.json and logs live."""
     return out / scenario / cell.id
 
 
-def _boot(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options, n: int,
-          repeat: int, units: dict[str, str], event: Event) -> BootResult:
-    """One boot of the cell's guest, its steps, and what it left behind."""
-    cdir = cell_dir(opts.out, scenario.name, cell)
-    logdir = cdir / f"boot-{n}" if repeat > 1 else cdir
-    boot = BootResult(n, logs={name: str((logdir / f"{name}.log").relative_to(opts.out))
-                               for name in LOGS})
-    event(cell, phase=f"boot {n + 1}/{repeat}" if repeat > 1 else "boot")
-    guest = Guest(kbuild, cell.cmdline_words, logdir=logdir, accel=opts.accel,
-                  memory_mb=scenario.memory_mb, icount=opts.icount,
-                  boot_deadline_s=scenario.boot_timeout)
-    try:
-        with guest:
-            boot.facts = guest.facts
-            _run_steps(scenario, cell, guest, boot, units, event, opts.stop_on_fail)
-            boot.tainted = guest.tainted()
+def cell_seconds(scenario: Scenario, cell: Cell, repeat: int) -> float:
+    """The cell's deadline: timeouts.cell, else every boot's and step's own deadline."""
+    if scenario.cell_timeout:
+        return scenario.cell_timeout
+    steps = sum(s.timeout or scenario.step_timeout for s in scenario.steps if s.applies(cell))
+    return repeat * (scenario.boot_timeout + steps + SHUTDOWN_S)
+
+
+@dataclass
+class _CellRun:
+    """One cell under way: its boots share its units, its options and its deadline."""
+
+    scenario: Scenario
+    cell: Cell
+    kbuild: KernelBuild
+    opts: Options
+    event: Event
+    result: CellResult
+    repeat: int
+    deadline: Deadline
+
+    def within(self, seconds: float) -> Deadline:
+        """A deadline of seconds, cut short by the cell's; past the cell's, an error."""
+        if self.deadline.expired():
+            raise GuestTimeout(f"the cell's deadline of {self.deadline.seconds:g} s passed")
+        return self.deadline.within(seconds)
+
+    def boot(self, n: int) -> BootResult:
+        """One boot of the cell's guest, its steps, and what it left behind."""
+        s, cell = self.scenario, self.cell
+        cdir = cell_dir(self.opts.out, s.name, cell)
+        logdir = cdir / f"boot-{n}" if self.repeat > 1 else cdir
+        boot = BootResult(n, logs={name: str((logdir / f"{name}.log").relative_to(self.opts.out))
+                                   for name in LOGS})
+        self.event(cell, phase=f"boot {n + 1}/{self.repeat}" if self.repeat > 1 else "boot")
+        guest = None
+        try:
+            guest = Guest(self.kbuild, cell.cmdline_words, logdir=logdir, accel=self.opts.accel,
+                          memory_mb=s.memory_mb, icount=self.opts.icount,
+                          boot_deadline_s=self.within(s.boot_timeout).remaining())
+            with guest:
+                boot.facts = guest.facts
+                self.steps(guest, boot)
+                boot.tainted = guest.tainted()
+                boot.faults = guest.faults()
+        except (LabError, OSError) as exc:
+            boot.error = str(exc) or repr(exc)
+        except Exception as exc:   # a bug in the lab: this cell errs, the run goes on
+            boot.error = _internal_error(exc, logdir)
+        if boot.error and guest is not None:
             boot.faults = guest.faults()
-    except (LabError, OSError) as exc:
-        boot.error = str(exc) or repr(exc)
-        boot.faults = guest.faults()
-    except Exception as exc:   # a bug in the lab: this cell errs, the run goes on
-        boot.error = _internal_error(exc, logdir)
-        boot.faults = guest.faults()
-    return boot
+        return boot
+
+    def steps(self, guest: Guest, boot: BootResult) -> None:
+        """The cell's steps in order; an error (not a failure) ends the boot, and
+        propagates. Each step's deadline is its own, cut short by the cell's."""
+        steps = [s for s in self.scenario.steps if s.applies(self.cell)]
+        for i, step in enumerate(steps):
+            self.event(self.cell, phase=f"step {i + 1}/{len(steps)}: {step.name}")
+            before = len(guest.faults())
+            started = time.monotonic()
+            ctx = Context(guest, Deadline(0), boot.samples, self.result.units)
+            try:
+                ctx.deadline = self.within(step.timeout or self.scenario.step_timeout)
+                problems = step.execute(ctx)
+            except Exception as exc:
+                # The lab's machinery failed (a guest gone, a monitor with no answer, a
+                # UART that would not connect, OSError from a socket whose QEMU died, the
+                # cell's deadline) or a bug in the lab: an error, never a test failure,
+                # and the boot ends. What a step can judge it returns as a problem.
+                _fail_boot(boot, step, steps[i + 1:], time.monotonic() - started, ctx, exc)
+                raise
+            new_faults = guest.faults()[before:]
+            if new_faults and not step.allow_faults:
+                problems += [f"kernel {f.kind}: {f.text.splitlines()[0]}" for f in new_faults]
+            boot.steps.append(StepResult(step.name, step.kind, boot.index,
+                                         Status.FAIL if problems else Status.PASS,
+                                         time.monotonic() - started, ctx.exit_code,
+                                         "; ".join(problems)))
+            if problems and self.opts.stop_on_fail:
+                _skip(boot, steps[i + 1:])
+                return
 
 
 def _internal_error(exc: Exception, logdir: Path) -> str:
@@ -187,14 +217,16 @@ def _internal_error(exc: Exception, logdir: Path) -> str:
 
 def run_cell(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options,
              event: Event) -> CellResult:
-    """Every boot of a cell (repeat), stopping at the first boot that errs.
-    Writes the cell's result.json as soon as the cell ends."""
+    """Every boot of a cell (repeat), stopping at the first boot that errs, all
+    within the cell's deadline. Writes the cell's result.json as soon as it ends."""
     started = time.monotonic()
     result = CellResult(cell, scenario.name, timing="icount" if opts.icount else "wallclock",
                         config=build.kernel_meta(kbuild).get("options", {}))
     repeat = opts.repeat or scenario.repeat
+    run = _CellRun(scenario, cell, kbuild, opts, event, result, repeat,
+                   Deadline(cell_seconds(scenario, cell, repeat)))
     for n in range(repeat):
-        boot = _boot(scenario, cell, kbuild, opts, n, repeat, result.units, event)
+        boot = run.boot(n)
         result.boots.append(boot)
         if boot.error:
             break

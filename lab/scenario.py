@@ -242,13 +242,14 @@ def _check_uart(scenario: Scenario, ctx: Ctx) -> None:
 
 def _settings(top: Fields) -> dict:
     """repeat, timeouts and memory_mb: each finite and within its bound."""
-    timeouts = {"boot": 60.0, "step": 60.0}
+    timeouts: dict[str, float | None] = {"boot": 60.0, "step": 60.0, "cell": None}
     if top.has("timeouts"):
         t = top.sub("timeouts")
         timeouts = {k: t.positive(k, v, most=inputs.MAX_SECONDS) for k, v in timeouts.items()}
         t.done()
     return dict(repeat=top.positive("repeat", 1, integer=True, most=inputs.MAX_REPEAT),
                 boot_timeout=timeouts["boot"], step_timeout=timeouts["step"],
+                cell_timeout=timeouts["cell"],
                 memory_mb=top.integer("memory_mb", None, *inputs.MEMORY_MB))
 
 

@@ -145,8 +145,37 @@ def test_the_guest_gets_the_cells_words_and_the_runs_options(lab, tmp_path):
     g = lab.guests[0]
     assert g.cmdline == ("kpti=1",)
     assert g.options == {"accel": "tcg", "memory_mb": 256, "icount": True,
-                         "boot_deadline_s": 7.0}
+                         "boot_deadline_s": pytest.approx(7.0, abs=0.1)}
     assert g.logdir == tmp_path / "s" / "aarch64-nokpti-forced-on"
+
+
+def test_the_cells_deadline_cuts_its_steps_short_and_ends_the_cell(lab, tmp_path):
+    def slow(g):   # 0.6 s of work, within the deadline the guest was given (as Shell.run)
+        timeout = g.ran[-1][1]
+        time.sleep(min(0.6, timeout))
+        if timeout < 0.6:
+            raise GuestTimeout(f"command 'slow' (deadline {timeout:.2f} s)")
+        return ("done", 0)
+    lab.commands = {"slow": slow}
+    s = replace(scenario(run("slow"), run("slow", name="again"), run("never")), cell_timeout=1.0)
+    result = run_cell(s, tmp_path)
+    assert statuses(result) == [("slow", 0, P), ("again", 0, E), ("never", 0, S)]
+    assert lab.guests[0].ran[1][1] <= 0.45      # the step's 5 s, cut short by the cell's 1 s
+    assert result.status is E and "deadline" in result.boots[0].error
+
+
+def test_past_the_cells_deadline_no_step_starts(lab, tmp_path):
+    lab.commands = {"slow": lambda g: (time.sleep(0.4), ("done", 0))[1]}
+    s = replace(scenario(run("slow"), run("next")), cell_timeout=0.3)
+    result = run_cell(s, tmp_path)
+    assert statuses(result) == [("slow", 0, P), ("next", 0, E)]
+    assert "the cell's deadline of 0.3 s passed" in result.boots[0].error
+
+
+def test_a_cells_default_deadline_is_the_sum_of_its_boots_and_steps():
+    s = scenario(run("a"), run("b", timeout=5), repeat=2)
+    assert runner.cell_seconds(s, s.cells[0], 2) == 2 * (s.boot_timeout + 5 + 5 +
+                                                         runner.SHUTDOWN_S)
 
 
 def test_a_panic_in_a_step_errors_that_step_skips_the_rest_and_errors_the_cell(lab, tmp_path):
