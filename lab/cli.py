@@ -210,9 +210,10 @@ def _only(items: list[str]) -> Selector:
 
 def _run(scenarios: list, opts: runner.Options) -> RunResult:
     """Runs with a live table; writes results.json and junit.xml; prints the summary."""
-    with report.CellsLive() as live:
-        results = runner.run(scenarios, opts, live.event, report.build_progress)
-    report.write_results(results, opts.out)
+    with runner.claim_out(opts.out):
+        with report.CellsLive() as live:
+            results = runner.run(scenarios, opts, live.event, report.build_progress)
+        report.write_results(results, opts.out)
     report.run_summary(results, opts.out)
     return results
 

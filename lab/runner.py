@@ -8,8 +8,11 @@ is a result too (error), and the other cells go on.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import shutil
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -244,6 +247,34 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 # ---------------------------------------------------------------- runs
+
+LOCK_NAME = ".lab-run.lock"
+
+
+@contextlib.contextmanager
+def claim_out(out: Path) -> Iterator[None]:
+    """One lab run writes a results directory at a time: a second one is refused
+    (never interleaved logs, never overwritten results). A directory that only
+    this claim made is removed again if nothing was written into it."""
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK_NAME, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            owner = fh.read().strip() or "?"
+            raise UserError(f"--out {out}: another lab run (pid {owner}) is writing there; "
+                            "give this one another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            if made and [p.name for p in out.iterdir()] == [LOCK_NAME]:
+                shutil.rmtree(out, ignore_errors=True)
 
 #: After a signal: how long the cells already running get to end (their QEMUs are killed).
 DRAIN_S = 15.0

@@ -46,3 +46,20 @@ def test_a_signal_mid_run_leaves_results_that_say_what_was_interrupted(tmp_path,
         assert json.loads((out / "kpti" / cid / "result.json").read_text())["status"] == \
             "interrupted"
     assert not lab_qemus()
+
+
+def test_two_runs_into_one_out_directory_the_second_is_refused(tmp_path):
+    out = tmp_path / "out"
+    first = subprocess.Popen([*LAB, "run", str(ROOT / "scenarios" / "kpti.yaml"), "--out",
+                              str(out), "--only", "arch=aarch64"], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / ".lab-run.lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run([*LAB, "run", str(ROOT / "scenarios" / "kpti.yaml"), "--out",
+                             str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 2
+    assert "another lab run" in second.stderr and "Traceback" not in second.stderr
+    first.communicate(timeout=120)
+    assert first.returncode == 0
+    assert len(json.loads((out / "results.json").read_text())["cells"]) == 3

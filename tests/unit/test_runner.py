@@ -454,3 +454,24 @@ def test_the_local_pool_cancels_what_has_not_started_when_a_task_raises():
     time.sleep(0.1)                      # time for the worker to take more, were any left
     assert started[:2] == [0, 1]
     assert set(started) <= {0, 1, 2}     # 2 may have started; 3..9 were cancelled
+
+
+# ---------------------------------------------------------------- the results directory
+
+def test_a_second_run_on_the_same_out_is_refused_while_the_first_writes(tmp_path):
+    out = tmp_path / "out"
+    with runner.claim_out(out):
+        (out / "results.json").write_text("{}")
+        with pytest.raises(UserError, match=rf"--out {out}: another lab run \(pid \d+\)"):
+            with runner.claim_out(out):
+                pass
+    with runner.claim_out(out):     # free again once the first is done
+        pass
+    assert (out / "results.json").exists()
+
+
+def test_a_claim_that_wrote_nothing_leaves_no_directory(tmp_path):
+    with pytest.raises(UserError):
+        with runner.claim_out(tmp_path / "new"):
+            raise UserError("a fragment option did not take effect")
+    assert not (tmp_path / "new").exists()
