@@ -9,7 +9,7 @@ a guest that dies raises GuestError, which ends the boot.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lab.deadline import Deadline
@@ -44,7 +44,6 @@ class Context:
     units: dict[str, str]
     #: Set by steps that run a command.
     exit_code: int | None = None
-    problems: list[str] = field(default_factory=list)
 
     @property
     def timeout(self) -> float:
