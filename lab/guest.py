@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lab import faults, hostfacts, qemu
 from lab.arches import get_arch
+from lab.deadline import Deadline
 from lab.console import ConsoleLog, KernelLog, Shell
 from lab.errors import AbnormalShutdown, GuestError, InfraError
 from lab.model import BootFacts, CommandResult, KernelBuild, KernelMessage
@@ -73,7 +74,8 @@ class Guest:
         self._log = ConsoleLog(self.logdir / "console.log")
         self.kernel = KernelLog(self.machine.connect("kernel"), self._log, self._echo_kernel)
         self.kernel.start()
-        self.shell = Shell(self.machine.connect("shell"), self._log, self.kernel)
+        self.shell = Shell(self.machine.connect("shell"), self._log, self.kernel,
+                           self.logdir, self.arch.console_kind)
         started = time.monotonic()
         self.machine.cont()
         self.shell.wait_ready(self.boot_deadline_s)
@@ -82,8 +84,8 @@ class Guest:
         self.ready_s = time.monotonic() - launched
         self.shell.setup()
         # Kernel messages go to the kernel console only: let them all through.
-        release, _ = self.shell.run("dmesg -n 8; uname -r", COMMAND_DEADLINE_S)
-        dmesg, _ = self.shell.run("dmesg", COMMAND_DEADLINE_S)
+        release, _, _ = self.shell.run("dmesg -n 8; uname -r", COMMAND_DEADLINE_S)
+        dmesg, _, _ = self.shell.run("dmesg", COMMAND_DEADLINE_S)
         self.facts = BootFacts(
             kernel_release=release.strip(), accel=self.accel + (" icount" if self.icount else ""),
             cmdline=self.cmdline, boot_s=boot_s,
@@ -116,18 +118,20 @@ class Guest:
 
     # -- capabilities
 
-    def run(self, command: str, timeout: float = COMMAND_DEADLINE_S) -> CommandResult:
+    def run(self, command: str, timeout: float | Deadline = COMMAND_DEADLINE_S) -> CommandResult:
         """Run a shell command in the guest. Kernel faults seen meanwhile come along."""
         assert self.shell and self.kernel
         before = len(self.kernel.faults())
         started = time.monotonic()
-        output, code = self.shell.run(command, timeout)
+        output, code, spill = self.shell.run(command, timeout)
         return CommandResult(command, output, code, time.monotonic() - started,
-                             tuple(self.kernel.faults()[before:]))
+                             tuple(self.kernel.faults()[before:]), spill)
 
-    def put_file(self, data: bytes, path: str, mode: int = 0o644) -> None:
+    def put_file(self, data: bytes, path: str, mode: int = 0o644,
+                 deadline: Deadline | None = None) -> None:
+        """Copy data into the guest, all of it within deadline (default 60 s)."""
         assert self.shell
-        self.shell.put_file(data, path, mode)
+        self.shell.put_file(data, path, mode, deadline or Deadline(COMMAND_DEADLINE_S))
 
     def faults(self) -> list[KernelMessage]:
         return self.kernel.faults() if self.kernel else []
@@ -136,13 +140,14 @@ class Guest:
         out = self.run("cat /proc/sys/kernel/tainted")
         return int(out.output.strip() or 0)
 
-    def qmp(self, command: str, **args):
+    def qmp(self, command: str, timeout: float = qemu.QMP_TIMEOUT_S, **args):
+        """A QMP command's answer within timeout (a step passes what its deadline leaves)."""
         assert self.machine
-        return self.machine.qmp(command, **args)
+        return self.machine.qmp(command, timeout, **args)
 
-    def hmp(self, command_line: str) -> str:
+    def hmp(self, command_line: str, timeout: float = qemu.QMP_TIMEOUT_S) -> str:
         assert self.machine
-        return self.machine.hmp(command_line)
+        return self.machine.hmp(command_line, timeout)
 
     def uart(self) -> Uart:
         """The device-under-test UART (aarch64: the virt board's PL011), from the host

@@ -83,5 +83,5 @@ class Hmp(Step):
         return self.metrics
 
     def execute(self, ctx: Context) -> list[str]:
-        answer = ctx.guest.hmp(self.command)
+        answer = ctx.guest.hmp(self.command, ctx.timeout)
         return check_output(self.match, None, answer) + extract(self.metrics, answer, ctx)

@@ -57,7 +57,7 @@ class Qmp(Step):
         return step
 
     def execute(self, ctx: Context) -> list[str]:
-        reply = ctx.guest.qmp(self.command, **dict(self.args))
+        reply = ctx.guest.qmp(self.command, ctx.timeout, **dict(self.args))
         got = reply if isinstance(reply, dict) else {}
         return [f"{k}: got {got.get(k) if got else reply!r}, expected {v!r}"
                 for k, v in self.expect if got.get(k) != v]

@@ -88,14 +88,14 @@ class FakeGuest:
             answer = CommandResult(command, answer[0], answer[1], 0.01)
         return answer
 
-    def put_file(self, data: bytes, path: str, mode: int = 0o644) -> None:
+    def put_file(self, data: bytes, path: str, mode: int = 0o644, deadline=None) -> None:
         self.files.append((data, path, mode))
 
-    def qmp(self, command: str, **args: Any) -> Any:
+    def qmp(self, command: str, timeout: float = 5.0, **args: Any) -> Any:
         self.qmp_calls.append((command, args))
         return self.qmp_reply
 
-    def hmp(self, command_line: str) -> str:
+    def hmp(self, command_line: str, timeout: float = 5.0) -> str:
         self.hmp_calls.append(command_line)
         return self.hmp_answer
 
