@@ -46,6 +46,7 @@ import time
 import tty
 from collections import deque
 from pathlib import Path
+from typing import BinaryIO
 
 from lab.deadline import Deadline
 from lab.errors import GuestLost, GuestPanic, GuestTimeout, OutputLost
@@ -239,7 +240,7 @@ class Output:
     def __init__(self, spill: Path):
         self._memory = bytearray()
         self._spill_path = spill
-        self._file = None
+        self._file: BinaryIO | None = None
         self._cr = False
         self.size = 0
 

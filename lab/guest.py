@@ -12,8 +12,8 @@ from pathlib import Path
 
 from lab import faults, hostfacts, qemu
 from lab.arches import get_arch
-from lab.deadline import Deadline
 from lab.console import ConsoleLog, KernelLog, Shell
+from lab.deadline import Deadline
 from lab.errors import AbnormalShutdown, GuestError, InfraError
 from lab.model import BootFacts, CommandResult, KernelBuild, KernelMessage
 from lab.uart import Uart
