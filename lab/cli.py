@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -171,8 +172,14 @@ def cmd_exec(args) -> int:
     if args.json:
         assert guest.facts is not None   # set by the boot
         report.print_json({"exit_code": result.exit_code, "output": result.output,
+                           "output_file": str(result.spill) if result.spill else None,
                            "boot": guest.facts.to_json(), "logs": str(guest.logdir),
                            "faults": [f.__dict__ for f in result.faults]})
+    elif result.spill:                      # the whole output, not its head in memory
+        sys.stdout.flush()
+        with open(result.spill, "rb") as spilled:
+            shutil.copyfileobj(spilled, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
     else:
         sys.stdout.write(result.output)
         for fault in result.faults:

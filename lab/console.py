@@ -78,6 +78,11 @@ TX_COUNTERS = {
 }
 
 
+#: console.log holds back at most this much of an unfinished line (more is written
+#: as a line of its own: re-joining a 20 MB line piece by piece would be quadratic).
+LOG_LINE = 64 * 1024
+
+
 class ConsoleLog:
     """console.log: both consoles, each line stamped with time since start and its source."""
 
@@ -93,6 +98,9 @@ class ConsoleLog:
                 return
             data = self._partial.pop(source, "") + text.replace("\r", "")
             *lines, rest = data.split("\n")
+            if len(rest) > LOG_LINE:      # linear: a long line is written in pieces
+                lines.append(rest)
+                rest = ""
             stamp = f"{time.monotonic() - self._t0:9.3f} {source:6} | "
             self._fh.write("".join(f"{stamp}{line}\n" for line in lines))
             if rest:
@@ -200,7 +208,7 @@ class ShellReader(threading.Thread):
     def run(self) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
-            while data := self._sock.recv(1 << 16):
+            while data := self._sock.recv(1 << 20):
                 self._log.write("shell", decoder.decode(data))
                 with self._cond:
                     self._pending += data
