@@ -84,33 +84,47 @@ LOG_LINE = 64 * 1024
 
 
 class ConsoleLog:
-    """console.log: both consoles, each line stamped with time since start and its source."""
+    """console.log: both consoles, each line stamped with time since start and its source.
+
+    An unfinished line is held as pieces, joined once when it ends: a serial
+    console delivers a few bytes per read, and re-joining would be quadratic.
+    """
 
     def __init__(self, path: Path):
         self._fh = open(path, "a", encoding="utf-8", errors="replace")
         self._lock = threading.Lock()
         self._t0 = time.monotonic()
-        self._partial: dict[str, str] = {}
+        self._partial: dict[str, list[str]] = {}
+        self._held: dict[str, int] = {}
 
     def write(self, source: str, text: str) -> None:
         with self._lock:
             if self._fh.closed:
                 return
-            data = self._partial.pop(source, "") + text.replace("\r", "")
-            *lines, rest = data.split("\n")
-            if len(rest) > LOG_LINE:      # linear: a long line is written in pieces
-                lines.append(rest)
-                rest = ""
-            stamp = f"{time.monotonic() - self._t0:9.3f} {source:6} | "
-            self._fh.write("".join(f"{stamp}{line}\n" for line in lines))
+            *lines, rest = text.replace("\r", "").split("\n")
+            pieces = self._partial.setdefault(source, [])
+            if lines:
+                lines[0] = "".join(pieces) + lines[0]
+                pieces.clear()
+                self._held[source] = 0
             if rest:
-                self._partial[source] = rest
-            self._fh.flush()
+                pieces.append(rest)
+                self._held[source] = self._held.get(source, 0) + len(rest)
+            if self._held.get(source, 0) > LOG_LINE:   # a long line is written in pieces
+                lines.append("".join(pieces))
+                pieces.clear()
+                self._held[source] = 0
+            if lines:
+                stamp = f"{time.monotonic() - self._t0:9.3f} {source:6} | "
+                self._fh.write("".join(f"{stamp}{line}\n" for line in lines))
+                self._fh.flush()
 
     def close(self) -> None:
         with self._lock:
-            for source, rest in self._partial.items():
-                self._fh.write(f"{time.monotonic() - self._t0:9.3f} {source:6} | {rest}\n")
+            for source, pieces in self._partial.items():
+                if pieces:
+                    self._fh.write(f"{time.monotonic() - self._t0:9.3f} {source:6} | "
+                                   f"{''.join(pieces)}\n")
             self._fh.close()
 
 
