@@ -359,6 +359,18 @@ class Shell:
         if deadline.expired():
             raise GuestTimeout(f"{what}: deadline passed; the guest is shut down")
 
+    def _send(self, data: bytes, what: str) -> None:
+        """Writes to the shell; a console gone under the lab is GuestPanic or GuestLost."""
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            self._kernel.closed.wait(2.0)
+            panic = self._kernel.panic()
+            if panic is not None:
+                raise GuestPanic(f"{what}: kernel panic\n{panic.text}") from exc
+            raise GuestLost(f"{what}: the guest console failed ({exc.strerror or exc}; "
+                            f"QEMU exited?)") from exc
+
     def wait_ready(self, deadline_s: float) -> None:
         self._expect(re.escape(READY_MARKER.encode()), Deadline(deadline_s),
                      f"boot (ready marker within {deadline_s:.0f} s)")
@@ -367,8 +379,8 @@ class Shell:
         """Echo off (ash then reads plain lines, no line editor), no prompts, and the
         function that prints the driver's count of bytes sent (see TX_COUNTERS)."""
         tx = f"_lab_tx() {{ {self._tx} 2>/dev/null; }}; " if self._tx else ""
-        self._sock.sendall(f"stty -echo; PS1=''; PS2=''; {tx}"
-                           "printf '%s\\n' '@@LAB''-SYNC@@'\n".encode())
+        self._send(f"stty -echo; PS1=''; PS2=''; {tx}"
+                   "printf '%s\\n' '@@LAB''-SYNC@@'\n".encode(), "shell setup")
         self._expect(rb"@@LAB-SYNC@@\r?\n", Deadline(deadline_s), "shell setup")
 
     # -- commands
@@ -386,9 +398,9 @@ class Shell:
         self._n += 1
         nonce = secrets.token_hex(8)
         tx = '"$(_lab_tx)"' if self._tx else "''"
-        self._sock.sendall(
+        self._send(
             f"printf '\\n@@LAB-B%s@@\\n' {nonce}; eval {shlex.quote(command)} </dev/null; "
-            f"printf '\\n@@LAB-E%s@@%d@@%s@@\\n' {nonce} $? {tx}\n".encode())
+            f"printf '\\n@@LAB-E%s@@%d@@%s@@\\n' {nonce} $? {tx}\n".encode(), what)
         self._expect(rb"@@LAB-B" + nonce.encode() + rb"@@\r?\n", deadline, what)
         output = Output(self._spill_dir / f"output-{self._n}.txt")
         at, m = self._expect(rb"\r?\n@@LAB-E" + nonce.encode() + rb"@@(\d+)@@(\d*)@@\r?\n",
@@ -463,7 +475,7 @@ class Shell:
                 if not data:
                     quiet_since = time.monotonic()
                     continue
-                self._sock.sendall(data)
+                self._send(data, "interact")
 
     def close(self) -> None:
         try:
