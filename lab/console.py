@@ -403,9 +403,11 @@ class Shell:
             f"printf '\\n@@LAB-E%s@@%d@@%s@@\\n' {nonce} $? {tx}\n".encode(), what)
         self._expect(rb"@@LAB-B" + nonce.encode() + rb"@@\r?\n", deadline, what)
         output = Output(self._spill_dir / f"output-{self._n}.txt")
-        at, m = self._expect(rb"\r?\n@@LAB-E" + nonce.encode() + rb"@@(\d+)@@(\d*)@@\r?\n",
-                             deadline, what, output)
-        text, spill = output.finish()
+        try:
+            at, m = self._expect(rb"\r?\n@@LAB-E" + nonce.encode() + rb"@@(\d+)@@(\d*)@@\r?\n",
+                                 deadline, what, output)
+        finally:
+            text, spill = output.finish()
         if m.group(2) and int(m.group(2)) > at:
             raise OutputLost(f"{what}: output lost: the guest sent {int(m.group(2))} bytes on "
                              f"the shell console so far, the lab received {at}; "

@@ -6,6 +6,7 @@ faults), never to QEMU directly.
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -137,8 +138,14 @@ class Guest:
         return self.kernel.faults() if self.kernel else []
 
     def tainted(self) -> int:
+        """The kernel's taint flags. Background output may share the command's
+        output: the last line that is a number is the answer, and none is an error."""
         out = self.run("cat /proc/sys/kernel/tainted")
-        return int(out.output.strip() or 0)
+        numbers = re.findall(r"^(\d+)$", out.output, re.M)
+        if out.exit_code != 0 or not numbers:
+            raise GuestError(f"reading /proc/sys/kernel/tainted failed (exit code "
+                             f"{out.exit_code}): {out.output[-200:]!r}")
+        return int(numbers[-1])
 
     def qmp(self, command: str, timeout: float = qemu.QMP_TIMEOUT_S, **args):
         """A QMP command's answer within timeout (a step passes what its deadline leaves)."""

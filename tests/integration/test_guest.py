@@ -150,3 +150,13 @@ def test_halt_ends_the_step_at_once(lab_boot):
     with pytest.raises(GuestLost, match="halted"):
         guest.run("halt -f", timeout=60)
     assert time.monotonic() - started < 10
+
+
+def test_a_put_ends_at_its_deadline(lab_boot):
+    """1 MiB takes some 17 s through x86_64's serial console; the deadline is 2 s."""
+    from lab.deadline import Deadline
+    guest = lab_boot("x86_64", "nokpti")
+    started = time.monotonic()
+    with pytest.raises(GuestTimeout, match="deadline 2 s"):
+        guest.put_file(os.urandom(1 << 20), "/tmp/big", deadline=Deadline(2))
+    assert time.monotonic() - started < 3

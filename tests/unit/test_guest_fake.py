@@ -204,3 +204,12 @@ def test_the_kernel_log_keeps_a_bounded_tail(tmp_path):
     assert len(kernel.lines) == console.KERNEL_LINES
     assert kernel.lines[-1] == f"line {console.KERNEL_LINES + 499}"
     log.close()
+
+
+def test_a_write_to_a_dead_guest_is_guest_lost(guest):
+    g = guest()
+    os.kill(g.machine.proc.pid, signal.SIGKILL)
+    g.machine.proc.wait(5)
+    time.sleep(0.2)
+    with pytest.raises(GuestLost):
+        g.run("echo hi", timeout=5)
