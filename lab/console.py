@@ -205,8 +205,8 @@ class KernelLog(threading.Thread):
 class ShellReader(threading.Thread):
     """Reads the shell console until it closes: into console.log and a pending buffer.
 
-    `received` counts every byte since the connection, for the loss check. While
-    nobody waits, the buffer keeps the last IDLE_LIMIT bytes only.
+    Offsets count every byte since the connection (dropped ones too), for the loss
+    check. While nobody waits, the buffer keeps the last IDLE_LIMIT bytes only.
     """
 
     def __init__(self, sock: socket.socket, log: ConsoleLog):
