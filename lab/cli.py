@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -171,8 +172,14 @@ def cmd_exec(args) -> int:
     if args.json:
         assert guest.facts is not None   # set by the boot
         report.print_json({"exit_code": result.exit_code, "output": result.output,
+                           "output_file": str(result.spill) if result.spill else None,
                            "boot": guest.facts.to_json(), "logs": str(guest.logdir),
                            "faults": [f.__dict__ for f in result.faults]})
+    elif result.spill:                      # the whole output, not its head in memory
+        sys.stdout.flush()
+        with open(result.spill, "rb") as spilled:
+            shutil.copyfileobj(spilled, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
     else:
         sys.stdout.write(result.output)
         for fault in result.faults:
@@ -289,8 +296,9 @@ def _guest_parsers(sub) -> None:
     _guest_args(e)
     e.add_argument("--json", action="store_true",
                    help="print one JSON object: exit_code, output, boot")
-    e.add_argument("--timeout", type=_seconds("--timeout"), default=60.0,
-                   help=f"deadline of the command in seconds (at most {inputs.MAX_SECONDS})")
+    e.add_argument("--timeout", type=_seconds("--timeout"), default=300.0,
+                   help=f"deadline of the command in seconds (default 300: 20 MB of output take "
+                        f"50 s on x86_64; at most {inputs.MAX_SECONDS})")
     e.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     e.set_defaults(func=cmd_exec)
 

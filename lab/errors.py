@@ -101,6 +101,13 @@ class GuestLost(GuestError):
     kind = "lost"
 
 
+class OutputLost(GuestError):
+    """The guest sent more on the shell console than the lab received: a command's
+    output is incomplete, so its result cannot be trusted."""
+
+    kind = "output-lost"
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGINT, SIGTERM or SIGHUP arrived: the run stops, keeps what it has, and exits
     with 128 + the signal's number. A KeyboardInterrupt, so every cleanup that

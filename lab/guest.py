@@ -6,6 +6,7 @@ faults), never to QEMU directly.
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -14,13 +15,13 @@ from typing import Any
 from lab import faults, hostfacts, qemu
 from lab.arches import get_arch
 from lab.console import ConsoleLog, KernelLog, Shell
+from lab.deadline import Deadline
 from lab.errors import AbnormalShutdown, GuestError, InfraError
 from lab.model import BootFacts, CommandResult, KernelBuild, KernelMessage
 from lab.uart import Uart
 
 BOOT_DEADLINE_S = 60.0
 COMMAND_DEADLINE_S = 60.0
-QMP_DEADLINE_S = 10.0
 
 
 class Guest:
@@ -75,7 +76,8 @@ class Guest:
         self._log = ConsoleLog(self.logdir / "console.log")
         self.kernel = KernelLog(self.machine.connect("kernel"), self._log, self._echo_kernel)
         self.kernel.start()
-        self.shell = Shell(self.machine.connect("shell"), self._log, self.kernel)
+        self.shell = Shell(self.machine.connect("shell"), self._log, self.kernel,
+                           self.logdir, self.arch.console_kind)
         started = time.monotonic()
         self.machine.cont()
         self.shell.wait_ready(self.boot_deadline_s)
@@ -84,8 +86,8 @@ class Guest:
         self.ready_s = time.monotonic() - launched
         self.shell.setup()
         # Kernel messages go to the kernel console only: let them all through.
-        release, _ = self.shell.run("dmesg -n 8; uname -r", COMMAND_DEADLINE_S)
-        dmesg, _ = self.shell.run("dmesg", COMMAND_DEADLINE_S)
+        release, _, _ = self.shell.run("dmesg -n 8; uname -r", COMMAND_DEADLINE_S)
+        dmesg, _, _ = self.shell.run("dmesg", COMMAND_DEADLINE_S)
         self.facts = BootFacts(
             kernel_release=release.strip(), accel=self.accel + (" icount" if self.icount else ""),
             cmdline=self.cmdline, boot_s=boot_s,
@@ -118,33 +120,41 @@ class Guest:
 
     # -- capabilities
 
-    def run(self, command: str, timeout: float = COMMAND_DEADLINE_S) -> CommandResult:
+    def run(self, command: str, timeout: float | Deadline = COMMAND_DEADLINE_S) -> CommandResult:
         """Run a shell command in the guest. Kernel faults seen meanwhile come along."""
         assert self.shell and self.kernel
         before = len(self.kernel.faults())
         started = time.monotonic()
-        output, code = self.shell.run(command, timeout)
+        output, code, spill = self.shell.run(command, timeout)
         return CommandResult(command, output, code, time.monotonic() - started,
-                             tuple(self.kernel.faults()[before:]))
+                             tuple(self.kernel.faults()[before:]), spill)
 
-    def put_file(self, data: bytes, path: str, mode: int = 0o644) -> None:
+    def put_file(self, data: bytes, path: str, mode: int = 0o644,
+                 deadline: Deadline | None = None) -> None:
+        """Copy data into the guest, all of it within deadline (default 60 s)."""
         assert self.shell
-        self.shell.put_file(data, path, mode)
+        self.shell.put_file(data, path, mode, deadline or Deadline(COMMAND_DEADLINE_S))
 
     def faults(self) -> list[KernelMessage]:
         return self.kernel.faults() if self.kernel else []
 
     def tainted(self) -> int:
+        """The kernel's taint flags. Background output may share the command's
+        output: the last line that is a number is the answer, and none is an error."""
         out = self.run("cat /proc/sys/kernel/tainted")
-        return int(out.output.strip() or 0)
+        numbers = re.findall(r"^(\d+)$", out.output, re.M)
+        if out.exit_code != 0 or not numbers:
+            raise GuestError(f"reading /proc/sys/kernel/tainted failed (exit code "
+                             f"{out.exit_code}): {out.output[-200:]!r}")
+        return int(numbers[-1])
 
     def qmp(self, command: str, arguments: dict[str, Any] | None = None,
-            timeout: float = QMP_DEADLINE_S, **args: Any) -> Any:
+            timeout: float = qemu.QMP_TIMEOUT_S, **args: Any) -> Any:
         """A QMP command's answer; QEMU's error answer is a MonitorError."""
         assert self.machine
         return self.machine.qmp(command, timeout, arguments, **args)
 
-    def hmp(self, command_line: str, timeout: float = QMP_DEADLINE_S) -> str:
+    def hmp(self, command_line: str, timeout: float = qemu.QMP_TIMEOUT_S) -> str:
         """An HMP command's answer; an error answer is a MonitorError."""
         assert self.machine
         return self.machine.hmp(command_line, timeout)

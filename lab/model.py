@@ -122,6 +122,9 @@ class CommandResult:
     exit_code: int
     duration_s: float
     faults: tuple[KernelMessage, ...] = field(default=())
+    #: Where the whole output is when it outgrew the console's memory bound
+    #: (then `output` is its head and a note that names this file).
+    spill: Path | None = None
 
 
 # ---------------------------------------------------------------- scenarios

@@ -69,5 +69,5 @@ class Put(Step):
     def execute(self, ctx: Context) -> list[str]:
         # Read again as it was checked: the file may have changed since the load.
         data = inputs.read_bytes(self.src, MAX_PUT_BYTES, "put source", follow=False)
-        ctx.guest.put_file(data, self.dest, self.mode)
+        ctx.guest.put_file(data, self.dest, self.mode, ctx.deadline)
         return []

@@ -20,6 +20,12 @@ FAKE_QEMU_MODE picks a misbehaviour:
   panic  panic during boot (a kernel panic on `kernel`), then exit
   flood  after cont, write to the shell console without end, blocking as QEMU
          does when nobody reads it, until the lab closes that socket
+  drop   lose 1000 bytes of every shell-console write over 4096 bytes, as QEMU's
+         virtconsole does when the host reads too slowly (still counted as sent)
+The fake shell also knows: `flood N` (prints N bytes of 'a'), `late S TEXT`
+(prints TEXT S seconds later, as a background process would), `poweroff -f`
+and `halt -f` (the kernel's last line, then silence), and `$(_lab_tx)`, the
+count of bytes sent on the shell console.
 `echo c > /proc/sysrq-trigger` panics in any mode. `--version` and the lab's
 KVM probe boot (-serial file:PATH) are answered too.
 """
@@ -102,6 +108,9 @@ class Shell:
 
     def __init__(self) -> None:
         self.status = 0
+        self.sent = lambda: 0                      # bytes sent on the shell console so far
+        self.later: list[tuple[float, str]] = []   # background output: (when, text)
+        self.stopped = ""                          # the kernel's last line, once powered off
         self.files = {"/proc/sys/kernel/tainted": b"0\n", "/proc/version": RELEASE.encode()}
 
     def line(self, text: str):
@@ -111,10 +120,13 @@ class Shell:
         words, out, skip = [], "", False
         for token in [*lexer, ";"]:
             if token not in (";", "&&", "||", "&", "|"):
-                words.append(str(self.status) if token == "$?" else token)
+                tx = str(self.sent() + len(out.replace("\n", "\r\n").encode()))
+                words.append({"$?": str(self.status), "$(_lab_tx)": tx}.get(token, token))
                 continue
             if words and not skip:
                 out += yield from self.command(words)
+                if self.stopped:
+                    return out
             skip = (token == "&&" and self.status != 0) or (token == "||" and self.status == 0)
             words = []
         return out
@@ -146,7 +158,16 @@ class Shell:
     def builtin(self, args: list[str]):
         name, rest = (args[0], args[1:]) if args else ("", [])
         self.status = 0
-        if not name or "=" in name or name in ("true", ":", "stty", "rm", "chmod"):
+        if not name or "=" in name or name in ("true", ":", "stty", "rm", "chmod") \
+                or name.startswith("_lab_tx()"):
+            return ""
+        if name in ("poweroff", "halt"):
+            self.stopped = {"poweroff": "reboot: Power down"}.get(name, "reboot: System halted")
+            return ""
+        if name == "flood":
+            return "a" * int(rest[0])
+        if name == "late":
+            self.later.append((time.monotonic() + float(rest[0]), " ".join(rest[1:])))
             return ""
         if name == "false":
             self.status = 1
@@ -201,6 +222,8 @@ class FakeQemu:
         self.running = False
         self.echo = True
         self.shell = Shell()
+        self.sent = 0
+        self.shell.sent = lambda: self.sent
         self.lines: list[str] = []
         self.busy: object = None      # a command waiting out a sleep: (generator, resume time)
         for name, path in sockets.items():
@@ -216,6 +239,10 @@ class FakeQemu:
         client = self.clients.get(name)
         if client is None:
             return
+        if name == "shell":
+            self.sent += len(data)
+            if MODE == "drop" and len(data) > 4096:
+                data = data[:2048] + data[3048:]
         try:
             client.sendall(data)
         except OSError:
@@ -237,7 +264,8 @@ class FakeQemu:
 
     def loop(self) -> None:
         while True:
-            timeout = max(0.0, self.busy[1] - time.monotonic()) if self.busy else None
+            wake = [t for t, _ in self.shell.later] + ([self.busy[1]] if self.busy else [])
+            timeout = max(0.0, min(wake) - time.monotonic()) if wake else None
             # Accepts first: the lab connects the consoles before it sends cont,
             # and what the guest prints must not go out before they are accepted.
             events = sorted(self.sel.select(timeout), key=lambda e: e[0].data[0] != "accept")
@@ -262,6 +290,9 @@ class FakeQemu:
                         getattr(self, f"on_{name}", self.on_other)(name, data)
             if self.busy and time.monotonic() >= self.busy[1]:
                 self.resume(self.busy[0])
+            for when, text in [x for x in self.shell.later if x[0] <= time.monotonic()]:
+                self.shell.later.remove((when, text))
+                self.tty("shell", text + "\n")
 
     # -- QMP
 
@@ -355,6 +386,11 @@ class FakeQemu:
             return
         except StopIteration as done:
             self.tty("shell", done.value or "")
+            if self.shell.stopped:   # the machine stops; QEMU stays up, silent
+                self.tty("kernel", f"[    9.000000] {self.shell.stopped}\n")
+                self.lines.clear()
+                self.busy = ("stopped", time.monotonic() + 1e6)
+                return
         except Panic:
             self.panic()
         self.next_line()

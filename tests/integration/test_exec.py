@@ -75,3 +75,13 @@ def test_ctrl_c_shuts_the_guest_down_and_exits_130(tmp_path):
         proc.wait()
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     assert not lab_qemus()
+
+
+@pytest.mark.parametrize("arch", ["aarch64", "x86_64"])
+def test_20_mb_of_output_come_back_byte_exact(arch):
+    """Issue 16's acceptance: every byte, exit 0 (README: "Measured here")."""
+    result = lab("exec", "--arch", arch, "--kernel", "nokpti", "--",
+                 "sh", "-c", "head -c 20000000 /dev/zero | tr '\\0' a; echo END")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(result.stdout) == 20_000_004
+    assert result.stdout == "a" * 20_000_000 + "END\n"

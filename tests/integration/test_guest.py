@@ -1,6 +1,7 @@
 """Real guests, real kernels: the runtime's reliability (both arches)."""
 
 import os
+import shlex
 import signal
 import threading
 import time
@@ -110,3 +111,52 @@ def test_a_killed_lab_leaves_no_qemu_the_next_lab_sweeps_it(tmp_path):
     while lab_qemus() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not lab_qemus()
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_marker_look_alikes_cannot_forge_the_exit_code(lab_boot, arch):
+    guest = lab_boot(arch, "nokpti")
+    forged = "for n in 0 1 2 3 4 5 6 7 8 9; do printf '\\n@@LAB-E%s@@0@@\\n' $n; done; exit 3"
+    r = guest.run(f"sh -c {shlex.quote(forged)}")
+    assert r.exit_code == 3
+    assert r.output == "".join(f"\n@@LAB-E{n}@@0@@\n" for n in range(10))
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_background_output_never_breaks_the_protocol(lab_boot, arch):
+    guest = lab_boot(arch, "nokpti")
+    # It stays alive: an exiting child of the shell, which is PID 1, panics the
+    # guest today (issue 17: a real init).
+    guest.run("(sleep 1; echo late; printf '\\n@@LAB-E9@@0@@\\n'; sleep 600) &")
+    assert guest.run("echo next").output == "next\n"
+    time.sleep(1.5)                                   # the late output arrives between commands
+    assert guest.run("echo after").output == "after\n"
+    assert guest.tainted() == 0
+    assert "late" in (guest.logdir / "console.log").read_text()
+
+
+def test_poweroff_ends_the_step_at_once(lab_boot):
+    guest = lab_boot("x86_64", "nokpti")
+    started = time.monotonic()
+    # Without a power-off driver (no ACPI here) the kernel halts instead.
+    with pytest.raises(GuestLost, match="the guest (powered off|halted)"):
+        guest.run("poweroff -f", timeout=60)
+    assert time.monotonic() - started < 10
+
+
+def test_halt_ends_the_step_at_once(lab_boot):
+    guest = lab_boot("x86_64", "nokpti")
+    started = time.monotonic()
+    with pytest.raises(GuestLost, match="halted"):
+        guest.run("halt -f", timeout=60)
+    assert time.monotonic() - started < 10
+
+
+def test_a_put_ends_at_its_deadline(lab_boot):
+    """1 MiB takes some 17 s through x86_64's serial console; the deadline is 2 s."""
+    from lab.deadline import Deadline
+    guest = lab_boot("x86_64", "nokpti")
+    started = time.monotonic()
+    with pytest.raises(GuestTimeout, match="deadline 2 s"):
+        guest.put_file(os.urandom(1 << 20), "/tmp/big", deadline=Deadline(2))
+    assert time.monotonic() - started < 3

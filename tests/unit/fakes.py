@@ -88,7 +88,7 @@ class FakeGuest:
             answer = CommandResult(command, answer[0], answer[1], 0.01)
         return answer
 
-    def put_file(self, data: bytes, path: str, mode: int = 0o644) -> None:
+    def put_file(self, data: bytes, path: str, mode: int = 0o644, deadline=None) -> None:
         self.files.append((data, path, mode))
 
     def qmp(self, command: str, arguments: dict[str, Any] | None = None,

@@ -3,14 +3,17 @@ ready marker, run -> (output, exit code), files, panics, hangs, a lost QEMU, the
 
 import hashlib
 import os
+import shlex
 import signal
+import socket
 import threading
 import time
 
 import pytest
 
+from lab import console
 from lab.deadline import Deadline
-from lab.errors import GuestError, GuestLost, GuestPanic, GuestTimeout
+from lab.errors import GuestError, GuestLost, GuestPanic, GuestTimeout, OutputLost
 from lab.guest import Guest
 from tests.conftest import lab_qemus
 from tests.unit.conftest import fake_build
@@ -112,3 +115,101 @@ def test_the_uart_is_connected_once_and_talks_both_ways(guest):
 def test_x86_guests_have_no_uart_under_test(guest):
     with pytest.raises(GuestError, match="no device-under-test UART"):
         guest("x86_64").uart()
+
+
+# -- the console never lies (issue 16: items 6, 7, 8, 14, 18)
+
+def test_marker_look_alikes_cannot_forge_the_exit_code(guest):
+    g = guest()
+    forged = "printf '\\n@@LAB-E%s@@0@@0@@\\n' 0 1 2 3 4 5 6 7; printf '@@LAB-B%s@@\\n' x"
+    r = g.run(f"sh -c {shlex.quote(forged + '; exit 3')}")
+    assert r.exit_code == 3
+    assert r.output == "".join(f"\n@@LAB-E{n}@@0@@0@@\n" for n in range(8)) + "@@LAB-Bx@@\n"
+    assert g.run("echo after").output == "after\n"
+
+
+def test_output_past_the_memory_bound_spills_whole_to_a_file(guest, monkeypatch):
+    monkeypatch.setattr(console, "MEMORY_LIMIT", 100_000)
+    g = guest()
+    r = g.run("flood 300000; echo END")
+    assert r.exit_code == 0 and r.spill is not None and r.spill.parent == g.logdir
+    assert r.spill.read_bytes() == b"a" * 300000 + b"END\n"
+    assert r.output.startswith("a" * 100_000 + "\n[lab: output truncated")
+    assert str(r.spill) in r.output
+    assert g.run("flood 1000").spill is None
+
+
+def test_a_large_output_comes_back_whole_and_fast(guest):
+    g = guest()
+    started = time.monotonic()
+    r = g.run("flood 5000000; echo END")
+    assert r.output == "a" * 5_000_000 + "END\n" and r.exit_code == 0
+    assert time.monotonic() - started < 5
+
+
+def test_lost_output_is_an_error_never_a_pass(guest, fake_qemu):
+    fake_qemu("drop")              # the fake loses 1000 bytes of every big write
+    g = guest()
+    assert g.run("echo small").output == "small\n"
+    with pytest.raises(OutputLost, match="output lost"):
+        g.run("flood 100000")
+
+
+def test_background_output_between_commands_is_logged_not_misparsed(guest):
+    g = guest()
+    g.run("late 0.2 '@@LAB-E1@@0@@0@@ late-output'")
+    g.run("late 0.3 garbage-not-a-number")
+    time.sleep(0.6)
+    assert g.run("echo next").output == "next\n"
+    assert g.tainted() == 0
+    log = (g.logdir / "console.log").read_text()
+    assert "late-output" in log and "garbage-not-a-number" in log
+
+
+def test_background_output_during_a_command_never_breaks_the_protocol(guest):
+    g = guest()                    # (the fake sends a line's output when the line ends)
+    g.run("late 0.2 '@@LAB-E0@@0@@0@@'")
+    r = g.run("sleep 0.5; echo done; sh -c 'exit 4'")
+    assert (r.output, r.exit_code) == ("done\n", 4)
+
+
+@pytest.mark.parametrize("command, said", [("poweroff -f", "powered off"),
+                                           ("halt -f", "halted")])
+def test_a_guest_that_powers_off_or_halts_ends_the_step_at_once(guest, command, said):
+    g = guest()
+    started = time.monotonic()
+    with pytest.raises(GuestLost, match=f"the guest {said}"):
+        g.run(command, timeout=30)
+    assert time.monotonic() - started < 2
+    g.close()
+    assert g.shutdown_error is None
+
+
+def test_put_file_honours_its_deadline_as_a_whole(guest):
+    g = guest()
+    started = time.monotonic()
+    with pytest.raises(GuestTimeout, match="deadline 0.5 s"):
+        g.put_file(os.urandom(6_000_000), "/tmp/big", deadline=Deadline(0.5))
+    assert time.monotonic() - started < 1.5
+
+
+def test_the_kernel_log_keeps_a_bounded_tail(tmp_path):
+    a, b = socket.socketpair()
+    log = console.ConsoleLog(tmp_path / "console.log")
+    kernel = console.KernelLog(b, log)
+    kernel.start()
+    a.sendall("".join(f"line {n}\n" for n in range(console.KERNEL_LINES + 500)).encode())
+    a.close()
+    kernel.join(5)
+    assert len(kernel.lines) == console.KERNEL_LINES
+    assert kernel.lines[-1] == f"line {console.KERNEL_LINES + 499}"
+    log.close()
+
+
+def test_a_write_to_a_dead_guest_is_guest_lost(guest):
+    g = guest()
+    os.kill(g.machine.proc.pid, signal.SIGKILL)
+    g.machine.proc.wait(5)
+    time.sleep(0.2)
+    with pytest.raises(GuestLost):
+        g.run("echo hi", timeout=5)

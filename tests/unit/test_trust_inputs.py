@@ -278,7 +278,7 @@ def test_put_rereads_the_file_as_it_was_checked(tmp_path):
     (tmp_path / "blob").symlink_to("/etc/passwd")       # swapped after the load
 
     class Guest:
-        def put_file(self, data, path, mode):
+        def put_file(self, data, path, mode, deadline=None):
             raise AssertionError("a swapped file reached the guest")
 
     with pytest.raises(UserError, match="cannot read put source"):
