@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import codecs
 import os
+import queue
 import re
 import secrets
 import select
@@ -213,17 +214,28 @@ class ShellReader(threading.Thread):
         super().__init__(daemon=True, name="shell-console")
         self._sock = sock
         self._log = log
+        # console.log is written by a thread of its own: the reader does nothing but
+        # take bytes off the socket, since QEMU's virtconsole drops what the socket
+        # cannot take while the reader is busy.
+        self._to_log: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._logger = threading.Thread(target=self._write_log, daemon=True,
+                                        name="shell-console-log")
         self._cond = threading.Condition()
         self._pending = bytearray()
         self._offset = 0          # stream offset of _pending[0]
         self.waiting = False
         self.closed = False
 
-    def run(self) -> None:
+    def _write_log(self) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while (data := self._to_log.get()) is not None:
+            self._log.write("shell", decoder.decode(data))
+
+    def run(self) -> None:
+        self._logger.start()
         try:
             while data := self._sock.recv(1 << 20):
-                self._log.write("shell", decoder.decode(data))
+                self._to_log.put(data)
                 with self._cond:
                     self._pending += data
                     if not self.waiting and len(self._pending) > IDLE_LIMIT:
@@ -234,6 +246,8 @@ class ShellReader(threading.Thread):
         except OSError:
             pass
         finally:
+            self._to_log.put(None)
+            self._logger.join(timeout=5)
             with self._cond:
                 self.closed = True
                 self._cond.notify_all()
@@ -488,4 +502,4 @@ class Shell:
             self._sock.close()
         except OSError:
             pass
-        self.reader.join(timeout=2)
+        self.reader.join(timeout=10)   # its logger drains into console.log first
