@@ -160,3 +160,15 @@ def test_a_put_ends_at_its_deadline(lab_boot):
     with pytest.raises(GuestTimeout, match="deadline 2 s"):
         guest.put_file(os.urandom(1 << 20), "/tmp/big", deadline=Deadline(2))
     assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("arch", ["aarch64", "x86_64"])
+def test_an_orphan_that_ends_while_the_shell_idles_does_not_end_the_guest(lab_boot, arch):
+    """PID 1 is /init, which reaps; the lab's shell is its child (it used to be PID 1,
+    and an orphan's exit ended it: "Attempted to kill init!")."""
+    guest = lab_boot(arch, "nokpti")
+    assert guest.run('sh -c "(sleep 0.2; exit 3) &"').exit_code == 0
+    time.sleep(1.0)                  # the shell waits for a command; the orphan ends
+    r = guest.run("echo alive")
+    assert r.output == "alive\n" and r.exit_code == 0
+    assert guest.faults() == []
