@@ -11,18 +11,15 @@ through lab.proc.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
-import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from lab import proc
+from lab.build import cache
 from lab.model import ArchProfile
 from lab.paths import cache_dir
 
@@ -115,54 +112,18 @@ def _cache_path() -> Path:
     return cache_dir() / "accel.json"
 
 
-def _read_cache() -> dict:
-    try:
-        cached = json.loads(_cache_path().read_text())
-    except (OSError, ValueError):
-        return {}
-    return cached if isinstance(cached, dict) else {}
-
-
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    """The probe cache's flock (beside the build cache's locks)."""
-    locks = cache_dir() / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / "accel.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _write_cache(data: dict) -> None:
-    """A temporary file beside the cache, then os.replace: readers see old or new."""
-    path = _cache_path()
-    fd, tmp = tempfile.mkstemp(prefix=".accel-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(data) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _probed(stamp: str, again: bool) -> dict:
     """The cached probe for stamp; probes (once, under the lock) when there is none.
 
     A lab that waited for the lock finds what the first one wrote; again=True
     (lab doctor) probes whatever the cache says.
     """
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    with _locked():
-        cached = _read_cache()
+    def probe(cached: dict) -> dict:
         if again or cached.get("stamp") != stamp:
             ok, reason = probe_kvm()
-            cached = {"stamp": stamp, "kvm": ok, "reason": reason}
-            _write_cache(cached)
-    return cached
+            return {"stamp": stamp, "kvm": ok, "reason": reason}
+        return cached
+    return cache.update_json(_cache_path(), probe)
 
 
 def accel_status(probe: bool = False) -> dict:
@@ -171,7 +132,7 @@ def accel_status(probe: bool = False) -> dict:
     if forced:
         return {"accel": forced, "kvm": forced == "kvm", "reason": "set by LAB_ACCEL"}
     stamp = f"{qemu_version()}|{os.uname().release}"
-    cached = _read_cache()
+    cached = cache.read_json(_cache_path())
     if probe or cached.get("stamp") != stamp:
         cached = _probed(stamp, again=probe)
     return {"accel": "kvm" if cached["kvm"] else "tcg", "kvm": cached["kvm"],
