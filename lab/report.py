@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lab import faults
+from lab.build import cache
 from lab.build.command import WARNING
 from lab.compare import Comparison
 from lab.results import CellResult, RunResult, Status
@@ -140,7 +141,7 @@ class CellsLive:
 
 def write_results(results: RunResult, out: Path) -> None:
     """results.json and junit.xml (each cell wrote its result.json when it ended)."""
-    (out / "results.json").write_text(json.dumps(results.to_json(), indent=2) + "\n")
+    cache.write_json(out / "results.json", results.to_json())   # atomic: never half-written
     (out / "junit.xml").write_text(junit(results))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from lab import __version__, build, hostfacts, qemu
+from lab.build import cache
 from lab.deadline import Deadline
 from lab.errors import GuestTimeout, LabError, UserError
 from lab.guest import Guest
@@ -234,16 +234,9 @@ def run_cell(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options,
         if boot.error:
             break
     result.duration_s = time.monotonic() - started
-    _write_json(cell_dir(opts.out, scenario.name, cell) / "result.json", result.to_json())
+    cache.write_json(cell_dir(opts.out, scenario.name, cell) / "result.json", result.to_json())
     event(cell, phase="done", status=result.status.value)
     return result
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- runs
@@ -320,7 +313,7 @@ def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for: Ca
     for i, cell in enumerate(cells):
         if stopped and (i in in_flight or i not in done):
             cell.interrupted = stopped   # its errors are the kill's, not the guest's
-            _write_json(cell_dir(opts.out, cell.scenario, cell.cell) / "result.json",
+            cache.write_json(cell_dir(opts.out, cell.scenario, cell.cell) / "result.json",
                         cell.to_json())
     return RunResult(
         scenarios=[{"name": s.name, "description": s.description, "path": str(s.path)}

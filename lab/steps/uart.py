@@ -59,7 +59,7 @@ class UartTransfer(Step):
         for i in range(self.count):
             t = move(self.device, self.nbytes, ctx.deadline)
             if t.ok:
-                ctx.record(self.metric, self.nbytes / 1024 / t.seconds, "KiB/s")
+                ctx.record(self.metric, t.kib_s, "KiB/s")
             else:
                 problems.append(f"transfer {i + 1}: {t.detail}")
         return problems

@@ -15,6 +15,7 @@ from typing import Any
 from lab.deadline import Deadline
 from lab.model import BootFacts, CommandResult, KernelMessage
 from lab.steps.base import Context
+from lab.uart import Transfer
 
 FACTS = BootFacts("6.1.0-lab", "tcg", "console=hvc0 quiet", 0.5, True)
 
@@ -23,6 +24,8 @@ Answer = CommandResult | tuple[str, int] | Callable[["FakeGuest"], Any]
 
 @dataclass
 class FakeTransfer:
+    """A planned transfer outcome for FakeUart."""
+
     ok: bool
     seconds: float = 0.5
     detail: str = ""
@@ -47,14 +50,16 @@ class FakeUart:
         self.tail = self.received[-64:]
         return m.group(0) if m else None
 
-    def _move(self, direction: str, device: str, nbytes: int) -> FakeTransfer:
+    def _move(self, direction: str, device: str, nbytes: int) -> Transfer:
+        """The next planned outcome, as the real UART reports one."""
         self.moved.append((direction, device, nbytes))
-        return self.transfers.pop(0)
+        plan = self.transfers.pop(0)
+        return Transfer(nbytes, nbytes if plan.ok else 0, plan.ok, plan.seconds, plan.detail)
 
-    def transfer_out(self, device: str, nbytes: int, deadline: Deadline) -> FakeTransfer:
+    def transfer_out(self, device: str, nbytes: int, deadline: Deadline) -> Transfer:
         return self._move("out", device, nbytes)
 
-    def transfer_in(self, device: str, nbytes: int, deadline: Deadline) -> FakeTransfer:
+    def transfer_in(self, device: str, nbytes: int, deadline: Deadline) -> Transfer:
         return self._move("in", device, nbytes)
 
 
