@@ -29,7 +29,7 @@ def measure(arch: str, nbytes: int) -> tuple[float, bool]:
         started = time.monotonic()
         r = guest.run(f"head -c {nbytes} /dev/zero | tr '\\0' a; echo END", 600)
         seconds = time.monotonic() - started
-        data = r.spill.read_bytes() if r.spill else r.output.encode()
+        data = r.output_file.read_bytes() if r.output_file else r.output.encode()
         return seconds, r.exit_code == 0 and data == b"a" * nbytes + b"END\n"
 
 

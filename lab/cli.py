@@ -172,12 +172,12 @@ def cmd_exec(args) -> int:
     if args.json:
         assert guest.facts is not None   # set by the boot
         report.print_json({"exit_code": result.exit_code, "output": result.output,
-                           "output_file": str(result.spill) if result.spill else None,
+                           "output_file": str(result.output_file) if result.output_file else None,
                            "boot": guest.facts.to_json(), "logs": str(guest.logdir),
                            "faults": [f.__dict__ for f in result.faults]})
-    elif result.spill:                      # the whole output, not its head in memory
+    elif result.output_file:                   # the whole output, not its head in memory
         sys.stdout.flush()
-        with open(result.spill, "rb") as spilled:
+        with open(result.output_file, "rb") as spilled:
             shutil.copyfileobj(spilled, sys.stdout.buffer)
         sys.stdout.buffer.flush()
     else:

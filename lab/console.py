@@ -46,6 +46,7 @@ import threading
 import time
 import tty
 from collections import deque
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -71,6 +72,10 @@ IDLE_LIMIT = 1024 * 1024
 MAX_MARKER = 128
 #: The kernel's last line before the machine stops without QEMU exiting.
 STOPPED = re.compile(r"reboot: (Power down|System halted)")
+#: Where the shell's setup leaves the nonce init puts in its "the shell ended" marker.
+SHELL_NONCE = "/run/lab-shell-nonce"
+#: How long init may take to start a new shell once one has ended.
+SHELL_RESTART_S = 10.0
 #: The shell function that prints the guest driver's count of bytes sent on the
 #: shell console, by console kind (empty where the count is unavailable).
 TX_COUNTERS = {
@@ -270,13 +275,14 @@ class ShellReader(threading.Thread):
 
 
 class Output:
-    """A command's output: \\r\\n made \\n, MEMORY_LIMIT bytes in memory, the rest
-    (and all of it again, from the start) in a spill file."""
+    """A command's output: \\r\\n made \\n, MEMORY_LIMIT bytes in memory. With keep,
+    all of it goes to the file as well; without, the file is made only when the
+    output outgrows memory (a spill: all of it again, from the start)."""
 
-    def __init__(self, spill: Path):
+    def __init__(self, path: Path, keep: bool = False):
         self._memory = bytearray()
-        self._spill_path = spill
-        self._file: BinaryIO | None = None
+        self._path = path
+        self._file: BinaryIO | None = open(path, "wb") if keep else None
         self._cr = False
         self.size = 0
 
@@ -291,17 +297,15 @@ class Output:
     def _write(self, data: bytes) -> None:
         self.size += len(data)
         if self._file is None and len(self._memory) + len(data) > MEMORY_LIMIT:
-            self._file = open(self._spill_path, "wb")
+            self._file = open(self._path, "wb")
             self._file.write(self._memory)
         if self._file is not None:
             self._file.write(data)
-            room = MEMORY_LIMIT - len(self._memory)
-            self._memory += data[:max(room, 0)]
-        else:
-            self._memory += data
+        room = MEMORY_LIMIT - len(self._memory)
+        self._memory += data[:max(room, 0)]
 
     def finish(self) -> tuple[str, Path | None]:
-        """(the output as text, the spill file or None)."""
+        """(the output as text, the file that holds all of it, or None)."""
         if self._cr:
             self._cr = False
             self._write(b"\r")
@@ -309,8 +313,22 @@ class Output:
         if self._file is None:
             return text, None
         self._file.close()
-        return (text + f"\n[lab: output truncated at {MEMORY_LIMIT} bytes in memory; all "
-                       f"{self.size} bytes are in {self._spill_path}]\n"), self._spill_path
+        if self.size > MEMORY_LIMIT:
+            text += (f"\n[lab: output truncated at {MEMORY_LIMIT} bytes in memory; all "
+                     f"{self.size} bytes are in {self._path}]\n")
+        return text, self._path
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a command left: its output (the head of it, if it outgrew memory),
+    exit code, the file holding all of it (if asked for, or spilled), and whether
+    the shell itself ended on it (`exit N`), so that init started a new one."""
+
+    output: str
+    exit_code: int
+    output_file: Path | None = None
+    shell_reset: bool = False
 
 
 class Shell:
@@ -323,6 +341,12 @@ class Shell:
         self._spill_dir = spill_dir
         self._tx = TX_COUNTERS.get(console_kind, "")
         self._n = 0
+        self._session = secrets.token_hex(8)
+        #: What init prints on the shell console when the lab's shell ends, and the
+        #: status it ended with (group 1 of the pattern it ends).
+        self._ended = rb"\r?\n@@LAB-X" + self._session.encode() + rb"@@(\d+)@@\r?\n"
+        #: How many shells this console has had (init starts a new one when one ends).
+        self.shells = 1
         self.reader = ShellReader(sock, log)
         self.reader.start()
 
@@ -390,18 +414,30 @@ class Shell:
                      f"boot (ready marker within {deadline_s:.0f} s)")
 
     def setup(self, deadline_s: float = 10.0) -> None:
-        """Echo off (ash then reads plain lines, no line editor), no prompts, and the
-        function that prints the driver's count of bytes sent (see TX_COUNTERS)."""
+        """Echo off (ash then reads plain lines, no line editor), no prompts, the
+        function that prints the driver's count of bytes sent (see TX_COUNTERS),
+        and the nonce init puts in the marker it prints when the shell ends
+        (SHELL_NONCE; written after echo is off, so it is never echoed)."""
         tx = f"_lab_tx() {{ {self._tx} 2>/dev/null; }}; " if self._tx else ""
         self._send(f"stty -echo; PS1=''; PS2=''; {tx}"
                    "printf '%s\\n' '@@LAB''-SYNC@@'\n".encode(), "shell setup")
         self._expect(rb"@@LAB-SYNC@@\r?\n", Deadline(deadline_s), "shell setup")
+        self.run(f"printf %s {self._session} > {SHELL_NONCE}", deadline_s)
+
+    def _restart(self, status: int, what: str) -> None:
+        """After init said the shell ended: wait for the new one, and set it up."""
+        self.shells += 1
+        self._expect(re.escape(READY_MARKER.encode()), Deadline(SHELL_RESTART_S),
+                     f"{what}: the shell exited with status {status}; its successor")
+        self.setup()
 
     # -- commands
 
-    def run(self, command: str, timeout: float | Deadline) -> tuple[str, int, Path | None]:
-        """Run one shell command; returns (output, exit code, spill file or None).
-        stdin is /dev/null."""
+    def run(self, command: str, timeout: float | Deadline,
+            output_file: Path | None = None) -> Reply:
+        """Run one shell command, stdin /dev/null. Its whole output goes to
+        output_file too, if given. A command that ends the shell (`exit 3`, a
+        signal) gives the shell's exit status, and a new shell (shell_reset)."""
         deadline = timeout if isinstance(timeout, Deadline) else Deadline(max(timeout, 0))
         what = f"command {command!r} (deadline {deadline.seconds:g} s)"
         if len(command) > MAX_LINE or "\n" in command:
@@ -415,19 +451,27 @@ class Shell:
         self._send(
             f"printf '\\n@@LAB-B%s@@\\n' {nonce}; eval {shlex.quote(command)} </dev/null; "
             f"printf '\\n@@LAB-E%s@@%d@@%s@@\\n' {nonce} $? {tx}\n".encode(), what)
-        self._expect(rb"@@LAB-B" + nonce.encode() + rb"@@\r?\n", deadline, what)
-        output = Output(self._spill_dir / f"output-{self._n}.txt")
+        _, m = self._expect(rb"@@LAB-B" + nonce.encode() + rb"@@\r?\n|" + self._ended, deadline,
+                            what)
+        if m.group(1) is not None:       # the shell ended before this command: run it anew
+            self._restart(int(m.group(1)), what)
+            return replace(self.run(command, deadline, output_file), shell_reset=True)
+        output = Output(output_file or self._spill_dir / f"output-{self._n}.txt",
+                        keep=output_file is not None)
         try:
-            at, m = self._expect(rb"\r?\n@@LAB-E" + nonce.encode() + rb"@@(\d+)@@(\d*)@@\r?\n",
-                                 deadline, what, output)
+            at, m = self._expect(rb"\r?\n@@LAB-E" + nonce.encode() + rb"@@(\d+)@@(\d*)@@\r?\n|"
+                                 + self._ended, deadline, what, output)
         finally:
-            text, spill = output.finish()
+            text, kept = output.finish()
+        if m.group(3) is not None:
+            self._restart(int(m.group(3)), what)
+            return Reply(text, int(m.group(3)), kept, shell_reset=True)
         if m.group(2) and int(m.group(2)) > at:
             raise OutputLost(f"{what}: output lost: the guest sent {int(m.group(2))} bytes on "
                              f"the shell console so far, the lab received {at}; "
                              f"{output.size} bytes of output arrived"
-                             + (f" (in {spill})" if spill else ""))
-        return text, int(m.group(1)), spill
+                             + (f" (in {kept})" if kept else ""))
+        return Reply(text, int(m.group(1)), kept)
 
     def put_file(self, data: bytes, path: str, mode: int = 0o644,
                  deadline: Deadline | None = None) -> None:
@@ -445,9 +489,9 @@ class Shell:
             if deadline.expired():
                 raise GuestTimeout(f"copying {path} into the guest: deadline "
                                    f"{deadline.seconds:g} s passed")
-            out, rc, _ = self.run(step, deadline)
-            if rc != 0:
-                raise GuestLost(f"copying {path} into the guest failed: {out.strip()}")
+            reply = self.run(step, deadline)
+            if reply.exit_code != 0:
+                raise GuestLost(f"copying {path} into the guest failed: {reply.output.strip()}")
 
     def interact(self, escape: bytes = b"\x1d") -> None:
         """Pass the user's terminal through to the guest shell until escape (Ctrl-]).
@@ -469,14 +513,18 @@ class Shell:
                 termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
 
     def _pass_through(self, stdin: int, escape: bytes) -> None:
-        """Guest output to stdout, stdin to the guest; after the end of a piped
-        input, what the guest still says until 0.5 s of quiet."""
+        """Guest output to stdout, stdin to the guest, until the shell exits; after
+        the end of a piped input, what the guest still says until 0.5 s of quiet."""
         quiet_since: float | None = None
+        seen = b""
         while True:
             _, data = self.reader.take(0.02)
             if data:
                 os.write(sys.stdout.fileno(), data)
                 quiet_since = None if quiet_since is None else time.monotonic()
+                seen = seen[-MAX_MARKER:] + data
+                if re.search(self._ended, seen):    # the user's `exit` ends the session
+                    return
             elif self.reader.closed:
                 return
             if quiet_since is not None:

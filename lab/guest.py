@@ -86,8 +86,8 @@ class Guest:
         self.ready_s = time.monotonic() - launched
         self.shell.setup()
         # Kernel messages go to the kernel console only: let them all through.
-        release, _, _ = self.shell.run("dmesg -n 8; uname -r", COMMAND_DEADLINE_S)
-        dmesg, _, _ = self.shell.run("dmesg", COMMAND_DEADLINE_S)
+        release = self.shell.run("dmesg -n 8; uname -r", COMMAND_DEADLINE_S).output
+        dmesg = self.shell.run("dmesg", COMMAND_DEADLINE_S).output
         self.facts = BootFacts(
             kernel_release=release.strip(), accel=self.accel + (" icount" if self.icount else ""),
             cmdline=self.cmdline, boot_s=boot_s,
@@ -120,14 +120,17 @@ class Guest:
 
     # -- capabilities
 
-    def run(self, command: str, timeout: float | Deadline = COMMAND_DEADLINE_S) -> CommandResult:
-        """Run a shell command in the guest. Kernel faults seen meanwhile come along."""
+    def run(self, command: str, timeout: float | Deadline = COMMAND_DEADLINE_S,
+            output_file: Path | None = None) -> CommandResult:
+        """Run a shell command in the guest; its whole output also goes to output_file,
+        if given. Kernel faults seen meanwhile come along."""
         assert self.shell and self.kernel
         before = len(self.kernel.faults())
         started = time.monotonic()
-        output, code, spill = self.shell.run(command, timeout)
-        return CommandResult(command, output, code, time.monotonic() - started,
-                             tuple(self.kernel.faults()[before:]), spill)
+        reply = self.shell.run(command, timeout, output_file)
+        return CommandResult(command, reply.output, reply.exit_code, time.monotonic() - started,
+                             tuple(self.kernel.faults()[before:]), reply.output_file,
+                             reply.shell_reset)
 
     def put_file(self, data: bytes, path: str, mode: int = 0o644,
                  deadline: Deadline | None = None) -> None:

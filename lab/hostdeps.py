@@ -16,7 +16,10 @@ from lab.paths import cache_dir
 Progress = Callable[[str, str], None]
 
 KERNEL_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
-BUSYBOX_ARCHES = ("amd64", "arm64")
+#: The Debian arches of the guests, whose static userland is downloaded, not installed.
+GUEST_ARCHES = ("amd64", "arm64")
+#: Debian packages whose static binaries go into every guest image (see build.image).
+GUEST_DEBS = ("busybox-static", "bash-static")
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class Dep:
 
     def found(self) -> bool:
         if self.foreign:
-            return busybox_deb(self.foreign) is not None
+            return guest_deb(self.package.split(":")[0], self.foreign) is not None
         if self.command:
             return shutil.which(self.command) is not None
         return Path(self.path).exists()
@@ -55,7 +58,7 @@ DEPS: tuple[Dep, ...] = (
     Dep("cpio", "cpio", command="cpio"),
     Dep("depmod", "kmod", command="depmod"),
     Dep("perl", "perl", command="perl"),
-    *(Dep(f"busybox-static ({a})", f"busybox-static:{a}", foreign=a) for a in BUSYBOX_ARCHES),
+    *(Dep(f"{name} ({a})", f"{name}:{a}", foreign=a) for name in GUEST_DEBS for a in GUEST_ARCHES),
 )
 
 
@@ -89,17 +92,18 @@ def debs_dir() -> Path:
     return cache_dir() / "debs"
 
 
-def busybox_deb(debian_arch: str) -> Path | None:
-    found = sorted(debs_dir().glob(f"busybox-static_*_{debian_arch}.deb"))
+def guest_deb(package: str, debian_arch: str) -> Path | None:
+    """The downloaded .deb of a guest package (GUEST_DEBS) for an arch, if any."""
+    found = sorted(debs_dir().glob(f"{package}_*_{debian_arch}.deb"))
     return found[-1] if found else None
 
 
-def require_busybox_deb(debian_arch: str) -> Path:
-    deb = busybox_deb(debian_arch)
+def require_guest_deb(package: str, debian_arch: str) -> Path:
+    deb = guest_deb(package, debian_arch)
     if deb is None:
         raise UserError(
-            f"busybox-static for {debian_arch} is missing from {debs_dir()}: "
-            f"run lab doctor --install (it runs apt-get download busybox-static:{debian_arch})"
+            f"{package} for {debian_arch} is missing from {debs_dir()}: run lab doctor "
+            f"--install (it runs apt-get download {package}:{debian_arch})"
         )
     return deb
 
@@ -122,7 +126,7 @@ def _apt(verb: str, *args: str, options: tuple[str, ...] = (),
 
 
 def install(deps: list[Dep], progress: Progress | None = None) -> None:
-    """Install missing packages with apt, and download the foreign busybox builds."""
+    """Install missing packages with apt, and download the guests' static packages."""
     if not deps:
         return
     if os.geteuid() != 0:

@@ -122,9 +122,13 @@ class CommandResult:
     exit_code: int
     duration_s: float
     faults: tuple[KernelMessage, ...] = field(default=())
-    #: Where the whole output is when it outgrew the console's memory bound
-    #: (then `output` is its head and a note that names this file).
-    spill: Path | None = None
+    #: The file that holds the whole output: the one asked for, or a spill file
+    #: when it outgrew the console's memory bound (then `output` is its head and
+    #: a note that names this file).
+    output_file: Path | None = None
+    #: The command ended the lab's shell (`exit 3`): exit_code is the shell's exit
+    #: status, and the next command runs in a new shell (cwd and variables reset).
+    shell_reset: bool = False
 
 
 # ---------------------------------------------------------------- scenarios

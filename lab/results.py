@@ -49,16 +49,19 @@ class StepResult:
     duration_s: float = 0.0
     exit_code: int | None = None
     message: str = ""
+    #: The file with the step's whole output, relative to the run's --out directory.
+    output: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "boot": self.boot,
                 "status": self.status.value, "duration_s": round(self.duration_s, 4),
-                "exit_code": self.exit_code, "message": self.message}
+                "exit_code": self.exit_code, "message": self.message, "output": self.output}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> StepResult:
         return cls(d["name"], d["kind"], d.get("boot", 0), Status(d["status"]),
-                   d.get("duration_s", 0.0), d.get("exit_code"), d.get("message", ""))
+                   d.get("duration_s", 0.0), d.get("exit_code"), d.get("message", ""),
+                   d.get("output"))
 
 
 def _fault_json(f: KernelMessage) -> dict[str, Any]:

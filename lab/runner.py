@@ -112,7 +112,7 @@ def _fail_boot(boot: BootResult, step: Step, rest: list[Step], seconds: float, c
                exc: BaseException) -> None:
     """The step that ended its boot is an error; the steps after it are skipped."""
     boot.steps.append(StepResult(step.name, step.kind, boot.index, Status.ERROR, seconds,
-                                 ctx.exit_code, str(exc) or repr(exc)))
+                                 ctx.exit_code, str(exc) or repr(exc), ctx.kept_output()))
     _skip(boot, rest)
 
 
@@ -179,6 +179,12 @@ class _CellRun:
             boot.faults = guest.faults()
         return boot
 
+    def context(self, guest: Guest, boot: BootResult, i: int) -> Context:
+        """Step i's view of its boot; its output file is step-<i+1>.out in the boot's logs."""
+        output = guest.logdir / f"step-{i + 1:02d}.out"
+        return Context(guest, Deadline(0), boot.samples, self.result.units, arch=self.cell.arch,
+                       output_file=output, output_label=str(output.relative_to(self.opts.out)))
+
     def steps(self, guest: Guest, boot: BootResult) -> None:
         """The cell's steps in order; an error (not a failure) ends the boot, and
         propagates. Each step's deadline is its own, cut short by the cell's."""
@@ -187,7 +193,7 @@ class _CellRun:
             self.event(self.cell, phase=f"step {i + 1}/{len(steps)}: {step.name}")
             before = len(guest.faults())
             started = time.monotonic()
-            ctx = Context(guest, Deadline(0), boot.samples, self.result.units)
+            ctx = self.context(guest, boot, i)
             try:
                 ctx.deadline = self.within(step.timeout or self.scenario.step_timeout)
                 problems = step.execute(ctx)
@@ -204,7 +210,8 @@ class _CellRun:
             boot.steps.append(StepResult(step.name, step.kind, boot.index,
                                          Status.FAIL if problems else Status.PASS,
                                          time.monotonic() - started, ctx.exit_code,
-                                         "; ".join(problems)))
+                                         "; ".join(ctx.notes + problems),
+                                         ctx.kept_output()))
             if problems and self.opts.stop_on_fail:
                 _skip(boot, steps[i + 1:])
                 return

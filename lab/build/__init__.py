@@ -10,7 +10,7 @@ The package, by what each module owns:
 - command: progress callbacks and one build command through lab.proc;
 - source:  the kernel source (Debian's tarball, or a user's tree);
 - kernel:  configure, verify, compile and record a kernel;
-- image:   guest tools, busybox, modules and the initramfs.
+- image:   guest tools, busybox and bash, modules and the initramfs.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from lab.build.image import (
     build_initramfs,
     build_module,
     build_tools,
-    busybox,
     drivers,
+    guest_binary,
     init_script,
     list_kernels,
 )
@@ -52,10 +52,10 @@ __all__ = [
     "build_kernel",
     "build_module",
     "build_tools",
-    "busybox",
     "compiler_id",
     "drivers",
     "ensure_kernel",
+    "guest_binary",
     "init_script",
     "kernel_key",
     "kernel_meta",

@@ -33,13 +33,13 @@ DEADLINE_S = {
     "module": 600.0,           # one out-of-tree module directory
     "modules_install": 600.0,
     "depmod": 120.0,
-    "unpack": 120.0,           # dpkg-deb -x of busybox-static
+    "unpack": 120.0,           # dpkg-deb -x of a guest package
 }
 READY_PLACEHOLDER = b"@LAB_READY@"
 ABI_FLAGS = ("-static", "-nostdlib", "-ffreestanding", "-fno-stack-protector", "-fno-pie",
              "-no-pie", "-O2", "-Wall", "-Werror")
 _DIRS = ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "root",
-         "etc", "lib", "lib/modules", "mnt")
+         "etc", "lib", "lib/modules", "mnt", "run", "opt")
 
 #: (name, C compiler, flags, source) of one guest tool.
 _Tool = tuple[str, str, tuple[str, ...], Path]
@@ -77,18 +77,28 @@ def build_tools(arch: ArchProfile, progress: Progress = quiet) -> dict[str, Path
     return {name: out / name for name, _, _, _ in tools}
 
 
-def busybox(arch: ArchProfile, progress: Progress = quiet) -> Path:
-    """busybox-static for arch, unpacked from the Debian package in the cache."""
-    deb = hostdeps.require_busybox_deb(arch.debian_arch)
+#: The static binaries taken from Debian packages (hostdeps.GUEST_DEBS), by their
+#: path in the guest: (package, path in the package).
+GUEST_BINARIES = {
+    "bin/busybox": ("busybox-static", "bin/busybox"),
+    "bin/bash": ("bash-static", "bin/bash-static"),
+}
+
+
+def guest_binary(arch: ArchProfile, name: str, progress: Progress = quiet) -> Path:
+    """A GUEST_BINARIES binary for arch, unpacked from its Debian package in the cache."""
+    package, member = GUEST_BINARIES[name]
+    deb = hostdeps.require_guest_deb(package, arch.debian_arch)
 
     def unpack(scratch: Path) -> None:
         scratch.mkdir()
         run(["dpkg-deb", "-x", deb, scratch], phase=f"unpack {deb.name}",
             deadline=DEADLINE_S["unpack"])
 
-    binary = Path("bin", "busybox")
-    return cache.entry(cache_dir() / "busybox" / deb.stem, unpack,
-                       record=lambda root: [root / binary], progress=progress) / binary
+    # The busybox entries keep their old name (the .deb's stem), so they stay valid.
+    folder = "busybox" if package == "busybox-static" else "debs-unpacked"
+    return cache.entry(cache_dir() / folder / deb.stem, unpack,
+                       record=lambda root: [root / member], progress=progress) / member
 
 
 # ---------------------------------------------------------------- modules
@@ -212,8 +222,9 @@ def init_script() -> bytes:
     return text.replace(READY_PLACEHOLDER, READY_MARKER.encode())
 
 
-def _pack(build: KernelBuild, name: str, init: bytes, bb: Path, tools: dict[str, Path],
-          modules: list[Path], progress: Progress) -> Callable[[Path], None]:
+def _pack(build: KernelBuild, name: str, init: bytes, binaries: dict[str, Path],
+          tools: dict[str, Path], modules: list[Path], progress: Progress
+          ) -> Callable[[Path], None]:
     def pack(scratch: Path) -> None:
         progress("initramfs", name)
         cpio = Cpio()
@@ -221,7 +232,8 @@ def _pack(build: KernelBuild, name: str, init: bytes, bb: Path, tools: dict[str,
             cpio.dir(d)
         cpio.chardev("dev/console", 5, 1)
         cpio.file("init", init, 0o755)
-        cpio.file("bin/busybox", bb.read_bytes(), 0o755)
+        for where, binary in binaries.items():
+            cpio.file(where, binary.read_bytes(), 0o755)
         cpio.symlink("bin/sh", "busybox")
         for tool, path in tools.items():
             cpio.file(f"usr/bin/{tool}", path.read_bytes(), 0o755)
@@ -261,17 +273,18 @@ def verify_initramfs(image: Path) -> Path:
 
 def build_initramfs(build: KernelBuild, progress: Progress = quiet,
                     extra_drivers: tuple[Path, ...] = ()) -> KernelBuild:
-    """The guest image for a kernel: busybox, /init, guest tools and modules."""
+    """The guest image for a kernel: busybox, bash, /init, guest tools and modules."""
     arch = get_arch(build.arch)
     tools = build_tools(arch, progress)
-    bb = busybox(arch, progress)
+    binaries = {path: guest_binary(arch, path, progress) for path in GUEST_BINARIES}
     modules = drivers(extra_drivers)
     init = init_script()
-    key = cache.sha(f"recipe={cache.RECIPE}", build.hash, bb.read_bytes(), init,
+    key = cache.sha(f"recipe={cache.RECIPE}", build.hash, init,
+                    *(path + cache.sha(b.read_bytes()) for path, b in binaries.items()),
                     *(p.read_bytes() for p in tools.values()),
                     *(d.name + cache.tree_hash(d) for d in modules))
     image = build.image.parent / f"initramfs-{key[:12]}.cpio"
-    cache.entry(image, _pack(build, image.name, init, bb, tools, modules, progress),
+    cache.entry(image, _pack(build, image.name, init, binaries, tools, modules, progress),
                 lock=f"{build.hash[:12]}-initramfs", record=cache.itself, check=_check_cpio,
                 progress=progress)
     return replace(build, initramfs=image)

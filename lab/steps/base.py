@@ -9,7 +9,8 @@ a guest that dies raises GuestError, which ends the boot.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from lab.deadline import Deadline
@@ -22,7 +23,8 @@ class GuestCapabilities(Protocol):
 
     facts: BootFacts | None
 
-    def run(self, command: str, timeout: float = ...) -> CommandResult: ...
+    def run(self, command: str, timeout: float = ...,
+            output_file: Path | None = ...) -> CommandResult: ...
     def put_file(self, data: bytes, path: str, mode: int = ...,
                  deadline: Deadline | None = ...) -> None: ...
     def qmp(self, command: str, arguments: dict[str, Any] | None = ...,
@@ -43,8 +45,20 @@ class Context:
     samples: dict[str, list[float]]
     #: Units of the cell's metrics (shared by the cell's boots).
     units: dict[str, str]
+    #: The cell's arch.
+    arch: str = ""
+    #: Where a step that runs a command keeps its whole output, and that file's
+    #: name as results show it (relative to the run's --out directory).
+    output_file: Path | None = None
+    output_label: str = ""
     #: Set by steps that run a command.
     exit_code: int | None = None
+    #: What the result should say even when the step passes.
+    notes: list[str] = field(default_factory=list)
+
+    def kept_output(self) -> str | None:
+        """The output file's label, if a step wrote it."""
+        return self.output_label if self.output_file and self.output_file.exists() else None
 
     @property
     def timeout(self) -> float:

@@ -10,7 +10,7 @@ from lab.model import Metric, Step
 from lab.schema import Fields
 from lab.steps.base import Context, check_output, extract
 
-#: How much of a failing command's output the result keeps.
+#: How much of a failing command's output its result message quotes.
 OUTPUT_TAIL = 2000
 
 
@@ -40,13 +40,29 @@ class Run(Step):
         return self.metrics
 
     def execute(self, ctx: Context) -> list[str]:
-        r = ctx.guest.run(self.command, ctx.timeout)
+        r = ctx.guest.run(self.command, ctx.timeout, ctx.output_file)
         ctx.exit_code = r.exit_code
+        if r.shell_reset:
+            ctx.notes.append(SHELL_RESET.format(code=r.exit_code))
         problems = []
         if self.expect_exit is not None and r.exit_code != self.expect_exit:
             problems.append(f"exit code {r.exit_code}, expected {self.expect_exit}")
         problems += check_output(self.match, self.no_match, r.output)
         problems += extract(self.metrics, r.output, ctx)
         if problems:
-            problems.append("output:\n" + r.output[-OUTPUT_TAIL:])
+            problems.append(excerpt(r.output, ctx.output_label))
         return problems
+
+
+#: What a step result says when its command ended the lab's shell.
+SHELL_RESET = ("the command ended the lab's shell (exit status {code}); a new shell runs "
+               "the next step, so the working directory and variables were reset")
+
+
+def excerpt(output: str, label: str) -> str:
+    """The tail of an output for a result message, saying where all of it is."""
+    if len(output) <= OUTPUT_TAIL:
+        return "output:\n" + output
+    where = f"; all of it in {label}" if label else ""
+    return f"output (last {OUTPUT_TAIL} of {len(output)} characters{where}):\n" \
+        + output[-OUTPUT_TAIL:]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import kconfig, paths
+from lab import hostdeps, kconfig, paths
 from lab.build import kernel
 
 FAKE = Path(__file__).resolve().parent
@@ -85,7 +85,8 @@ def make_fake_lab(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> FakeLab:
     cache = tmp / "cache"
     (cache / "debs").mkdir(parents=True)
     for arch in ("amd64", "arm64"):
-        (cache / "debs" / f"busybox-static_1.0_{arch}.deb").write_text(f"fake busybox {arch}\n")
+        for package in hostdeps.GUEST_DEBS:
+            (cache / "debs" / f"{package}_1.0_{arch}.deb").write_text(f"fake {package} {arch}\n")
     monkeypatch.setenv("LAB_CACHE", str(cache))
     monkeypatch.setenv("LAB_ROOT", str(root))
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")

@@ -57,7 +57,10 @@ FLOOD_LINE = b"flood " * 680 + b"\r\n"
 
 
 class Exit(Exception):
-    """`exit N` in the fake shell."""
+    """`exit N` in the fake shell: within `sh -c` it sets the status; a bare one
+    ends the shell, and init (as images/init does) says so and starts a new one."""
+
+    output = ""   # what the shell printed before it
 
 
 class Panic(Exception):
@@ -124,7 +127,11 @@ class Shell:
                 words.append({"$?": str(self.status), "$(_lab_tx)": tx}.get(token, token))
                 continue
             if words and not skip:
-                out += yield from self.command(words)
+                try:
+                    out += yield from self.command(words)
+                except Exit as exc:
+                    exc.output = out + exc.output
+                    raise
                 if self.stopped:
                     return out
             skip = (token == "&&" and self.status != 0) or (token == "||" and self.status == 0)
@@ -142,11 +149,7 @@ class Shell:
                 next(it, "")
             else:
                 args.append(word)
-        try:
-            out = yield from self.builtin(args)
-        except Exit as exc:
-            self.status = int(exc.args[0])
-            return ""
+        out = yield from self.builtin(args)
         if target is None:
             return out
         if target == "/proc/sysrq-trigger" and out.startswith("c"):
@@ -178,7 +181,11 @@ class Shell:
         elif name == "eval":
             return (yield from self.line(" ".join(rest)))
         elif name == "sh" and rest[:1] == ["-c"]:   # its `exit N` sets the status
-            return (yield from self.line(rest[1]))
+            try:
+                return (yield from self.line(rest[1]))
+            except Exit as exc:
+                self.status = int(exc.args[0])
+                return exc.output
         elif name == "exit":
             raise Exit(rest[0] if rest else self.status)
         elif name == "sleep":
@@ -393,6 +400,11 @@ class FakeQemu:
                 return
         except Panic:
             self.panic()
+        except Exit as exc:   # the shell itself ends: init says so and starts a new one
+            nonce = self.shell.files.get("/run/lab-shell-nonce", b"").decode()
+            self.tty("shell", f"{exc.output}\n@@LAB-X{nonce}@@{int(exc.args[0])}@@\n"
+                              "\n@@LAB-READY@@\n")
+            self.lines.clear()
         self.next_line()
 
     def on_dut(self, name: str, data: bytes) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from lab.deadline import Deadline
@@ -80,7 +81,8 @@ class FakeGuest:
         self.hmp_calls: list[str] = []
         self.fake_uart = FakeUart()
 
-    def run(self, command: str, timeout: float = 60.0) -> CommandResult:
+    def run(self, command: str, timeout: float = 60.0,
+            output_file: Path | None = None) -> CommandResult:
         self.ran.append((command, timeout))
         answer: Answer = ("", 0)
         for pattern, a in self.commands.items():
@@ -91,6 +93,10 @@ class FakeGuest:
             answer = answer(self)
         if isinstance(answer, tuple):
             answer = CommandResult(command, answer[0], answer[1], 0.01)
+        if output_file is not None:
+            output_file.parent.mkdir(parents=True, exist_ok=True)
+            output_file.write_text(answer.output)
+            answer = replace(answer, output_file=output_file)
         return answer
 
     def put_file(self, data: bytes, path: str, mode: int = 0o644, deadline=None) -> None:

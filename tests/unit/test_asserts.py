@@ -12,7 +12,7 @@ from lab.steps.hmp import Hmp
 from lab.steps.module import Module
 from lab.steps.put import Put
 from lab.steps.qmp import Qmp
-from lab.steps.run import OUTPUT_TAIL, Run
+from lab.steps.run import OUTPUT_TAIL, Run, excerpt
 from lab.steps.uart import UartExpect, UartTransfer
 from tests.unit.fakes import FakeGuest, FakeTransfer, context
 
@@ -190,8 +190,17 @@ def test_a_metric_with_no_sample_or_not_a_number_is_a_problem():
 def test_the_output_attached_to_a_failure_is_its_tail():
     out = "HEAD" + "x" * (OUTPUT_TAIL * 2) + "TAIL"
     problems, _, _ = _run(out, code=1)
-    assert problems[-1] == "output:\n" + out[-OUTPUT_TAIL:]
+    assert problems[-1] == (f"output (last {OUTPUT_TAIL} of {len(out)} characters):\n"
+                            + out[-OUTPUT_TAIL:])
     assert "TAIL" in problems[-1] and "HEAD" not in problems[-1]
+
+
+def test_a_long_output_excerpt_names_the_file_that_holds_all_of_it():
+    out = "x" * (OUTPUT_TAIL + 1)
+    assert excerpt(out, "run/cell/step-01.out").startswith(
+        f"output (last {OUTPUT_TAIL} of {OUTPUT_TAIL + 1} characters; all of it in "
+        "run/cell/step-01.out):\nxx")
+    assert excerpt("short\n", "run/cell/step-01.out") == "output:\nshort\n"
 
 
 # ---------------------------------------------------------------- hmp, qmp

@@ -132,11 +132,11 @@ def test_output_past_the_memory_bound_spills_whole_to_a_file(guest, monkeypatch)
     monkeypatch.setattr(console, "MEMORY_LIMIT", 100_000)
     g = guest()
     r = g.run("flood 300000; echo END")
-    assert r.exit_code == 0 and r.spill is not None and r.spill.parent == g.logdir
-    assert r.spill.read_bytes() == b"a" * 300000 + b"END\n"
+    assert r.exit_code == 0 and r.output_file is not None and r.output_file.parent == g.logdir
+    assert r.output_file.read_bytes() == b"a" * 300000 + b"END\n"
     assert r.output.startswith("a" * 100_000 + "\n[lab: output truncated")
-    assert str(r.spill) in r.output
-    assert g.run("flood 1000").spill is None
+    assert str(r.output_file) in r.output
+    assert g.run("flood 1000").output_file is None
 
 
 def test_a_large_output_comes_back_whole_and_fast(guest):
@@ -213,3 +213,19 @@ def test_a_write_to_a_dead_guest_is_guest_lost(guest):
     time.sleep(0.2)
     with pytest.raises(GuestLost):
         g.run("echo hi", timeout=5)
+
+
+def test_a_bare_exit_ends_the_shell_not_the_guest_and_a_new_shell_runs_on(guest):
+    g = guest()
+    r = g.run("echo before; exit 7")
+    assert (r.output, r.exit_code, r.shell_reset) == ("before\n", 7, True)
+    after = g.run("echo after")
+    assert (after.output, after.exit_code, after.shell_reset) == ("after\n", 0, False)
+    assert g.run("sh -c 'exit 3'").exit_code == 3 and not g.run("true").shell_reset
+
+
+def test_a_command_keeps_its_whole_output_in_the_file_asked_for(guest, tmp_path):
+    g = guest()
+    path = tmp_path / "step-01.out"
+    r = g.run("flood 1000", output_file=path)
+    assert r.output_file == path and path.read_bytes() == b"a" * 1000 and r.output == "a" * 1000

@@ -14,7 +14,16 @@ import pytest
 
 from lab import build, qemu, runner
 from lab.errors import GuestPanic, GuestTimeout, InfraError, Interrupted, UserError
-from lab.model import Cell, KernelBuild, KernelMessage, KernelVariant, Metric, Scenario, Selector
+from lab.model import (
+    Cell,
+    CommandResult,
+    KernelBuild,
+    KernelMessage,
+    KernelVariant,
+    Metric,
+    Scenario,
+    Selector,
+)
 from lab.results import CellResult, Status
 from lab.steps.asserts import FactAssert, MetricAssert
 from lab.steps.run import Run
@@ -475,3 +484,26 @@ def test_a_claim_that_wrote_nothing_leaves_no_directory(tmp_path):
         with runner.claim_out(tmp_path / "new"):
             raise UserError("a fragment option did not take effect")
     assert not (tmp_path / "new").exists()
+
+
+def test_each_command_steps_whole_output_has_a_file_that_results_name(lab, tmp_path):
+    lab.commands = {"big": ("x" * 5000 + "\n", 1), "small": ("ok\n", 0)}
+    s = scenario(run("small"), run("big"),
+                 FactAssert(name="kpti", line=2, fact="kpti_active", equals=True))
+    result = run_cell(s, tmp_path)
+    small, big, fact = result.steps
+    assert (small.output, big.output, fact.output) == (
+        "s/aarch64-nokpti-default/step-01.out", "s/aarch64-nokpti-default/step-02.out", None)
+    assert (tmp_path / big.output).read_text() == "x" * 5000 + "\n"
+    assert "all of it in s/aarch64-nokpti-default/step-02.out" in big.message
+    saved = json.loads((tmp_path / "s" / "aarch64-nokpti-default" / "result.json").read_text())
+    assert [st["output"] for st in saved["steps"]] == [small.output, big.output, None]
+
+
+def test_a_step_that_ends_the_shell_says_its_state_was_reset(lab, tmp_path):
+    lab.commands = {"exit": lambda g: replace(CommandResult("exit 7", "", 7, 0.1),
+                                              shell_reset=True)}
+    result = run_cell(scenario(run("exit 7", expect_exit=7)), tmp_path)
+    (step,) = result.steps
+    assert step.status is P and step.exit_code == 7
+    assert "ended the lab's shell (exit status 7)" in step.message and "reset" in step.message
