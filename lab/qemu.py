@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -111,15 +112,34 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def sweep_stale() -> int:
-    """Kill the QEMU of every run directory whose lab process is gone; remove them."""
-    swept = 0
-    for rundir in Path(tempfile.gettempdir()).glob(RUN_PREFIX + "*"):
+#: A run directory being made: its owner file is written before it gets its name.
+NEW_PREFIX = ".lab-new-"
+#: A directory being made whose owner file is missing is left alone this long.
+NEW_GRACE_S = 60.0
+
+
+def _stale(rundir: Path) -> bool:
+    """Whether rundir's lab process is gone. A directory without an owner file is
+    stale only if it is a run directory (those appear with theirs) or an old
+    one still being made (its maker died before it wrote the file)."""
+    try:
+        return not _pid_alive(int((rundir / "owner.pid").read_text()))
+    except (OSError, ValueError):
+        if rundir.name.startswith(RUN_PREFIX):
+            return True
         try:
-            owner = int((rundir / "owner.pid").read_text())
-        except (OSError, ValueError):
-            owner = 0
-        if owner and _pid_alive(owner):
+            return time.time() - rundir.stat().st_mtime > NEW_GRACE_S
+        except OSError:
+            return False
+
+
+def sweep_stale() -> int:
+    """Kill the QEMU of every run directory whose lab process is gone; remove them.
+    A directory whose owner lives is never touched."""
+    swept = 0
+    tmp = Path(tempfile.gettempdir())
+    for rundir in [*tmp.glob(RUN_PREFIX + "*"), *tmp.glob(NEW_PREFIX + "*")]:
+        if not _stale(rundir):
             continue
         try:
             pid = int((rundir / "qemu.pid").read_text())
@@ -153,9 +173,16 @@ def make_rundir() -> Path:
     if not _swept:
         sweep_stale()
         _swept = True
-    rundir = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))   # mode 0700
-    os.chmod(rundir, 0o700)
-    (rundir / "owner.pid").write_text(str(os.getpid()))
+    # The directory appears under its run name with its owner file already in it
+    # (made under a temporary name, then renamed): a sweep by another lab never
+    # sees a run directory without an owner, so never removes a live one.
+    # The name is 64 random bits: no other directory has it (rename would replace
+    # only an empty one, and fail on another run's).
+    new = Path(tempfile.mkdtemp(prefix=NEW_PREFIX))   # mode 0700
+    os.chmod(new, 0o700)
+    (new / "owner.pid").write_text(str(os.getpid()))
+    rundir = new.with_name(RUN_PREFIX + secrets.token_hex(8))
+    os.rename(new, rundir)
     return rundir
 
 

@@ -1,9 +1,11 @@
 """The sweep of run directories left by a lab that was killed outright (no QEMU needed)."""
 
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,3 +37,35 @@ def test_sweep_leaves_the_run_directories_of_a_live_lab_alone():
     qemu.sweep_stale()
     assert rundir.exists()
     shutil.rmtree(rundir)
+
+
+def test_a_run_directory_is_never_swept_while_it_is_made():
+    """Another lab sweeps without pause while this one makes 300 run directories:
+    each appears with its owner file already inside, so none is taken for stale."""
+    sweeper = subprocess.Popen([sys.executable, "-c",
+                                "from lab import qemu\nwhile True: qemu.sweep_stale()"])
+    made = []
+    try:
+        time.sleep(0.3)                    # the sweeper is under way
+        for _ in range(300):
+            made.append(qemu.make_rundir())
+        assert sweeper.poll() is None
+        assert all((d / "owner.pid").read_text() == str(os.getpid()) for d in made)
+    finally:
+        sweeper.kill()
+        sweeper.wait()
+        for d in made:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def test_a_directory_half_made_by_a_dead_lab_is_swept_a_fresh_one_is_not(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = Path(tempfile.mkdtemp(prefix=qemu.NEW_PREFIX))
+    (orphan / "owner.pid").write_text(str(dead.pid))
+    fresh = Path(tempfile.mkdtemp(prefix=qemu.NEW_PREFIX))   # its maker writes the owner next
+    try:
+        qemu.sweep_stale()
+        assert not orphan.exists() and fresh.exists()
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
