@@ -26,7 +26,7 @@ from lab import (
 from lab.arches import ARCHES, get_arch
 from lab.errors import Interrupted, LabError, UserError
 from lab.guest import Guest
-from lab.model import CELL_KEYS, ArchProfile, KernelBuild, KernelVariant, Selector
+from lab.model import CELL_KEYS, ArchProfile, GuestFile, KernelBuild, KernelVariant, Selector
 from lab.paths import ROOT, cache_dir
 from lab.results import RunResult, Status
 
@@ -99,10 +99,12 @@ def _kernel_src() -> Path | None:
 
 
 def _ensure(arch: ArchProfile, variant: KernelVariant, jobs: int | None = None,
-            source: Path | None = None) -> KernelBuild:
-    """A cached or freshly built kernel + initramfs, with progress on stderr."""
+            source: Path | None = None, files: tuple[GuestFile, ...] = ()) -> KernelBuild:
+    """A cached or freshly built kernel + initramfs (with files added), with progress
+    on stderr."""
     with report.build_progress(f"{arch.name}/{variant.name}") as progress:
-        return build.ensure_kernel(arch, variant, source=source, progress=progress, jobs=jobs)
+        kbuild = build.ensure_kernel(arch, variant, source=source, progress=progress, jobs=jobs)
+        return build.with_files(kbuild, files, progress)
 
 
 def cmd_build(args) -> int:
@@ -143,6 +145,29 @@ def _guest_args(p: argparse.ArgumentParser) -> None:
                    help="override the accelerator (default: KVM only where the probe passed)")
     p.add_argument("--logs", type=Path, help="keep the guest's logs here "
                                              "(default: a new directory under $LAB_CACHE/logs)")
+    p.add_argument("--memory", type=_int_in("--memory", *inputs.MEMORY_MB), metavar="MB",
+                   help=f"guest memory in MiB, {inputs.MEMORY_MB[0]} to {inputs.MEMORY_MB[1]} "
+                        "(default: the arch's)")
+    p.add_argument("--add", action="append", default=[], metavar="SRC[:DEST]", type=_guest_file,
+                   help="a host file or directory the guest has at DEST (default /root/NAME) "
+                        "from boot, in its initramfs (repeatable; cached by content)")
+    p.add_argument("--sysctl", action="append", default=[], metavar="NAME=VALUE", type=_sysctl,
+                   help="set a sysctl once the guest is up, e.g. vm.overcommit_memory=1 "
+                        "(repeatable)")
+
+
+def _guest_file(text: str) -> GuestFile:
+    f = build.guest_file(text)
+    if not f.src.exists():
+        raise UserError(f"--add {text}: no such file or directory: {f.src}")
+    return f
+
+
+def _sysctl(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if problem := inputs.sysctl_problem(name, value) if sep else "not NAME=VALUE":
+        raise UserError(f"--sysctl {text!r}: {problem}")
+    return name, value
 
 
 def _logdir(args, what: str) -> Path:
@@ -154,8 +179,9 @@ def _logdir(args, what: str) -> Path:
 def _guest(args, what: str, **kw) -> Guest:
     ((arch, variant),) = _builds(args.arch, args.kernel)
     logdir = _logdir(args, what)            # checked before the build
-    kbuild = _ensure(arch, variant, source=_kernel_src())
-    return Guest(kbuild, tuple(args.cmdline.split()), logdir=logdir, accel=args.accel, **kw)
+    kbuild = _ensure(arch, variant, source=_kernel_src(), files=tuple(args.add))
+    return Guest(kbuild, tuple(args.cmdline.split()), logdir=logdir, accel=args.accel,
+                 memory_mb=args.memory, sysctls=tuple(args.sysctl), **kw)
 
 
 def cmd_exec(args) -> int:

@@ -7,6 +7,7 @@ faults), never to QEMU directly.
 from __future__ import annotations
 
 import re
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +31,8 @@ class Guest:
     def __init__(self, build: KernelBuild, cmdline: tuple[str, ...] = (),
                  logdir: Path | None = None, accel: str | None = None,
                  memory_mb: int | None = None, icount: bool = False,
-                 boot_deadline_s: float = BOOT_DEADLINE_S, echo_kernel=None):
+                 boot_deadline_s: float = BOOT_DEADLINE_S, echo_kernel=None,
+                 sysctls: tuple[tuple[str, str], ...] = ()):
         if build.initramfs is None:
             raise InfraError(f"kernel {build.arch}/{build.kernel} has no initramfs")
         self.build = build
@@ -40,6 +42,7 @@ class Guest:
         self.cmdline = qemu.kernel_cmdline(self.arch, tuple(cmdline))
         self.logdir = Path(logdir) if logdir else Path(tempfile.mkdtemp(prefix="lab-guest-"))
         self.memory_mb = memory_mb
+        self.sysctls = sysctls
         self.boot_deadline_s = boot_deadline_s
         self._echo_kernel = echo_kernel
         self.machine: qemu.Machine | None = None
@@ -92,7 +95,19 @@ class Guest:
             kernel_release=release.strip(), accel=self.accel + (" icount" if self.icount else ""),
             cmdline=self.cmdline, boot_s=boot_s,
             kpti_active=faults.kpti_active(self.arch.kpti_dmesg, dmesg))
+        self._set_sysctls()
         return self.facts
+
+    def _set_sysctls(self) -> None:
+        """Each sysctl written into /proc/sys; one the kernel refuses ends the boot."""
+        assert self.shell
+        for name, value in self.sysctls:
+            path = "/proc/sys/" + name.replace(".", "/")
+            reply = self.shell.run(f"printf '%s\\n' {shlex.quote(value)} > {path}",
+                                   COMMAND_DEADLINE_S)
+            if reply.exit_code != 0:
+                raise GuestError(f"sysctl {name}={value}: the guest kernel refused it: "
+                                 f"{reply.output.strip()[-300:]}")
 
     def close(self) -> None:
         """Shut the guest down: QMP quit, a bounded wait, kill. Idempotent.

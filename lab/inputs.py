@@ -16,7 +16,7 @@ import os
 import re
 import stat
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from lab.errors import UserError
 
@@ -181,3 +181,31 @@ def dir_problem(path: Path) -> str | None:
     except OSError as exc:
         return f"cannot create a directory in {where}: {exc.strerror or exc}"
     return None
+
+
+#: A sysctl's name (dots between /proc/sys path components), and its longest value.
+SYSCTL = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
+MAX_SYSCTL_VALUE = 256
+
+
+def sysctl_problem(name: str, value: str) -> str | None:
+    """Why name=value is no sysctl setting (None: it is one)."""
+    if not SYSCTL.fullmatch(name):
+        return f"{name!r} is not a sysctl name (such as vm.overcommit_memory)"
+    if len(value) > MAX_SYSCTL_VALUE or any(ord(c) < 32 and c != "\t" for c in value):
+        return f"the value of {name} must be one line of at most {MAX_SYSCTL_VALUE} characters"
+    return None
+
+
+def guest_path(dest: str) -> str:
+    """A path in the guest, normalized: absolute, under /, without `..`, NUL or line
+    breaks. ValueError saying why not."""
+    if not dest.startswith("/") or any(c in dest for c in "\0\n\r"):
+        raise ValueError(f"{dest!r} is not an absolute guest path")
+    parts = PurePosixPath(dest).parts
+    if ".." in parts:
+        raise ValueError(f"{dest!r} has a `..` in it")
+    if len(parts) < 2:
+        raise ValueError(f"{dest!r} is the guest's root; name a path under it")
+    return str(PurePosixPath(*parts))
+

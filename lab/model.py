@@ -133,6 +133,16 @@ class CommandResult:
 
 # ---------------------------------------------------------------- scenarios
 
+@dataclass(frozen=True)
+class GuestFile:
+    """A host file or directory the guest finds at dest when it boots (lab exec --add,
+    a scenario's files:). arch: only guests of this arch get it ("" every guest)."""
+
+    src: Path
+    dest: str
+    arch: str = ""
+
+
 #: The keys a cell is selected by (when:, exclude:, --only).
 CELL_KEYS = ("arch", "kernel", "cmdline")
 
@@ -235,6 +245,9 @@ class Scenario:
     cell_timeout: float | None = None
     memory_mb: int | None = None
     claim: Claim | None = None
+    #: Host files in every guest's initramfs (files:), and sysctls set at boot (sysctl:).
+    files: tuple[GuestFile, ...] = ()
+    sysctls: tuple[tuple[str, str], ...] = ()
 
     def metrics(self) -> dict[str, Metric]:
         """Every metric the steps define, by name, in the order they first appear."""

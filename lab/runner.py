@@ -102,6 +102,23 @@ def ensure_kernels(cells: Iterable[Cell], progress_for: Callable,
     return built
 
 
+def guest_images(pairs: list[tuple[Scenario, Cell]],
+                 builds: dict[tuple[str, KernelVariant], KernelBuild],
+                 progress_for: Callable) -> list[KernelBuild]:
+    """Each cell's kernel, booting an initramfs with its scenario's files: for its arch."""
+    made: dict[tuple[str, str, KernelVariant | None], KernelBuild] = {}
+    for s, cell in pairs:
+        assert cell.variant is not None
+        key = (s.name, cell.arch, cell.variant)
+        if key not in made:
+            made[key] = builds[(cell.arch, cell.variant)]
+            files = tuple(f for f in s.files if f.arch in ("", cell.arch))
+            if files:
+                with progress_for(f"{cell.arch}/{cell.variant.name} + files") as progress:
+                    made[key] = build.with_files(made[key], files, progress)
+    return [made[(s.name, c.arch, c.variant)] for s, c in pairs]
+
+
 # ---------------------------------------------------------------- cells and their steps
 
 def _skip(boot: BootResult, steps: list[Step]) -> None:
@@ -164,7 +181,7 @@ class _CellRun:
         guest = None
         try:
             guest = Guest(self.kbuild, cell.cmdline_words, logdir=logdir, accel=self.opts.accel,
-                          memory_mb=s.memory_mb, icount=self.opts.icount,
+                          memory_mb=s.memory_mb, icount=self.opts.icount, sysctls=s.sysctls,
                           boot_deadline_s=self.within(s.boot_timeout).remaining())
             with guest:
                 boot.facts = guest.facts
@@ -298,6 +315,7 @@ def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for: Ca
     try:
         builds = ensure_kernels((c for _, c in pairs), progress_for, opts.drivers,
                                 opts.kernel_src)
+        images = guest_images(pairs, builds, progress_for)
         opts.out.mkdir(parents=True, exist_ok=True)
 
         def task(i: int) -> None:
@@ -305,7 +323,7 @@ def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for: Ca
             assert c.variant is not None
             running.add(i)
             try:
-                done[i] = run_cell(s, c, builds[(c.arch, c.variant)], opts, event)
+                done[i] = run_cell(s, c, images[i], opts, event)
             finally:
                 running.discard(i)
 

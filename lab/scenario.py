@@ -20,8 +20,8 @@ import yaml
 from lab import inputs, kconfig
 from lab.arches import ARCHES
 from lab.errors import UserError
-from lab.model import CELL_KEYS, Cell, Claim, KernelVariant, Scenario, Selector
-from lab.schema import Ctx, Fields, Node, join, kind_of, selector
+from lab.model import CELL_KEYS, Cell, Claim, GuestFile, KernelVariant, Scenario, Selector
+from lab.schema import TEXT_LINE, Ctx, Fields, Node, join, kind_of, selector
 from lab.steps import parse_steps
 
 #: Placeholders allowed in command-line sets, from the arch profile.
@@ -253,6 +253,40 @@ def _settings(top: Fields) -> dict:
                 memory_mb=top.integer("memory_mb", None, *inputs.MEMORY_MB))
 
 
+def _files(top: Fields) -> tuple[GuestFile, ...]:
+    """files: host files and directories each guest has from boot, [{src, dest}].
+    src is allowed as a put source is (Fields.host_paths), and may say {arch}."""
+    node = top.node_of("files", required=False)
+    if node is None:
+        return ()
+    if not isinstance(node.value, list):
+        top.fail("files", f"expected a list of {{src, dest}} mappings, got {kind_of(node.value)}")
+    found = []
+    for i, item in enumerate(node.value):
+        f = Fields(item, top.ctx, f"files[{i}]")
+        text = f.take("src", str, required=True, text=TEXT_LINE)
+        dest = f.take("dest", str, required=True, text=TEXT_LINE)
+        try:
+            dest = inputs.guest_path(dest)
+        except ValueError as exc:
+            f.fail("dest", str(exc))
+        found += [GuestFile(path, dest, arch) for arch, path in f.host_paths("src", text).items()]
+        f.done()
+    return tuple(found)
+
+
+def _sysctls(top: Fields) -> tuple[tuple[str, str], ...]:
+    """sysctl: {name: value}, each set in the guest once it is up."""
+    found = []
+    for name, value in top.pairs("sysctl"):
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            top.fail("sysctl", f"{name}: expected a number or a string, got {kind_of(value)}")
+        if problem := inputs.sysctl_problem(name, str(value)):
+            top.fail("sysctl", problem)
+        found.append((name, str(value)))
+    return tuple(found)
+
+
 def _read(path: Path, ctx: Ctx) -> Fields:
     text = inputs.read_text(path, inputs.MAX_SCENARIO_BYTES, "scenario")
     return Fields(_parse(text, ctx), ctx, "")
@@ -270,6 +304,7 @@ def load(path: str | Path, allow: tuple[Path, ...] = ()) -> Scenario:
     cells = _matrix(top.sub("matrix"))
     ctx.valid = {k: sorted({c.key()[k] for c in cells}) for k in CELL_KEYS}
     settings = _settings(top)
+    settings.update(files=_files(top), sysctls=_sysctls(top))
     steps_node = top.node_of("steps")
     assert steps_node is not None
     steps = tuple(parse_steps(steps_node, ctx, "steps"))

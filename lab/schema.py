@@ -219,6 +219,30 @@ class Fields:
             _check_plain(vv, self.ctx, join(self.path(k), kk))
         return tuple((kk, vv.plain()) for kk, vv in node.value.items())
 
+    def host_paths(self, k: str, text: str) -> dict[str, Path]:
+        """The host path text names, by arch: relative to the scenario's directory,
+        resolved (links and `..` included), and under it or a directory the user
+        allowed (lab run --allow-put-from), so a scenario cannot carry host files
+        such as /etc/shadow into a guest and its results. `{arch}` in text stands
+        for each arch of the matrix."""
+        base = self.ctx.path.parent
+        roots = (base.resolve(), *self.ctx.allow)
+        arches = self.ctx.valid.get("arch", []) if "{arch}" in text else [""]
+        found = {}
+        for arch in arches:
+            name = text.replace("{arch}", arch)
+            try:
+                path = (base / name).resolve(strict=True)
+            except FileNotFoundError:
+                self.fail(k, f"no such file or directory: {base / name}")
+            except (OSError, RuntimeError) as exc:      # a symlink loop, a permission
+                self.fail(k, f"cannot resolve {name!r}: {exc}")
+            if not any(path.is_relative_to(root) for root in roots):
+                self.fail(k, f"{name!r} is {path}, outside the scenario's directory "
+                             f"{roots[0]}; `lab run --allow-put-from DIR` allows files under DIR")
+            found[arch] = path
+        return found
+
     def selector(self, k: str) -> Selector:
         node = self.node_of(k, required=False)
         return Selector() if node is None else selector(node, self.ctx, self.path(k))

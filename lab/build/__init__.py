@@ -21,6 +21,7 @@ from lab import kconfig
 from lab.arches import get_arch
 from lab.build.cache import RECIPE, CorruptEntry
 from lab.build.command import REPRODUCIBLE_ENV, Progress, quiet
+from lab.build.extra import guest_file, with_files
 from lab.build.image import (
     Cpio,
     build_initramfs,
@@ -56,6 +57,7 @@ __all__ = [
     "drivers",
     "ensure_kernel",
     "guest_binary",
+    "guest_file",
     "init_script",
     "kernel_key",
     "kernel_meta",
@@ -64,6 +66,7 @@ __all__ = [
     "quiet",
     "toolchain_id",
     "verify_kernel",
+    "with_files",
 ]
 
 

@@ -12,10 +12,12 @@ even where a lab before manifests wrote it.
 
 from __future__ import annotations
 
+import io
 import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import BinaryIO
 
 from lab import hostdeps
 from lab.arches import get_arch
@@ -167,28 +169,52 @@ def _stage_modules(build: KernelBuild, stage: Path, modules: list[Path], log: Pa
 # ---------------------------------------------------------------- initramfs
 
 class Cpio:
-    """A newc-format cpio archive, written without root and without cpio(1)."""
+    """A newc-format cpio archive, written without root and without cpio(1): into
+    out as it goes, or into memory (finish() then returns it)."""
 
-    def __init__(self) -> None:
-        self._out = bytearray()
+    def __init__(self, out: BinaryIO | None = None) -> None:
+        self._out: BinaryIO = out if out is not None else io.BytesIO()
+        self._size = 0
         self._ino = 1
+
+    def _write(self, data: bytes) -> None:
+        self._out.write(data)
+        self._size += len(data)
+
+    def _pad(self) -> None:
+        self._write(b"\0" * (-self._size % 4))
+
+    def _header(self, name: str, mode: int, size: int, rdev: tuple[int, int] = (0, 0)) -> None:
+        if size >= 1 << 32:
+            raise UserError(f"{name}: {size:,} bytes, over the 4 GiB a newc archive holds per file")
+        fields = [self._ino, mode, 0, 0, 1, 0, size, 0, 0, rdev[0], rdev[1], len(name) + 1, 0]
+        self._ino += 1
+        self._write(b"070701" + b"".join(b"%08X" % f for f in fields) + name.encode() + b"\0")
+        self._pad()
 
     def _entry(self, name: str, mode: int, data: bytes = b"",
                rdev: tuple[int, int] = (0, 0)) -> None:
-        fields = [self._ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1],
-                  len(name) + 1, 0]
-        self._ino += 1
-        self._out += b"070701" + b"".join(b"%08X" % f for f in fields)
-        self._out += name.encode() + b"\0"
-        self._out += b"\0" * (-len(self._out) % 4)
-        self._out += data
-        self._out += b"\0" * (-len(self._out) % 4)
+        self._header(name, mode, len(data), rdev)
+        self._write(data)
+        self._pad()
 
-    def dir(self, name: str) -> None:
-        self._entry(name, 0o040755)
+    def dir(self, name: str, mode: int = 0o755) -> None:
+        self._entry(name, 0o040000 | mode)
 
     def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
         self._entry(name, 0o100000 | mode, data)
+
+    def copy(self, name: str, fh: BinaryIO, size: int, mode: int = 0o644) -> None:
+        """A file of size bytes read from fh, in pieces (it may be larger than memory)."""
+        self._header(name, 0o100000 | mode, size)
+        left = size
+        while left:
+            chunk = fh.read(min(left, 1 << 20))
+            if not chunk:
+                raise UserError(f"{name}: the file shrank while it was added to the archive")
+            self._write(chunk)
+            left -= len(chunk)
+        self._pad()
 
     def symlink(self, name: str, target: str) -> None:
         self._entry(name, 0o120777, target.encode())
@@ -208,8 +234,9 @@ class Cpio:
                 self.file(name, path.read_bytes(), path.stat().st_mode & 0o777)
 
     def finish(self) -> bytes:
+        """Ends the archive; the archive itself if it was written into memory."""
         self._entry("TRAILER!!!", 0)
-        return bytes(self._out)
+        return self._out.getvalue() if isinstance(self._out, io.BytesIO) else b""
 
 
 def init_script() -> bytes:
@@ -251,7 +278,7 @@ def _pack(build: KernelBuild, name: str, init: bytes, binaries: dict[str, Path],
 CPIO_MAGIC, CPIO_TRAILER = b"070701", b"TRAILER!!!"
 
 
-def _check_cpio(path: Path) -> None:
+def check_cpio(path: Path) -> None:
     """An initramfs's cache.Check: a newc archive, whole to its trailer."""
     try:
         with open(path, "rb") as fh:
@@ -267,7 +294,7 @@ def _check_cpio(path: Path) -> None:
 def verify_initramfs(image: Path) -> Path:
     """Check an initramfs as its next use would; CorruptEntry if it is corrupt.
     Reads only (one without a manifest passes if its cpio is whole)."""
-    cache.verify(image, cache.itself, _check_cpio)
+    cache.verify(image, cache.itself, check_cpio)
     return image
 
 
@@ -285,7 +312,7 @@ def build_initramfs(build: KernelBuild, progress: Progress = quiet,
                     *(d.name + cache.tree_hash(d) for d in modules))
     image = build.image.parent / f"initramfs-{key[:12]}.cpio"
     cache.entry(image, _pack(build, image.name, init, binaries, tools, modules, progress),
-                lock=f"{build.hash[:12]}-initramfs", record=cache.itself, check=_check_cpio,
+                lock=f"{build.hash[:12]}-initramfs", record=cache.itself, check=check_cpio,
                 progress=progress)
     return replace(build, initramfs=image)
 

@@ -3,9 +3,10 @@
 The source is resolved (symlinks and `..` included) when the scenario loads,
 and must lie under the scenario's directory, or under a directory the user
 named with `lab run --allow-put-from DIR`: a scenario must not carry host
-files (/etc/shadow) into its results. It must be a regular file (a FIFO would
-block, /dev/zero never end) of at most MAX_PUT_BYTES, since it goes through
-the guest's console.
+files (/etc/shadow) into its results. `{arch}` in it stands for the cell's
+arch. It must be a regular file (a FIFO would block, /dev/zero never end) of
+at most MAX_PUT_BYTES, since it goes through the guest's console; larger files
+go into the guest's initramfs (the scenario's files:).
 """
 
 from __future__ import annotations
@@ -24,35 +25,28 @@ from lab.steps.base import Context
 MAX_PUT_BYTES = 1 * inputs.MIB
 
 
-def source(p: Fields, text: str) -> Path:
-    """The resolved source file; refuses one outside the allowed directories."""
-    base = p.ctx.path.parent
-    try:
-        path = (base / text).resolve(strict=True)
-    except FileNotFoundError:
-        p.fail("src", f"no such file: {base / text}")
-    except (OSError, RuntimeError) as exc:      # a symlink loop, a permission
-        p.fail("src", f"cannot resolve {text!r}: {exc}")
-    roots = (base.resolve(), *p.ctx.allow)
-    if not any(path.is_relative_to(root) for root in roots):
-        p.fail("src", f"{text!r} is {path}, outside the scenario's directory {roots[0]}; "
-                      "`lab run --allow-put-from DIR` lets put read files under DIR")
-    if problem := inputs.file_problem(path, MAX_PUT_BYTES):
-        p.fail("src", f"{path}: {problem}")
-    return path
+def sources(p: Fields, text: str) -> tuple[tuple[str, Path], ...]:
+    """The resolved source file by arch ("": every arch); each must be allowed
+    (Fields.host_paths), and a regular file of at most MAX_PUT_BYTES."""
+    found = p.host_paths("src", text)
+    for path in found.values():
+        if problem := inputs.file_problem(path, MAX_PUT_BYTES):
+            p.fail("src", f"{path}: {problem}")
+    return tuple(found.items())
 
 
 @dataclass(frozen=True, kw_only=True)
 class Put(Step):
     kind = "put"
-    src: Path
+    #: The source by arch ("": the same file for every arch).
+    src: tuple[tuple[str, Path], ...]
     dest: str
     mode: int = 0o644
 
     @classmethod
     def parse(cls, f: Fields, **common: Any) -> Put:
         p = f.sub("put")
-        path = source(p, p.take("src", str, required=True, text=TEXT_LINE))
+        path = sources(p, p.take("src", str, required=True, text=TEXT_LINE))
         mode = p.take("mode", (int, str), 0o644)
         if isinstance(mode, str):
             try:
@@ -67,7 +61,9 @@ class Put(Step):
                    **common)
 
     def execute(self, ctx: Context) -> list[str]:
+        src = dict(self.src)
+        path = src.get(ctx.arch) or src[""]
         # Read again as it was checked: the file may have changed since the load.
-        data = inputs.read_bytes(self.src, MAX_PUT_BYTES, "put source", follow=False)
+        data = inputs.read_bytes(path, MAX_PUT_BYTES, "put source", follow=False)
         ctx.guest.put_file(data, self.dest, self.mode, ctx.deadline)
         return []

@@ -271,7 +271,7 @@ def test_put_copies_the_file_with_its_mode(tmp_path):
     src = tmp_path / "tool.sh"
     src.write_bytes(b"#!/bin/sh\necho hi\n")
     guest = FakeGuest()
-    step = Put(name="p", line=1, src=src, dest="/bin/tool", mode=0o755)
+    step = Put(name="p", line=1, src=(("", src),), dest="/bin/tool", mode=0o755)
     assert step.execute(context(guest)) == []
     assert guest.files == [(b"#!/bin/sh\necho hi\n", "/bin/tool", 0o755)]
 

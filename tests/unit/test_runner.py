@@ -149,11 +149,12 @@ def test_a_passing_cell_records_facts_samples_config_and_writes_its_result(lab, 
 
 def test_the_guest_gets_the_cells_words_and_the_runs_options(lab, tmp_path):
     s = scenario(run("true"), cells=[cell("forced-on", ["kpti=1"])])
-    s = replace(s, memory_mb=256, boot_timeout=7.0)
+    s = replace(s, memory_mb=256, boot_timeout=7.0, sysctls=(("vm.overcommit_memory", "1"),))
     run_cell(s, tmp_path, accel="tcg", icount=True)
     g = lab.guests[0]
     assert g.cmdline == ("kpti=1",)
     assert g.options == {"accel": "tcg", "memory_mb": 256, "icount": True,
+                         "sysctls": (("vm.overcommit_memory", "1"),),
                          "boot_deadline_s": pytest.approx(7.0, abs=0.1)}
     assert g.logdir == tmp_path / "s" / "aarch64-nokpti-forced-on"
 

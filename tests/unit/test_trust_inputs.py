@@ -243,7 +243,7 @@ def test_put_reads_the_scenario_directory_and_what_the_user_allows(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "blob").write_bytes(b"x")
     s = loads(tmp_path, "  - put: {src: data/../data/blob, dest: /tmp/b}\n")
-    assert s.steps[0].src == (tmp_path / "data" / "blob").resolve()
+    assert s.steps[0].src == (("", (tmp_path / "data" / "blob").resolve()),)
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "f").write_bytes(b"y")
@@ -251,7 +251,7 @@ def test_put_reads_the_scenario_directory_and_what_the_user_allows(tmp_path):
     inner.mkdir()
     path = write(inner / "s.yaml", HEAD + "steps:\n  - put: {src: ../outside/f, dest: /tmp/f}\n")
     assert "outside the scenario's directory" in refusal(path)
-    assert scenario.load(path, allow=(outside,)).steps[0].src == (outside / "f").resolve()
+    assert scenario.load(path, allow=(outside,)).steps[0].src == (("", (outside / "f").resolve()),)
 
 
 def test_lab_run_allow_put_from_lets_a_put_through(tmp_path):
@@ -282,7 +282,7 @@ def test_put_rereads_the_file_as_it_was_checked(tmp_path):
             raise AssertionError("a swapped file reached the guest")
 
     with pytest.raises(UserError, match="cannot read put source"):
-        step.execute(type("Ctx", (), {"guest": Guest()})())
+        step.execute(type("Ctx", (), {"guest": Guest(), "arch": "aarch64"})())
 
 
 # ---------------------------------------------------------------- 4. names
