@@ -17,8 +17,8 @@ What it accepts:
   plan or a result deeper than the test being parsed opens a child of it.
 - Per-line stamps are removed before anything else: the kernel's `[    1.234567]`
   (with a `[    T1]` caller id) and the lab's console.log `  1.234 kernel | `.
-  Text in front of the first version line that is not indentation (a console tag)
-  is a prefix every later line must carry, as in kunit_parser.
+  Text in front of the first version line that is not indentation (a console tag,
+  one word) is a prefix every later line must carry, as in kunit_parser.
 - Lines that are none of these (kernel messages, a program's output) are unknown
   lines: they change no structure and go to the log of the test that was running,
   as KTAP's diagnostic lines do (they belong to the test whose result follows).
@@ -101,9 +101,11 @@ class KtapTest:
     subtests: list[KtapTest] = field(default_factory=list)
 
 
+#: Bounded repeats: a line of spaces must not make the match backtrack over all of it.
 _STAMP = re.compile(
-    r"(?:[ \t]*\d+\.\d{3} [a-z]+ *\| )?"            # lab console.log: "  1.234 kernel | "
-    r"(?:\[[ \t]*\d+\.\d+\](?:\[[ \t]*[CT]\d+\])? ?)?")  # printk: "[    1.234567][    T1] "
+    r"(?: {0,12}\d{1,12}\.\d{3} [a-z]{1,12} {0,12}\| )?"  # console.log: "  1.234 kernel | "
+    r"(?:\[ {0,12}\d{1,12}\.\d{1,9}\](?:\[ {0,12}[CT]\d{1,9}\])? ?)?")  # "[    1.234567][  T1] "
+_LEAD = re.compile(r"(?:[ \t]|#(?=[ \t]|$))*")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _VERSION = re.compile(r"K?TAP version \d+$")
 #: The first version line, found anywhere in a line (after a console tag).
@@ -123,14 +125,10 @@ def _clean(raw: str) -> str:
 
 def _split_lead(text: str) -> tuple[str, str]:
     """The nesting in front of a line (spaces, tabs, and `#` followed by a blank), and the rest."""
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c in " \t" or (c == "#" and (i + 1 == n or text[i + 1] in " \t")):
-            i += 1
-        else:
-            break
-    return text[:i], text[i:]
+    rest = text.lstrip(" \t")
+    if rest.startswith("#"):   # the slower, general case
+        rest = text[_LEAD.match(text).end():]   # type: ignore[union-attr]  # matches ""
+    return text[:len(text) - len(rest)], rest
 
 
 def _console_prefix(pre: str) -> str:
@@ -280,7 +278,10 @@ class KtapParser:
         if not m and not _PLAN.match(body):
             return False
         pre = body[:m.start()] if m else ""
-        self._console = _console_prefix(pre)
+        console = _console_prefix(pre)
+        if any(c in " \t" for c in console):   # prose that ends in "TAP version 13"
+            return False
+        self._console = console
         self._stack.append(_Frame(self.root, pre[len(self._console):]))
         return True
 
