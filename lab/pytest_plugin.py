@@ -10,27 +10,32 @@
 
     def test_two(lab_boot):                    # a factory: any number of guests
         a = lab_boot("aarch64", "kpti", cmdline=["kpti=1"])
+        b = lab_boot("x86_64", "nokpti", memory_mb=512,
+                     files=[GuestFile(Path("build/tests"), "/opt/tests")])   # lab.model
 
 Each guest keeps its logs (console.log, qemu.log, qmp.log, reproduce.sh) in
 the test's tmp_path, and is shut down when the test ends, however it ends.
-The defaults come from --lab-arch and --lab-kernel; --lab-kernel-src (default
-$LAB_KERNEL_SRC) builds your own kernel tree.
+The defaults come from --lab-arch, --lab-kernel and --lab-memory (MiB);
+--lab-kernel-src (default $LAB_KERNEL_SRC) builds your own kernel tree. files
+are in the guest from boot, in its initramfs (as `lab exec --add` puts them).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
 import pytest
 
-from lab import build
+from lab import build, inputs
 from lab.guest import Guest
 from lab.model import KernelBuild
 
 _kernels: dict[tuple[str, str], KernelBuild] = {}
-#: --lab-kernel-src, once pytest is configured.
+#: --lab-kernel-src and --lab-memory, once pytest is configured.
 _source: Path | None = None
+_memory: int | None = None
 
 
 def pytest_addoption(parser):
@@ -40,12 +45,25 @@ def pytest_addoption(parser):
     group.addoption("--lab-kernel-src", default=os.environ.get("LAB_KERNEL_SRC") or None,
                     metavar="DIR", help="build this kernel tree instead of Debian's "
                                         "linux-source (default $LAB_KERNEL_SRC)")
+    group.addoption("--lab-memory", type=_memory_mb, default=None, metavar="MB",
+                    help="guest memory in MiB (default: the arch's)")
+
+
+def _memory_mb(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if problem := inputs.range_problem(value, *inputs.MEMORY_MB):
+        raise argparse.ArgumentTypeError(problem)
+    return value
 
 
 def pytest_configure(config):
-    global _source
+    global _source, _memory
     value = config.getoption("--lab-kernel-src")
     _source = Path(value) if value else None
+    _memory = config.getoption("--lab-memory")
 
 
 def lab_kernel(arch: str, kernel: str) -> KernelBuild:
@@ -61,8 +79,9 @@ def lab_boot(tmp_path):
     """A factory that boots guests; every one is shut down at the end of the test."""
     guests: list[Guest] = []
 
-    def boot(arch: str, kernel: str, cmdline=(), **kw) -> Guest:
-        guest = Guest(lab_kernel(arch, kernel), tuple(cmdline),
+    def boot(arch: str, kernel: str, cmdline=(), files=(), **kw) -> Guest:
+        kw.setdefault("memory_mb", _memory)
+        guest = Guest(build.with_files(lab_kernel(arch, kernel), tuple(files)), tuple(cmdline),
                       logdir=tmp_path / f"guest-{len(guests)}-{arch}-{kernel}", **kw)
         guests.append(guest)
         guest.__enter__()
