@@ -90,6 +90,8 @@ class BootResult:
     start_s: float | None = None
     #: The host's 1-minute load average when it started (os.getloadavg).
     host_load: float | None = None
+    #: From its start to its guest's shutdown.
+    duration_s: float = 0.0
 
     @property
     def status(self) -> Status:
@@ -109,7 +111,7 @@ class BootResult:
                 "faults": [_fault_json(f) for f in self.faults], "logs": self.logs,
                 "boot_s": facts["boot_s"] if facts else None, "position": self.position,
                 "start_s": None if self.start_s is None else round(self.start_s, 3),
-                "host_load": self.host_load}
+                "host_load": self.host_load, "duration_s": round(self.duration_s, 3)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any], steps: list[StepResult]) -> BootResult:
@@ -119,7 +121,7 @@ class BootResult:
         return cls(d["index"], facts, steps, d.get("samples", {}),
                    [_fault(x) for x in d.get("faults", [])], d.get("tainted"),
                    d.get("logs", {}), d.get("error", ""), d.get("position"),
-                   d.get("start_s"), d.get("host_load"))
+                   d.get("start_s"), d.get("host_load"), d.get("duration_s", 0.0))
 
 
 @dataclass

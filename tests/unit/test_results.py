@@ -280,7 +280,7 @@ def test_a_format_2_run_loads_with_its_boots_and_no_schedule():
     data["format"] = 2
     del data["schedule"]
     for b in data["cells"][0]["boots"]:
-        for key in ("position", "start_s", "host_load", "boot_s"):
+        for key in ("position", "start_s", "host_load", "boot_s", "duration_s"):
             del b[key]
     again = RunResult.from_json(data)
     assert again.schedule == {} and [b.position for b in again.cells[0].boots] == [None, None]
