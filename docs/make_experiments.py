@@ -96,7 +96,7 @@ def kpti_ratios(results: RunResult) -> list[str]:
             if r.ratio:
                 sentences.append(f"- {metric}: {r.sentence}.")
     return lines + ["", "What `lab compare` says (margin ±"
-                    f"{comparison.margin:.0%}; see [scenarios.md](scenarios.md#lab-compare)):",
+                    f"{comparison.margin:.0%}; see [scenarios.md](scenarios.md#comparing)):",
                     ""] + sentences
 
 
