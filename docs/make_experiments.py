@@ -75,20 +75,29 @@ def steps_table(cells: list[CellResult]) -> list[str]:
 
 
 def kpti_ratios(results: RunResult) -> list[str]:
+    """The kpti cells as `lab compare DIR --baseline kernel=nokpti` sees them: its table,
+    then its verdict sentences, word for word."""
     kpti = RunResult(results.scenarios, results.host, results.jobs, results.timing,
                      [c for c in results.cells if c.scenario == "kpti"])
     comparison = compare.compare(kpti, ("kernel", "nokpti"),
                                  "getppid_ns" if results.timing == "icount" else None)
-    lines = ["| metric | arch | cell | median | ratio to nokpti | 95% interval | verdict |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| metric | arch | cell | boots | median | between boots | ratio to nokpti "
+             "| 95% interval | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    sentences = []
     for metric, rows in comparison.metrics.items():
         for r in rows:
-            lines.append(f"| {metric} | {r.result.cell.arch} | {r.label} | "
-                         f"{fmt(r.summary.median)} {comparison.units[metric]} | "
+            share = "–" if r.estimate.between is None else f"{r.estimate.between:.0%}"
+            lines.append(f"| {metric} | {r.result.cell.arch} | {r.label} | {r.estimate.boots} | "
+                         f"{fmt(r.summary.median)} {comparison.units[metric]} | {share} | "
                          + (f"{r.ratio.value:.2f}× | {r.ratio.ci[0]:.2f}–"
                             f"{r.ratio.ci[1]:.2f} | {r.ratio.verdict} |" if r.ratio
                             else "baseline | | |"))
-    return lines
+            if r.ratio:
+                sentences.append(f"- {metric}: {r.sentence}.")
+    return lines + ["", "What `lab compare` says (margin ±"
+                    f"{comparison.margin:.0%}; see [scenarios.md](scenarios.md#comparing)):",
+                    ""] + sentences
 
 
 def render(results: RunResult, source: str, icount: RunResult | None = None) -> str:
@@ -133,9 +142,9 @@ def section(name: str, s: Scenario, cells: list[CellResult], results: RunResult,
         out += kpti_ratios(results) + [""]
         if icount:
             out += ["The same getppid cells under `lab run --icount` (TCG with `-icount "
-                    "shift=0`: virtual time counts instructions, so every sample is the "
-                    "same; it shows the extra instructions KPTI executes and hides the "
-                    "cost of the TLB refills):", ""] + kpti_ratios(icount) + [""]
+                    "shift=0`: virtual time counts instructions, so samples barely vary; it "
+                    "shows the extra instructions KPTI executes and hides the cost of the "
+                    "TLB refills):", ""] + kpti_ratios(icount) + [""]
     table = metrics_table(cells, s)
     if table:
         out += ["Medians (n = samples):", ""] + table + [""]

@@ -11,6 +11,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -18,10 +19,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from lab import faults
+from lab import faults, stats
 from lab.build import cache
 from lab.build.command import WARNING
-from lab.compare import Comparison
+from lab.compare import Comparison, RunComparison
 from lab.results import CellResult, RunResult, Status
 
 # Not on a terminal (CI logs, files): wide enough for the tables. Strings are
@@ -267,49 +268,127 @@ def driver_verdict(results: RunResult, outdir: Path) -> None:
 # ---------------------------------------------------------------- lab compare
 
 TCG_NOTE = ("Emulation inflates the cost of KPTI: TCG flushes its software TLB on every "
-            "address-space switch and has no PCID/ASID-tagged TLB. Measured on these machines: "
-            "about 10x per getppid on aarch64 and 28x on x86_64 under TCG, against about 2x on "
-            "a null-syscall microbenchmark on hardware (5% typical, 30% worst case on real "
-            "workloads). Read TCG ratios as direction, not magnitude.")
+            "address-space switch and has no PCID/ASID-tagged TLB, so KPTI's ratios here are "
+            "many times what hardware shows. Read TCG ratios as direction, not magnitude.")
 ICOUNT_NOTE = ("-icount shift=0 counts instructions, not time: it shows the extra instructions "
                "KPTI executes and hides the cost of TLB refills.")
+BOOTS_NOTE = ("The boot is the unit: a cell's median is the geometric mean of its boots' "
+              "medians, its interval comes from resampling boots and then samples within them, "
+              "and a verdict needs two boots or more on each side (lab run --repeat). "
+              "'between boots' is the share of one sample's variance that lies between boots: "
+              "where it is large, more boots pay more than more samples per boot.")
 
 
 def _num(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _verdict_text(d: stats.Difference) -> Text:
+    style = {"higher": "bold", "lower": "bold", "equivalent": "green"}.get(d.verdict, "yellow")
+    return Text(d.verdict + (" (1 boot)" if d.within_only else ""), style=style)
+
+
 def compare_table(comparison: Comparison) -> None:
     for metric, rows in comparison.metrics.items():
         table = Table(title=f"{metric} ({comparison.units.get(metric, '')}), baseline "
-                            f"{comparison.baseline}")
-        for col in ("arch", "cell", "accel", "timing", "n", "median", "min", "IQR", "95% CI",
-                    "ratio", "ratio 95% CI", "verdict"):
+                            f"{comparison.baseline}, margin ±{comparison.margin:.0%}")
+        for col in ("arch", "cell", "accel", "timing", "boots", "n", "median", "IQR", "95% CI",
+                    "between boots", "ratio", "ratio 95% CI", "verdict"):
             table.add_column(col, justify="right" if col not in ("arch", "cell", "verdict")
                              else "left")
         for r in rows:
             s, ratio = r.summary, r.ratio
             table.add_row(r.result.cell.arch, r.label + (" (baseline)" if r.is_baseline else ""),
-                          r.result.accel, r.result.timing, str(s.n), _num(s.median),
-                          _num(s.min), f"{_num(s.q1)}–{_num(s.q3)}",
-                          f"{_num(s.ci[0])}–{_num(s.ci[1])}",
+                          r.result.accel, r.result.timing, str(r.estimate.boots), str(s.n),
+                          _num(s.median), f"{_num(s.q1)}–{_num(s.q3)}",
+                          f"{_num(s.ci[0])}–{_num(s.ci[1])}", _share(r.estimate.between),
                           f"{ratio.value:.2f}x" if ratio else "-",
                           f"{ratio.ci[0]:.2f}–{ratio.ci[1]:.2f}" if ratio else "-",
-                          ratio.verdict if ratio else "")
+                          _verdict_text(ratio) if ratio else "")
         out.print(table)
-    for note in compare_notes(comparison):
+        for r in rows:
+            if r.ratio:
+                out.print(Text("  " + r.sentence))
+    for note in compare_notes(comparison.flags):
         out.print(Text("note: ", "bold") + Text(note))
 
 
-def compare_notes(comparison: Comparison) -> list[str]:
-    return [{"tcg": TCG_NOTE, "icount": ICOUNT_NOTE}[flag] for flag in comparison.flags]
+def compare_notes(flags: list[str]) -> list[str]:
+    return [{"tcg": TCG_NOTE, "icount": ICOUNT_NOTE}[flag] for flag in flags] + [BOOTS_NOTE]
 
 
 def write_compare(comparison: Comparison, outdir: Path) -> None:
-    data = dict(comparison.to_json(), notes=compare_notes(comparison))
-    (outdir / "compare.json").write_text(json.dumps(data, indent=2) + "\n")
-    compare_plot(comparison, outdir / "compare.png")
+    data = dict(comparison.to_json(), notes=compare_notes(comparison.flags))
+    _write_both(data, outdir, [
+        (f"{metric}: ratio to {comparison.baseline}  [{_accels(rows)}]",
+         f"{metric} ({comparison.units.get(metric, '')})",
+         [_PlotRow(f"{r.result.cell.arch}\n{r.label}", r.estimate, r.is_baseline,
+                   f"{r.ratio.value:.2f}x  ({r.ratio.verdict})" if r.ratio else "baseline")
+          for r in rows])
+        for metric, rows in comparison.metrics.items()])
+
+
+def _accels(rows: list) -> str:
+    return ", ".join(sorted({r.result.accel + "/" + r.result.timing for r in rows}))
+
+
+def _write_both(data: dict, outdir: Path, panels: list) -> None:
+    cache.write_json(outdir / "compare.json", data)
+    compare_plot(panels, outdir / "compare.png")
     out.print(Text(f"wrote {outdir / 'compare.json'} and {outdir / 'compare.png'}"))
+
+
+def compare_runs_table(c: RunComparison) -> None:
+    """B against A, cell by cell, then the summary a patch's author reads."""
+    table = Table(title=f"B: {c.b}  against  A: {c.a}  (margin ±{c.margin:.0%})")
+    for col in ("cell", "metric", "A median", "boots", "B median", "boots", "B/A",
+                "95% CI", "verdict"):
+        table.add_column(col, justify="left" if col in ("cell", "metric", "verdict")
+                         else "right")
+    for p in c.rows:
+        table.add_row(f"{p.scenario}/{p.id}", p.metric, _num(p.before.value),
+                      str(p.before.boots), _num(p.after.value), str(p.after.boots),
+                      f"{p.diff.value:.3f}x", f"{p.diff.ci[0]:.3f}–{p.diff.ci[1]:.3f}",
+                      Text(p.change, style="bold" if p.change in ("regression", "improvement",
+                                                                  "higher", "lower") else ""))
+    out.print(table)
+    for word in ("regression", "improvement", "higher", "lower", "equivalent", "inconclusive"):
+        rows = [p for p in c.rows if p.change == word]
+        if rows:
+            out.print(Text(f"{word}: {len(rows)}", "bold"))
+            for p in rows:
+                out.print(Text("  " + p.sentence))
+    for name, only in ((c.a, c.only_a), (c.b, c.only_b)):
+        if only:
+            out.print(Text(f"only in {name}: {', '.join(only)}", "bold"))
+    for note in compare_notes(c.flags):
+        out.print(Text("note: ", "bold") + Text(note))
+
+
+def write_compare_runs(c: RunComparison, outdir: Path) -> None:
+    data = dict(c.to_json(), notes=compare_notes(c.flags))
+    panels = []
+    for metric in dict.fromkeys(p.metric for p in c.rows):
+        rows = [p for p in c.rows if p.metric == metric]
+        items = []
+        for p in rows:
+            items += [_PlotRow(f"{p.id}\nA", p.before, True, ""),
+                      _PlotRow(f"{p.id}\nB", p.after, False,
+                               f"{p.diff.value:.3f}x  ({p.change})")]
+        panels.append((f"{metric}: B against A", f"{metric} ({rows[0].unit})", items))
+    _write_both(data, outdir, panels)
+
+
+@dataclass(frozen=True)
+class _PlotRow:
+    label: str
+    estimate: stats.Estimate
+    grey: bool
+    note: str
 
 
 def _plain(text: str) -> str:
@@ -317,34 +396,31 @@ def _plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def compare_plot(comparison: Comparison, path: Path) -> None:
-    """One panel per metric: each cell's samples and median, grouped by arch."""
+def compare_plot(panels: list[tuple[str, str, list[_PlotRow]]], path: Path) -> None:
+    """One panel per metric: per cell, each boot's median as a point and the
+    two-level interval of the cell's value as a bar, so a reader sees whether the
+    boots agree."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    metrics = list(comparison.metrics)
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(10, 3.2 * len(metrics)), squeeze=False)
-    for ax, metric in zip(axes[:, 0], metrics, strict=True):
-        rows = comparison.metrics[metric]
+    height = sum(1.2 + 0.4 * max(len(rows), 3) for _, _, rows in panels) or 3.0
+    fig, axes = plt.subplots(max(1, len(panels)), 1, figsize=(10, height), squeeze=False)
+    for ax, (title, unit, rows) in zip(axes[:, 0], panels, strict=False):
         for i, r in enumerate(rows):
-            color = "tab:gray" if r.is_baseline else "tab:red"
-            ax.scatter(r.samples, [i] * len(r.samples), s=10, alpha=0.4, color=color)
-            ax.plot(list(r.summary.ci), [i, i], color="black", lw=3)
-            ax.plot([r.summary.median], [i], marker="|", ms=18, color="black")
-            if r.ratio:
-                ax.annotate(f"{r.ratio.value:.2f}x  ({r.ratio.verdict})", (r.summary.ci[1], i),
-                            xytext=(8, 4), textcoords="offset points", fontsize=8)
-        ax.set_yticks(range(len(rows)), [_plain(f"{r.result.cell.arch}\n{r.label}")
-                                         for r in rows], fontsize=8)
-        positive = all(v > 0 for r in rows for v in r.samples)
+            e = r.estimate
+            ax.scatter(e.boot_medians, [i] * len(e.boot_medians), s=22, alpha=0.7,
+                       color="tab:gray" if r.grey else "tab:red", zorder=3)
+            ax.plot(list(e.ci), [i, i], color="black", lw=3, alpha=0.6)
+            ax.plot([e.value], [i], marker="|", ms=18, color="black")
+            ax.annotate(_plain(f"{r.note}  [{e.boots} boot{'s' * (e.boots != 1)}]"),
+                        (e.ci[1], i), xytext=(8, 4), textcoords="offset points", fontsize=8)
+        ax.set_yticks(range(len(rows)), [_plain(r.label) for r in rows], fontsize=8)
+        positive = all(v > 0 for r in rows for v in (*r.estimate.boot_medians, *r.estimate.ci))
         ax.set_xscale("log" if positive else "linear")   # counts can be 0
-        ax.set_xlabel(_plain(f"{metric} ({comparison.units.get(metric, '')}"
-                             f"{', log scale' if positive else ''}); "
-                             "dots: samples, bar: 95% CI of the median"))
+        ax.set_xlabel(_plain(f"{unit}{', log scale' if positive else ''}; dots: each boot's "
+                             "median, bar: 95% interval (boots, then samples)"))
         ax.invert_yaxis()
-        accel = sorted({r.result.accel + "/" + r.result.timing for r in rows})
-        ax.set_title(_plain(f"{metric}: ratio to {comparison.baseline}  [{', '.join(accel)}]"),
-                     fontsize=10)
+        ax.set_title(_plain(title), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -5,7 +5,7 @@ assigned in several places: a boot is an error when an infrastructure error
 ended it, else the worst of its steps; a cell is the worst of its boots.
 to_json/from_json sit beside the types. The results.json format is versioned
 (FORMAT); files written before the version existed (format 1: no "boots")
-still load.
+still load, and so do format 2 files (boots without their place in the schedule).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from lab.model import BootFacts, Cell, KernelMessage
 
-FORMAT = 2
+FORMAT = 3
 
 
 class Status(StrEnum):
@@ -87,6 +87,14 @@ class BootResult:
     logs: dict[str, str] = field(default_factory=dict)
     #: The infrastructure error that ended this boot (a panic, a hang, a lost QEMU).
     error: str = ""
+    #: Where this boot stood in the run's schedule (0 first; None before format 3).
+    position: int | None = None
+    #: When it started, in seconds after the run started.
+    start_s: float | None = None
+    #: The host's 1-minute load average when it started (os.getloadavg).
+    host_load: float | None = None
+    #: From its start to its guest's shutdown.
+    duration_s: float = 0.0
 
     @property
     def status(self) -> Status:
@@ -103,7 +111,10 @@ class BootResult:
         facts = self.facts.to_json() if self.facts else None
         return {"index": self.index, "status": self.status.value, "error": self.error,
                 "facts": facts, "samples": self.samples, "tainted": self.tainted,
-                "faults": [_fault_json(f) for f in self.faults], "logs": self.logs}
+                "faults": [_fault_json(f) for f in self.faults], "logs": self.logs,
+                "boot_s": facts["boot_s"] if facts else None, "position": self.position,
+                "start_s": None if self.start_s is None else round(self.start_s, 3),
+                "host_load": self.host_load, "duration_s": round(self.duration_s, 3)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any], steps: list[StepResult]) -> BootResult:
@@ -112,7 +123,8 @@ class BootResult:
                           f["kpti_active"]) if f else None
         return cls(d["index"], facts, steps, d.get("samples", {}),
                    [_fault(x) for x in d.get("faults", [])], d.get("tainted"),
-                   d.get("logs", {}), d.get("error", ""))
+                   d.get("logs", {}), d.get("error", ""), d.get("position"),
+                   d.get("start_s"), d.get("host_load"), d.get("duration_s", 0.0))
 
 
 @dataclass
@@ -156,6 +168,10 @@ class CellResult:
             for name, values in b.samples.items():
                 pooled.setdefault(name, []).extend(values)
         return pooled
+
+    def boot_samples(self, metric: str) -> list[list[float]]:
+        """The metric's samples, boot by boot (boots that took none left out)."""
+        return [b.samples[metric] for b in self.boots if b.samples.get(metric)]
 
     @property
     def faults(self) -> list[KernelMessage]:
@@ -280,6 +296,8 @@ class RunResult:
     lab_version: str = ""
     #: The signal that stopped the run ("" when it ran to its end).
     interrupted: str = ""
+    #: How the boots were ordered: {"order": "interleaved"|"in order", "seed": N}.
+    schedule: dict[str, Any] = field(default_factory=dict)
 
     @property
     def status(self) -> Status:
@@ -292,7 +310,7 @@ class RunResult:
                 "scenarios": self.scenarios, "lab_version": self.lab_version,
                 "host": self.host, "jobs": self.jobs, "timing": self.timing,
                 "duration_s": round(self.duration_s, 2), "interrupted": self.interrupted,
-                "cells": [c.to_json() for c in self.cells]}
+                "schedule": self.schedule, "cells": [c.to_json() for c in self.cells]}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RunResult:
@@ -303,4 +321,5 @@ class RunResult:
                                            str(d.get("scenario", "")).split(", ") if n]
         return cls(scenarios, d.get("host", {}), d.get("jobs", 1), d.get("timing", "wallclock"),
                    [CellResult.from_json(c) for c in d.get("cells", [])],
-                   d.get("duration_s", 0.0), d.get("lab_version", ""), d.get("interrupted", ""))
+                   d.get("duration_s", 0.0), d.get("lab_version", ""), d.get("interrupted", ""),
+                   d.get("schedule", {}))

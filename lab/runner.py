@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import random
 import shutil
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -49,6 +51,8 @@ class Options:
     stop_on_fail: bool = False
     #: A kernel tree to build instead of Debian's linux-source (None: Debian's).
     kernel_src: Path | None = None
+    #: The seed of the interleaved schedule (None: a fresh one, recorded in results.json).
+    seed: int | None = None
 
 
 # ---------------------------------------------------------------- executors
@@ -144,16 +148,36 @@ def cell_dir(out: Path, scenario: str, cell: Cell) -> Path:
 
 
 def cell_seconds(scenario: Scenario, cell: Cell, repeat: int) -> float:
-    """The cell's deadline: timeouts.cell, else every boot's and step's own deadline."""
+    """The cell's deadline: timeouts.cell, else every boot's and step's own deadline.
+    Its boots share it evenly (boot_seconds): other cells' boots run between them."""
     if scenario.cell_timeout:
         return scenario.cell_timeout
     steps = sum(s.timeout or scenario.step_timeout for s in scenario.steps if s.applies(cell))
     return repeat * (scenario.boot_timeout + steps + SHUTDOWN_S)
 
 
+def schedule(repeats: list[int], seed: int | None) -> list[tuple[int, int]]:
+    """(cell, boot) pairs in the order the boots start. Randomized blocks: round r
+    holds boot r of every cell that has one, in an order shuffled by seed (None: the
+    cells' order), so that drift over the run hits every cell alike. A round never
+    starts with the cell the round before ended with: boots next to each other in
+    time, or side by side with -j2, belong to different cells where there are any."""
+    rng, order = random.Random(seed), list[tuple[int, int]]()
+    for r in range(max(repeats, default=0)):
+        block = [i for i, n in enumerate(repeats) if n > r]
+        if seed is not None:
+            rng.shuffle(block)
+            if order and len(block) > 1 and block[0] == order[-1][0]:
+                block[0], block[-1] = block[-1], block[0]
+        order += [(i, r) for i in block]
+    return order
+
+
 @dataclass
 class _CellRun:
-    """One cell under way: its boots share its units, its options and its deadline."""
+    """One cell under way: its boots share its units, its options and its deadline.
+    Boots of several cells interleave; a cell ends when its last scheduled boot has
+    run, or been skipped because an earlier boot of it erred."""
 
     scenario: Scenario
     cell: Cell
@@ -162,30 +186,66 @@ class _CellRun:
     event: Event
     result: CellResult
     repeat: int
-    deadline: Deadline
 
-    def within(self, seconds: float) -> Deadline:
-        """A deadline of seconds, cut short by the cell's; past the cell's, an error."""
-        if self.deadline.expired():
-            raise GuestTimeout(f"the cell's deadline of {self.deadline.seconds:g} s passed")
-        return self.deadline.within(seconds)
+    def __post_init__(self) -> None:
+        self.left = self.repeat
+        self.erred = False
+        self.lock = threading.Lock()
 
-    def boot(self, n: int) -> BootResult:
+    @property
+    def cell_s(self) -> float:
+        return cell_seconds(self.scenario, self.cell, self.repeat)
+
+    def within(self, seconds: float, deadline: Deadline) -> Deadline:
+        """A deadline of seconds, cut short by the boot's share of the cell's; past
+        it, an error."""
+        if deadline.expired():
+            share = (f" ({deadline.seconds:g} s for each of its {self.repeat} boots)"
+                     if self.repeat > 1 else "")
+            raise GuestTimeout(f"the cell's deadline of {self.cell_s:g} s{share} passed")
+        return deadline.within(seconds)
+
+    def run_boot(self, n: int, position: int, since: float) -> CellResult | None:
+        """Boot n, unless an earlier boot of this cell erred; the finished cell when
+        this was its last boot, else None."""
+        boot = None if self.erred else self.boot(n, position, since)
+        with self.lock:
+            self.left -= 1
+            if boot is not None:
+                self.result.boots.append(boot)
+                self.result.duration_s += boot.duration_s
+                self.erred = self.erred or bool(boot.error)
+            if self.left:
+                return None
+        return self.finish()
+
+    def finish(self) -> CellResult:
+        self.result.boots.sort(key=lambda b: b.index)
+        cache.write_json(cell_dir(self.opts.out, self.scenario.name, self.cell) / "result.json",
+                         self.result.to_json())
+        self.event(self.cell, phase="done", status=self.result.status.value)
+        return self.result
+
+    def boot(self, n: int, position: int, since: float) -> BootResult:
         """One boot of the cell's guest, its steps, and what it left behind."""
         s, cell = self.scenario, self.cell
         cdir = cell_dir(self.opts.out, s.name, cell)
         logdir = cdir / f"boot-{n}" if self.repeat > 1 else cdir
+        started = time.monotonic()
         boot = BootResult(n, logs={name: str((logdir / f"{name}.log").relative_to(self.opts.out))
-                                   for name in LOGS})
+                                   for name in LOGS},
+                          position=position, start_s=started - since,
+                          host_load=round(os.getloadavg()[0], 2))
         self.event(cell, phase=f"boot {n + 1}/{self.repeat}" if self.repeat > 1 else "boot")
+        deadline = Deadline(self.cell_s / self.repeat)
         guest = None
         try:
             guest = Guest(self.kbuild, cell.cmdline_words, logdir=logdir, accel=self.opts.accel,
                           memory_mb=s.memory_mb, icount=self.opts.icount, sysctls=s.sysctls,
-                          boot_deadline_s=self.within(s.boot_timeout).remaining())
+                          boot_deadline_s=self.within(s.boot_timeout, deadline).remaining())
             with guest:
                 boot.facts = guest.facts
-                self.steps(guest, boot)
+                self.steps(guest, boot, deadline)
                 boot.tainted = guest.tainted()
                 boot.faults = guest.faults()
         except (LabError, OSError) as exc:
@@ -194,6 +254,7 @@ class _CellRun:
             boot.error = _internal_error(exc, logdir)
         if boot.error and guest is not None:
             boot.faults = guest.faults()
+        boot.duration_s = time.monotonic() - started
         return boot
 
     def context(self, guest: Guest, boot: BootResult, i: int) -> Context:
@@ -202,9 +263,9 @@ class _CellRun:
         return Context(guest, Deadline(0), boot.samples, self.result.units, arch=self.cell.arch,
                        output_file=output, output_label=str(output.relative_to(self.opts.out)))
 
-    def steps(self, guest: Guest, boot: BootResult) -> None:
+    def steps(self, guest: Guest, boot: BootResult, deadline: Deadline) -> None:
         """The cell's steps in order; an error (not a failure) ends the boot, and
-        propagates. Each step's deadline is its own, cut short by the cell's."""
+        propagates. Each step's deadline is its own, cut short by the boot's."""
         steps = [s for s in self.scenario.steps if s.applies(self.cell)]
         for i, step in enumerate(steps):
             self.event(self.cell, phase=f"step {i + 1}/{len(steps)}: {step.name}")
@@ -212,7 +273,7 @@ class _CellRun:
             started = time.monotonic()
             ctx = self.context(guest, boot, i)
             try:
-                ctx.deadline = self.within(step.timeout or self.scenario.step_timeout)
+                ctx.deadline = self.within(step.timeout or self.scenario.step_timeout, deadline)
                 problems = step.execute(ctx)
             except Exception as exc:
                 # The lab's machinery failed (a guest gone, a monitor with no answer, a
@@ -242,25 +303,24 @@ def _internal_error(exc: Exception, logdir: Path) -> str:
     return f"internal error in the lab: {type(exc).__name__}: {exc} (traceback in {path})"
 
 
-def run_cell(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options,
-             event: Event) -> CellResult:
-    """Every boot of a cell (repeat), stopping at the first boot that errs, all
-    within the cell's deadline. Writes the cell's result.json as soon as it ends."""
-    started = time.monotonic()
+def _cell_run(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options,
+              event: Event) -> _CellRun:
     result = CellResult(cell, scenario.name, timing="icount" if opts.icount else "wallclock",
                         config=build.kernel_meta(kbuild).get("options", {}))
-    repeat = opts.repeat or scenario.repeat
-    run = _CellRun(scenario, cell, kbuild, opts, event, result, repeat,
-                   Deadline(cell_seconds(scenario, cell, repeat)))
-    for n in range(repeat):
-        boot = run.boot(n)
-        result.boots.append(boot)
-        if boot.error:
-            break
-    result.duration_s = time.monotonic() - started
-    cache.write_json(cell_dir(opts.out, scenario.name, cell) / "result.json", result.to_json())
-    event(cell, phase="done", status=result.status.value)
-    return result
+    return _CellRun(scenario, cell, kbuild, opts, event, result,
+                    opts.repeat or scenario.repeat)
+
+
+def run_cell(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options,
+             event: Event) -> CellResult:
+    """Every boot of one cell (repeat) in a row, stopping at the first boot that errs.
+    Writes the cell's result.json as soon as it ends."""
+    run = _cell_run(scenario, cell, kbuild, opts, event)
+    since = time.monotonic()
+    for n in range(run.repeat):
+        if (done := run.run_boot(n, n, since)) is not None:
+            return done
+    raise AssertionError("a cell ends with its last boot")
 
 
 # ---------------------------------------------------------------- runs
@@ -297,55 +357,80 @@ def claim_out(out: Path) -> Iterator[None]:
 DRAIN_S = 15.0
 
 
+def _seed(opts: Options, repeats: list[int]) -> int | None:
+    """The schedule's seed: the run's, else a fresh one where boots interleave."""
+    if len(repeats) < 2 or max(repeats) < 2:
+        return None
+    return opts.seed if opts.seed is not None else random.SystemRandom().randrange(2**31)
+
+
 def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for: Callable,
-        executor: Executor | None = None) -> RunResult:
+        executor: Executor | None = None) -> RunResult:   # long: one try around the boots
     """Runs every selected cell of every scenario; returns the run's results.
 
+    The executor runs boots, not cells: with repeat >= 2 the boots of the cells
+    interleave (schedule), and each cell ends with its last boot.
     A signal (KeyboardInterrupt, errors.Interrupted) stops the run: every QEMU is
-    killed, the cells already running get DRAIN_S to end, and the results come back
+    killed, the boots already running get DRAIN_S to end, and the results come back
     with every unfinished cell marked interrupted, for the caller to write.
     """
     pairs = [(s, c) for s in scenarios for c in select_cells(s, opts.only)]
     if not pairs:
         raise UserError(f"no cell matches --only {opts.only}")
+    repeats = [opts.repeat or s.repeat for s, _ in pairs]
+    seed = _seed(opts, repeats)
+    slots = schedule(repeats, seed)
     started = time.monotonic()
+    runs: dict[int, _CellRun] = {}
     done: dict[int, CellResult] = {}
-    running: set[int] = set()
+    running: set[int] = set()       # positions in the schedule
     stopped, in_flight = "", set()
     try:
         builds = ensure_kernels((c for _, c in pairs), progress_for, opts.drivers,
                                 opts.kernel_src)
         images = guest_images(pairs, builds, progress_for)
         opts.out.mkdir(parents=True, exist_ok=True)
-
-        def task(i: int) -> None:
-            s, c = pairs[i]
+        for i, (s, c) in enumerate(pairs):
             assert c.variant is not None
-            running.add(i)
-            try:
-                done[i] = run_cell(s, c, images[i], opts, event)
-            finally:
-                running.discard(i)
+            runs[i] = _cell_run(s, c, images[i], opts, event)
 
-        for _ in (executor or LocalPool(opts.jobs)).map_unordered(task, range(len(pairs))):
+        def task(position: int) -> None:
+            i, n = slots[position]
+            running.add(position)
+            try:
+                if (cell := runs[i].run_boot(n, position, started)) is not None:
+                    done[i] = cell
+            finally:
+                running.discard(position)
+
+        for _ in (executor or LocalPool(opts.jobs)).map_unordered(task, range(len(slots))):
             pass
     except KeyboardInterrupt as exc:
-        stopped, in_flight = getattr(exc, "name", "SIGINT"), set(running)
+        stopped, in_flight = getattr(exc, "name", "SIGINT"), {slots[p][0] for p in running}
         qemu.kill_all()
         _drain(running)
-    cells = [done.get(i) or CellResult(c, s.name, error=f"not run: interrupted by {stopped}")
+    cells = [done.get(i) or _unfinished(runs.get(i), s, c, stopped)
              for i, (s, c) in enumerate(pairs)]
     for i, cell in enumerate(cells):
         if stopped and (i in in_flight or i not in done):
             cell.interrupted = stopped   # its errors are the kill's, not the guest's
             cache.write_json(cell_dir(opts.out, cell.scenario, cell.cell) / "result.json",
-                        cell.to_json())
+                             cell.to_json())
     return RunResult(
         scenarios=[{"name": s.name, "description": s.description, "path": str(s.path)}
                    for s in scenarios],
         host=host_facts(), jobs=opts.jobs, timing="icount" if opts.icount else "wallclock",
         cells=cells, duration_s=time.monotonic() - started, lab_version=__version__,
-        interrupted=stopped)
+        interrupted=stopped,
+        schedule={"order": "interleaved" if seed is not None else "in order", "seed": seed})
+
+
+def _unfinished(run: _CellRun | None, s: Scenario, c: Cell, stopped: str) -> CellResult:
+    """A cell the signal stopped: the boots it had, else why it has none."""
+    if run is not None and run.result.boots:
+        run.result.boots.sort(key=lambda b: b.index)
+        return run.result
+    return CellResult(c, s.name, error=f"not run: interrupted by {stopped}")
 
 
 def _drain(running: set[int]) -> None:

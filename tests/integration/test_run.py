@@ -66,8 +66,9 @@ def test_junit_xml_reads_in_a_junit_parser(catalogue):
     assert set(suites) == {c["scenario"] for c in results["cells"]}
     kpti = suites["kpti"]
     cases = list(kpti)
-    # per cell: boot, 3 steps (one of the two asserts applies to each cell)
-    assert len(cases) == 6 * 4 == kpti.tests
+    # per cell: boot, then 3 steps (one of the two asserts applies to each cell) in
+    # each of its 3 boots (the scenario's repeat)
+    assert len(cases) == 6 * (1 + 3 * 3) == kpti.tests
     assert (kpti.failures, kpti.errors) == (0, 0)
     assert all(not any(isinstance(r, (Failure, Error)) for r in c.result) for c in cases)
     assert {c.classname for c in cases} == {f"kpti.{a}-{k}" for a in ("aarch64", "x86_64")
@@ -112,6 +113,6 @@ def test_repeat_and_icount_are_recorded(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     (cell,) = json.loads((out / "results.json").read_text())["cells"]
     assert cell["timing"] == "icount" and cell["accel"] == "tcg"
-    assert len(cell["boots_s"]) == 2 and len(cell["metrics"]["getppid_ns"]) == 20
+    assert len(cell["boots_s"]) == 2 and len(cell["metrics"]["getppid_ns"]) == 2 * 5
     assert (out / "kpti" / cell["id"] / "boot-1" / "console.log").is_file()
     assert "-icount" in (out / "kpti" / cell["id"] / "boot-0" / "reproduce.sh").read_text()

@@ -2,6 +2,7 @@
 user errors; and loading results.json files, old and broken ones included."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -14,12 +15,19 @@ from tests.unit.factories import boot, cell, run
 FAST, SLOW = [100.0, 101.0, 99.0, 102.0, 98.0, 100.5], [1000.0, 1010.0, 990.0, 1005.0, 995.0]
 
 
-def _kpti_run(**over) -> results.RunResult:
+def _boots(samples: list[float], k: int = 3, accel: str = "tcg") -> list[results.BootResult]:
+    """The samples cut into k boots, in order (the boot is the unit of a verdict)."""
+    n = len(samples)
+    return [boot(i, samples={"getppid_ns": samples[i * n // k:(i + 1) * n // k]}, accel=accel)
+            for i in range(k)]
+
+
+def _kpti_run(accel: str = "tcg", **over) -> results.RunResult:
     return run(
-        cell("aarch64", "kpti", "forced-on", metrics={"getppid_ns": SLOW}, **over),
-        cell("aarch64", "nokpti", "default", metrics={"getppid_ns": FAST}, **over),
-        cell("x86_64", "kpti", "forced-on", metrics={"getppid_ns": SLOW}, **over),
-        cell("x86_64", "nokpti", "default", metrics={"getppid_ns": FAST}, **over),
+        cell("aarch64", "kpti", "forced-on", *_boots(SLOW, accel=accel), accel=accel, **over),
+        cell("aarch64", "nokpti", "default", *_boots(FAST, accel=accel), accel=accel, **over),
+        cell("x86_64", "kpti", "forced-on", *_boots(SLOW, accel=accel), accel=accel, **over),
+        cell("x86_64", "nokpti", "default", *_boots(FAST, accel=accel), accel=accel, **over),
     )
 
 
@@ -135,7 +143,9 @@ def test_comparison_json_has_what_reports_and_tests_read():
     assert data["baseline"] == "kernel=nokpti" and data["flags"] == ["tcg"]
     rows = {r["id"]: r for r in data["metrics"]["getppid_ns"]}
     on, base = rows["aarch64-kpti-forced-on"], rows["aarch64-nokpti-default"]
-    assert set(on["ratio"]) == {"ratio", "ci95", "verdict"}
+    assert set(on["ratio"]) == {"ratio", "ci95", "verdict", "boots", "margin", "within_margin",
+                                "within_boot_only", "boots_needed"}
+    assert on["ratio"]["boots"] == [3, 3] and on["estimate"]["boots"] == 3
     assert on["ratio"]["verdict"] == "higher" and on["ratio"]["ci95"][0] > 1
     assert len(on["ratio"]["ci95"]) == 2
     assert on["baseline"] is False and base["baseline"] is True and "ratio" not in base
@@ -146,10 +156,12 @@ def test_comparison_json_has_what_reports_and_tests_read():
 
 
 def test_a_zero_baseline_compares_without_a_traceback():
-    r = run(cell("aarch64", "kpti", "on", metrics={"faults": [3.0, 4.0, 3.0]}),
-            cell("aarch64", "nokpti", "on", metrics={"faults": [0.0, 0.0, 0.0]}))
+    r = run(cell("aarch64", "kpti", "on", *(boot(i, samples={"faults": [3.0, 4.0, 3.0]})
+                                            for i in range(3))),
+            cell("aarch64", "nokpti", "on", *(boot(i, samples={"faults": [0.0, 0.0, 0.0]})
+                                              for i in range(3))))
     row = _rows(compare.compare(r, ("kernel", "nokpti")), "faults")["aarch64-kpti-on"]
-    assert row.ratio.verdict == "higher"
+    assert row.ratio.verdict == "higher" and not row.estimate.log
 
 
 # ---------------------------------------------------------------- load_results
@@ -201,4 +213,129 @@ def test_a_format_1_results_json_loads_and_compares(tmp_path):
     assert r.cells[0].metrics == {"getppid_ns": SLOW}
     c = compare.compare(r, ("kernel", "nokpti"))
     assert c.units == {"getppid_ns": "ns"}
-    assert _rows(c)["x86_64-kpti-forced-on"].ratio.verdict == "higher"
+    # one boot per cell (format 1 kept no boots): a ratio, and no verdict from it
+    ratio = _rows(c)["x86_64-kpti-forced-on"].ratio
+    assert ratio.verdict == "inconclusive" and ratio.within_only and ratio.ci[0] > 9
+
+
+# ---------------------------------------------------------------- verdicts in words and rows
+
+def test_compare_json_has_one_flat_row_per_compared_cell_and_metric():
+    data = json.loads(json.dumps(compare.compare(_kpti_run(), ("kernel", "nokpti")).to_json()))
+    assert [(r["metric"], r["id"], r["verdict"], r["boots"]) for r in data["rows"]] == [
+        ("getppid_ns", "aarch64-kpti-forced-on", "higher", [3, 3]),
+        ("getppid_ns", "x86_64-kpti-forced-on", "higher", [3, 3])]
+    row = data["rows"][0]
+    assert row["ci95"][0] > 1 and row["baseline_id"] == "aarch64-nokpti-default"
+    assert row["sentence"].startswith("aarch64 kpti/forced-on is higher than nokpti/default: ")
+    assert data["margin"] == 0.05
+
+
+def test_one_boot_per_cell_says_so_in_words():
+    r = run(cell("aarch64", "kpti", "on", metrics={"m": SLOW}),
+            cell("aarch64", "nokpti", "on", metrics={"m": FAST}))
+    row = _rows(compare.compare(r, ("kernel", "nokpti")), "m")["aarch64-kpti-on"]
+    assert row.ratio.verdict == "inconclusive"
+    assert "no verdict: with one boot on a side the interval covers the noise within a " \
+           "boot only" in row.sentence
+
+
+# ---------------------------------------------------------------- run against run
+
+def _aa(seed: int, effect: float = 1.0, boots: int = 4, **over) -> results.RunResult:
+    import random
+    rng = random.Random(seed)
+
+    def cell_of(arch, kernel, cmdline, scale):
+        levels = [rng.gauss(0, 0.03) for _ in range(boots)]
+        bs = [boot(i, samples={"getppid_ns": [scale * (1 + lv + rng.gauss(0, 0.05))
+                                               for _ in range(10)]})
+              for i, lv in enumerate(levels)]
+        return cell(arch, kernel, cmdline, *bs, units={"getppid_ns": "ns"}, **over)
+    return run(cell_of("aarch64", "kpti", "on", 1000 * effect),
+               cell_of("aarch64", "nokpti", "off", 100.0))
+
+
+def test_run_against_run_matches_cells_by_id_and_finds_a_regression():
+    c = compare.compare_runs(_aa(1), _aa(2, effect=1.5))
+    verdicts = {(p.id, p.metric): (p.diff.verdict, p.change) for p in c.rows}
+    assert verdicts[("aarch64-kpti-on", "getppid_ns")] == ("higher", "regression")
+    assert verdicts[("aarch64-nokpti-off", "getppid_ns")][0] != "lower"
+    assert c.only_a == c.only_b == []
+    row = c.to_json()["rows"][0]
+    assert {"verdict", "ratio", "ci95", "boots", "change", "sentence"} <= set(row)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_an_a_a_pair_of_runs_calls_nothing_higher_or_lower(seed):
+    c = compare.compare_runs(_aa(seed), _aa(seed + 100))
+    assert {p.diff.verdict for p in c.rows} <= {"equivalent", "inconclusive"}
+
+
+def test_cells_in_only_one_run_are_listed():
+    a, b = _aa(1), _aa(2)
+    b.cells[0] = cell("x86_64", "kpti", "on", *b.cells[0].boots, units={"getppid_ns": "ns"})
+    c = compare.compare_runs(a, b)
+    assert c.only_a == ["s/aarch64-kpti-on"] and c.only_b == ["s/x86_64-kpti-on"]
+    assert [p.id for p in c.rows] == ["aarch64-nokpti-off"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: [setattr(b, "facts", replace(b.facts, accel="kvm"))
+                for c in r.cells for b in c.boots],
+     "different accelerators: tcg against kvm"),
+    (lambda r: setattr(r, "timing", "icount"), "different timing modes: wallclock against icount"),
+    (lambda r: [b.samples.update(other=[1.0]) for b in r.cells[0].boots],
+     "different metrics: other in only one of them"),
+])
+def test_runs_that_cannot_be_compared_are_refused_in_one_line(change, message):
+    b = _aa(2)
+    change(b)
+    with pytest.raises(UserError, match=f"^cannot compare A with B: {message}$"):
+        compare.compare_runs(_aa(1), b)
+
+
+@pytest.mark.parametrize("verdict, unit, word", [
+    ("higher", "ns", "regression"), ("lower", "ns", "improvement"),
+    ("higher", "KiB/s", "improvement"), ("lower", "KiB/s", "regression"),
+    ("higher", "faults/MiB", "higher"), ("equivalent", "ns", "equivalent")])
+def test_a_change_is_named_by_its_unit(verdict, unit, word):
+    assert compare.change(verdict, unit) == word
+
+
+# ---------------------------------------------------------------- lab compare RUN_A RUN_B
+
+def _main(*argv) -> int:
+    from lab import cli
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([str(a) for a in argv])
+    return exit_.value.code
+
+
+def test_lab_compare_of_two_runs_writes_its_rows_into_run_b(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for path, r in ((a, _aa(1)), (b, _aa(2, effect=1.5))):
+        path.mkdir()
+        (path / "results.json").write_text(json.dumps(r.to_json()))
+    assert _main("compare", a, b) == 0
+    printed = capsys.readouterr().out
+    assert "regression: 1" in printed and "aarch64-kpti-on getppid_ns in B is higher" in printed
+    data = json.loads((b / "compare.json").read_text())
+    assert {(r["id"], r["change"]) for r in data["rows"]} >= {("aarch64-kpti-on", "regression")}
+    assert (b / "compare.png").read_bytes().startswith(b"\x89PNG")
+    assert _main("compare", a, b, "--out", tmp_path / "elsewhere", "--margin", "10%") == 0
+    assert json.loads((tmp_path / "elsewhere" / "compare.json").read_text())["margin"] == 0.1
+
+
+def test_lab_compare_refuses_runs_that_differ_in_one_line_and_exit_2(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    other = _aa(2)
+    other.timing = "icount"
+    for path, r in ((a, _aa(1)), (b, other)):
+        path.mkdir()
+        (path / "results.json").write_text(json.dumps(r.to_json()))
+    assert _main("compare", a, b) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"lab: error: cannot compare {a} with {b}: different timing modes: "
+                   "wallclock against icount")
+    assert not (b / "compare.json").exists()

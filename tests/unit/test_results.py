@@ -1,5 +1,5 @@
 """lab.results: status derived from the children, pooled metrics, and a lossless
-results.json (format 2, with format 1 still read)."""
+results.json (format 3, with formats 1 and 2 still read)."""
 
 import json
 
@@ -254,3 +254,34 @@ def test_a_format_1_run_loads_and_writes_back_as_the_current_format():
     assert [s["name"] for s in r.scenarios] == ["kpti", "mmio"]
     assert r.status is F and r.cells[0].steps[0].message == "no"
     assert r.to_json()["format"] == results.FORMAT
+
+
+# ---------------------------------------------------------------- format 3: boots in the schedule
+
+def test_each_boot_keeps_its_place_in_the_schedule_its_start_and_the_host_load():
+    b = boot(0, step("measure"), samples={"m": [1.0, 2.0]}, boot_s=0.7)
+    b.position, b.start_s, b.host_load = 4, 12.34567, 1.25
+    r = run(cell("aarch64", "kpti", "on", b, boot(1, samples={"m": [3.0]})))
+    r.schedule = {"order": "interleaved", "seed": 7}
+    data = _through_json(r.to_json())
+    (first, second) = data["cells"][0]["boots"]
+    assert (first["position"], first["start_s"], first["host_load"], first["boot_s"]) == (
+        4, 12.346, 1.25, 0.7)
+    assert first["samples"] == {"m": [1.0, 2.0]} and second["position"] is None
+    assert data["schedule"] == {"order": "interleaved", "seed": 7}
+    again = RunResult.from_json(data)
+    assert again.cells[0].boots[0].position == 4 and again.schedule == r.schedule
+    assert again.cells[0].boot_samples("m") == [[1.0, 2.0], [3.0]]
+
+
+def test_a_format_2_run_loads_with_its_boots_and_no_schedule():
+    data = _through_json(run(cell("aarch64", "kpti", "on", boot(0, samples={"m": [1.0]}),
+                                  boot(1, samples={"m": [2.0]}))).to_json())
+    data["format"] = 2
+    del data["schedule"]
+    for b in data["cells"][0]["boots"]:
+        for key in ("position", "start_s", "host_load", "boot_s", "duration_s"):
+            del b[key]
+    again = RunResult.from_json(data)
+    assert again.schedule == {} and [b.position for b in again.cells[0].boots] == [None, None]
+    assert again.cells[0].boot_samples("m") == [[1.0], [2.0]]

@@ -508,3 +508,52 @@ def test_a_step_that_ends_the_shell_says_its_state_was_reset(lab, tmp_path):
     (step,) = result.steps
     assert step.status is P and step.exit_code == 7
     assert "ended the lab's shell (exit status 7)" in step.message and "reset" in step.message
+
+
+# ---------------------------------------------------------------- interleaved schedules
+
+def test_without_repeats_the_schedule_is_the_cells_order():
+    assert runner.schedule([1, 1, 1], None) == [(0, 0), (1, 0), (2, 0)]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_repeats_run_in_shuffled_rounds_and_no_cell_boots_twice_in_a_row(seed):
+    order = runner.schedule([3, 3, 3, 2], seed)
+    assert sorted(order) == sorted((i, n) for i, k in enumerate([3, 3, 3, 2]) for n in range(k))
+    rounds = [order[0:4], order[4:8], order[8:11]]
+    assert [{n for _, n in r} for r in rounds] == [{0}, {1}, {2}]   # boot r of every cell
+    assert all(a[0] != b[0] for a, b in zip(order, order[1:], strict=False))
+    assert runner.schedule([3, 3, 3, 2], seed) == order            # seeded
+
+
+def test_seeds_give_different_orders_so_no_pair_always_runs_side_by_side():
+    orders = {tuple(runner.schedule([3, 3, 3], seed)) for seed in range(10)}
+    assert len(orders) > 3
+
+
+def test_a_run_interleaves_the_boots_of_its_cells_and_records_where_each_stood(lab, tmp_path):
+    s = scenario(run("work"), cells=[cell("a"), cell("b"), cell("c")], repeat=3)
+    result = runner.run([s], runner.Options(out=tmp_path, jobs=1, seed=11), Events(), None)
+    booted = [(g.logdir.parent.name[-1], g.logdir.name) for g in lab.guests]
+    order = runner.schedule([3, 3, 3], 11)
+    assert booted == [("abc"[i], f"boot-{n}") for i, n in order]
+    assert result.schedule == {"order": "interleaved", "seed": 11}
+    for i, c in enumerate(result.cells):
+        assert [b.index for b in c.boots] == [0, 1, 2] and c.status is P
+        assert [b.position for b in c.boots] == [order.index((i, n)) for n in range(3)]
+        assert all(b.host_load is not None and b.start_s >= 0 for b in c.boots)
+    starts = sorted((b.start_s, b.position) for c in result.cells for b in c.boots)
+    assert [p for _, p in starts] == list(range(9))
+    assert runner.run([scenario(run("work"))], runner.Options(out=tmp_path / "one"), Events(),
+                      None).schedule == {"order": "in order", "seed": None}
+
+
+def test_an_interleaved_cell_skips_its_later_boots_after_one_errs(lab, tmp_path):
+    lab.boot_error = lambda g: (GuestTimeout("no ready marker")
+                                if g.logdir.parent.name.endswith("-a") else None)
+    s = scenario(run("work"), cells=[cell("a"), cell("b")], repeat=3)
+    result = runner.run([s], runner.Options(out=tmp_path, jobs=2, seed=1), Events(), None)
+    a, b = result.cells
+    assert len(a.boots) in (1, 2) and a.status is E     # a second may have started alongside
+    assert len(b.boots) == 3 and b.status is P
+    assert json.loads((tmp_path / "s" / a.id / "result.json").read_text())["status"] == "error"
