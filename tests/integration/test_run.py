@@ -30,11 +30,13 @@ def test_kpti_scenario_has_six_cells_and_kpti_on_exactly_where_forced(catalogue)
                     "kpti_active", "config", "boot_s", "metrics", "steps", "logs"):
             assert key in cell, key
         assert cell["timing"] == "wallclock" and cell["accel"] in ("tcg", "kvm")
-        assert len(cell["metrics"]["getppid_ns"]) == 10
-        assert len(cell["metrics"]["tcp_rtt_ns"]) == 10
-        assert (out / cell["logs"]["console"]).is_file()
+        # 3 boots (interleaved), 5 samples of each metric per boot
+        assert len(cell["boots"]) == 3
+        assert [len(b["samples"]["getppid_ns"]) for b in cell["boots"]] == [5, 5, 5]
+        assert len(cell["metrics"]["getppid_ns"]) == len(cell["metrics"]["tcp_rtt_ns"]) == 15
+        assert all((out / b["logs"]["console"]).is_file() for b in cell["boots"])
         assert (out / "kpti" / cell["id"] / "result.json").is_file()
-        assert (out / "kpti" / cell["id"] / "reproduce.sh").is_file()
+        assert (out / "kpti" / cell["id"] / "boot-0" / "reproduce.sh").is_file()
     option = {"aarch64": "CONFIG_UNMAP_KERNEL_AT_EL0", "x86_64": "CONFIG_PAGE_TABLE_ISOLATION"}
     assert cells["aarch64-kpti-forced-on"]["config"] == {option["aarch64"]: "y"}
     assert cells["x86_64-nokpti-default"]["config"] == {option["x86_64"]: "not set"}
