@@ -143,6 +143,9 @@ class CellResult:
     error: str = ""
     #: The signal that stopped the run while this cell had not finished ("" if none).
     interrupted: str = ""
+    #: The kernel's source: path, describe (git describe --dirty, or a tree hash),
+    #: dirty (the files that differ from HEAD, untracked ones included).
+    kernel_source: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -225,6 +228,7 @@ class CellResult:
             "accel": self.accel, "timing": self.timing, "status": self.status.value,
             "error": self.error_message, "kpti_active": self.kpti_active,
             "kernel_release": self.kernel_release, "config": self.config,
+            "kernel_source": self.kernel_source,
             "boot_s": round(statistics.median(boots), 3) if boots else None,
             "boots_s": [round(b, 3) for b in boots],
             "metrics": self.metrics, "units": self.units,
@@ -247,7 +251,7 @@ class CellResult:
             boots, error = _legacy_boots(d, steps), ""
         return cls(cell, d["scenario"], d.get("timing", "wallclock"), d.get("config", {}),
                    boots, d.get("units", {}), d.get("duration_s", 0.0), error,
-                   d.get("interrupted", ""))
+                   d.get("interrupted", ""), d.get("kernel_source", {}))
 
 
 #: A format-1 log name with its boot's number (the runner wrote those with repeat > 1).

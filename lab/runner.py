@@ -305,8 +305,9 @@ def _internal_error(exc: Exception, logdir: Path) -> str:
 
 def _cell_run(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options,
               event: Event) -> _CellRun:
+    meta = build.kernel_meta(kbuild)
     result = CellResult(cell, scenario.name, timing="icount" if opts.icount else "wallclock",
-                        config=build.kernel_meta(kbuild).get("options", {}))
+                        config=meta.get("options", {}), kernel_source=meta.get("source_info", {}))
     return _CellRun(scenario, cell, kbuild, opts, event, result,
                     opts.repeat or scenario.repeat)
 

@@ -26,7 +26,7 @@ from lab.arches import ARCHES
 from lab.build import cache
 from lab.build.cache import CorruptEntry
 from lab.build.command import Progress, quiet, run
-from lab.build.source import kernel_source
+from lab.build.source import describe, kernel_source
 from lab.errors import BuildError, UserError
 from lab.model import ArchProfile, KconfigRequest, KernelBuild, KernelVariant
 from lab.paths import cache_dir
@@ -179,6 +179,8 @@ class _Plan:
     key: str
     toolchain: str
     jobs: int
+    #: The user's tree (None: Debian's linux-source), for what results say of it.
+    user_src: Path | None = None
 
     @property
     def label(self) -> str:
@@ -197,7 +199,7 @@ def _plan(arch: ArchProfile, variant: KernelVariant, source: Path | None,
     src, source_id = kernel_source(source, progress)
     return _Plan(arch, variant, src, source_id, frags, wanted,
                  kernel_key(arch, variant, source_id), toolchain_id(arch),
-                 jobs or os.cpu_count() or 1)
+                 jobs or os.cpu_count() or 1, source)
 
 
 def _seed(plan: _Plan, scratch: Path, log: Path, progress: Progress) -> Path | None:
@@ -260,7 +262,8 @@ def _record(plan: _Plan, scratch: Path, final: dict[str, str], seed: Path | None
     return {
         "arch": plan.arch.name, "kernel": plan.variant.name, "hash": plan.key,
         "image": image, "release": answer[-1], "source": str(plan.src),
-        "source_id": plan.source_id, "fragments": [str(p) for p in plan.fragments],
+        "source_id": plan.source_id, "source_info": describe(plan.user_src),
+        "fragments": [str(p) for p in plan.fragments],
         "options": kconfig.variant_options(plan.wanted, plan.variant, final),
         "toolchain": plan.toolchain, "seeded_from": seed.name if seed else None,
         "build_s": round(time.monotonic() - started, 1),
