@@ -92,10 +92,13 @@ def _builds(arch: str | None, kernel: str | None) -> list[tuple]:
     return [(a, kconfig.resolve_variant(a, k)) for a in arches for k in kernels]
 
 
-def _kernel_src() -> Path | None:
-    """$LAB_KERNEL_SRC: the default kernel tree (None: Debian's linux-source)."""
-    value = os.environ.get("LAB_KERNEL_SRC")
-    return Path(value) if value else None
+def _kernel_src_arg(p: argparse.ArgumentParser) -> None:
+    """--kernel-src DIR, $LAB_KERNEL_SRC by default (None: Debian's linux-source)."""
+    # A string default goes through type too, and only for the command being run.
+    p.add_argument("--kernel-src", type=_directory("--kernel-src (or $LAB_KERNEL_SRC)"),
+                   metavar="DIR", default=os.environ.get("LAB_KERNEL_SRC") or None,
+                   help="build your kernel tree instead of Debian's linux-source 6.1 "
+                        "(default $LAB_KERNEL_SRC)")
 
 
 def _ensure(arch: ArchProfile, variant: KernelVariant, jobs: int | None = None,
@@ -120,6 +123,8 @@ def cmd_kernels(args) -> int:
     builds = build.list_kernels(
         on_corrupt=lambda bad: report.warning(f"corrupt, not listed (its next use rebuilds "
                                               f"it): {bad}"))
+    if args.kernel_src is not None:
+        builds = [b for b in builds if b.source_path == str(args.kernel_src)]
     if args.json:
         report.print_json([b.to_json() for b in builds])
     else:
@@ -141,6 +146,7 @@ def _guest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", required=True, help=f"one of {', '.join(ARCHES)}")
     p.add_argument("--kernel", required=True, help=KERNEL_HELP)
     p.add_argument("--cmdline", default="", help="extra kernel command-line words, e.g. 'kpti=1'")
+    _kernel_src_arg(p)
     p.add_argument("--accel", choices=("tcg", "kvm"),
                    help="override the accelerator (default: KVM only where the probe passed)")
     p.add_argument("--logs", type=Path, help="keep the guest's logs here "
@@ -179,7 +185,7 @@ def _logdir(args, what: str) -> Path:
 def _guest(args, what: str, **kw) -> Guest:
     ((arch, variant),) = _builds(args.arch, args.kernel)
     logdir = _logdir(args, what)            # checked before the build
-    kbuild = _ensure(arch, variant, source=_kernel_src(), files=tuple(args.add))
+    kbuild = _ensure(arch, variant, source=args.kernel_src, files=tuple(args.add))
     return Guest(kbuild, tuple(args.cmdline.split()), logdir=logdir, accel=args.accel,
                  memory_mb=args.memory, sysctls=tuple(args.sysctl), **kw)
 
@@ -265,7 +271,7 @@ def cmd_run(args) -> int:
     _writable("--out", args.out)
     opts = runner.Options(out=args.out, jobs=args.jobs, only=_only(args.only),
                           repeat=args.repeat, icount=args.icount, accel=args.accel,
-                          kernel_src=_kernel_src())
+                          kernel_src=args.kernel_src)
     return _exit_code(_run(scenarios, opts))
 
 
@@ -320,7 +326,7 @@ def cmd_driver(args) -> int:
                                         tuple(args.allow_put_from))
     _writable("--out", args.out)
     opts = runner.Options(out=args.out, jobs=1, drivers=(driver,), stop_on_fail=True,
-                          kernel_src=_kernel_src())
+                          kernel_src=args.kernel_src)
     results = _run([target], opts)
     report.driver_verdict(results, args.out)
     return _exit_code(results)
@@ -333,13 +339,13 @@ def _build_parsers(sub) -> None:
     b.add_argument("--kernel", help=KERNEL_HELP)
     b.add_argument("-j", "--jobs", type=_int_in("--jobs", 1, inputs.MAX_JOBS),
                    help=f"parallel make jobs, 1 to {inputs.MAX_JOBS} (default: CPU count)")
-    b.add_argument("--kernel-src", type=Path, metavar="DIR", default=_kernel_src(),
-                   help="build your kernel tree instead of Debian's linux-source 6.1 "
-                        "(same as $LAB_KERNEL_SRC)")
+    _kernel_src_arg(b)
     b.set_defaults(func=cmd_build)
 
     k = sub.add_parser("kernels", help="list built kernels")
     k.add_argument("--json", action="store_true", help="print JSON")
+    k.add_argument("--kernel-src", type=_directory("--kernel-src"), metavar="DIR",
+                   help="only the kernels built from this tree")
     k.set_defaults(func=cmd_kernels)
 
     d = sub.add_parser("doctor", help="check host dependencies and the accelerator")
@@ -386,6 +392,7 @@ def _run_parsers(sub) -> None:
     r.add_argument("--icount", action="store_true",
                    help="deterministic TCG instruction counting (-icount shift=0); results say so")
     r.add_argument("--accel", choices=("tcg", "kvm"), help="override the accelerator")
+    _kernel_src_arg(r)
     _allow_put_from(r)
     r.set_defaults(func=cmd_run)
 
@@ -396,6 +403,7 @@ def _run_parsers(sub) -> None:
                     help="an out-of-tree module directory (default drivers/pl011-lab)")
     dv.add_argument("--arch", default="aarch64", help="default aarch64")
     dv.add_argument("--kernel", help="a kernel variant or fragment (default: the scenario's)")
+    _kernel_src_arg(dv)
     dv.add_argument("--scenario", type=Path,
                     help="default DRIVER_DIR/lab.yaml, else a smoke test of every module "
                          "DRIVER_DIR/Kbuild builds")

@@ -72,6 +72,8 @@ class KernelBuild:
     build_dir: Path   # the O= tree, for out-of-tree modules
     release: str      # kernel release (uname -r)
     initramfs: Path | None = None
+    source_path: str = ""   # the kernel tree it was built from
+    source: str = ""        # what that tree was: git describe --dirty, or a tree hash
 
     def to_json(self) -> dict:
         return {
@@ -83,6 +85,8 @@ class KernelBuild:
             "build_dir": str(self.build_dir),
             "release": self.release,
             "initramfs": str(self.initramfs) if self.initramfs else None,
+            "source_path": self.source_path,
+            "source": self.source,
         }
 
 

@@ -75,10 +75,10 @@ def build_progress(label: str) -> Iterator:
 
 def kernels_table(builds) -> None:
     table = Table(title="built kernels")
-    for col in ("arch", "kernel", "hash", "release", "image", "initramfs"):
+    for col in ("arch", "kernel", "hash", "release", "source", "image", "initramfs"):
         table.add_column(col)
     for b in builds:
-        table.add_row(b.arch, b.kernel, b.hash[:12], b.release, str(b.image),
+        table.add_row(b.arch, b.kernel, b.hash[:12], b.release, b.source or "-", str(b.image),
                       str(b.initramfs or "-"))
     out.print(table)
 

@@ -122,9 +122,12 @@ def verify_kernel(kdir: Path) -> None:
 
 def _from_meta(kdir: Path) -> KernelBuild:
     meta = _meta(kdir)
+    info = meta.get("source_info") or {}
     return KernelBuild(arch=meta["arch"], kernel=meta["kernel"], hash=meta["hash"],
                        image=kdir / meta["image"], config=kdir / "config",
-                       build_dir=kdir / "obj", release=meta["release"])
+                       build_dir=kdir / "obj", release=meta["release"],
+                       source_path=str(info.get("path", meta.get("source", ""))),
+                       source=str(info.get("describe", "")))
 
 
 def cached_kernel(kdir: Path) -> KernelBuild:

@@ -140,7 +140,8 @@ def kernel_source(source: Path | None = None, progress: Progress = quiet) -> tup
     Debian's linux-source tarball extracted once into the cache."""
     if source is not None:
         if not (source / "Makefile").is_file() or not (source / "Kconfig").is_file():
-            raise UserError(f"LAB_KERNEL_SRC={source}: not a kernel source tree")
+            raise UserError(f"--kernel-src {source}: not a kernel source tree (no Makefile "
+                            "and Kconfig)")
         try:
             return source.resolve(), tree_id(source)
         except CommandError as exc:

@@ -200,18 +200,27 @@ def test_sigint_to_a_lab_build_process_kills_its_make_and_the_next_build_redoes_
 
 # ---------------------------------------------------------------- source and key
 
-def test_a_kernel_tree_that_is_not_one_is_refused(tmp_path):
-    result = lab("build", "--arch", "aarch64", "--kernel", "nokpti",
-                 "--kernel-src", str(tmp_path))
+@pytest.mark.parametrize("command", [
+    ["build", "--arch", "aarch64", "--kernel", "nokpti"],
+    ["exec", "--arch", "aarch64", "--kernel", "nokpti", "--", "true"],
+    ["shell", "--arch", "aarch64", "--kernel", "nokpti"],
+    ["driver"],
+])
+def test_every_command_that_builds_takes_kernel_src_and_refuses_a_tree_that_is_not_one(
+        tmp_path, command):
+    result = lab(*command[:1], "--kernel-src", str(tmp_path), *command[1:])
     assert result.returncode == 2
-    assert f"LAB_KERNEL_SRC={tmp_path}: not a kernel source tree" in result.stderr
+    assert f"--kernel-src {tmp_path}: not a kernel source tree" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_lab_kernel_src_in_the_environment_is_refused_the_same_way(tmp_path):
     result = lab("build", "--arch", "aarch64", "--kernel", "nokpti",
                  env={"LAB_KERNEL_SRC": str(tmp_path)})
     assert result.returncode == 2
-    assert f"LAB_KERNEL_SRC={tmp_path}: not a kernel source tree" in result.stderr
+    assert f"--kernel-src {tmp_path}: not a kernel source tree" in result.stderr
+    result = lab("build", env={"LAB_KERNEL_SRC": str(tmp_path / "nope")})
+    assert result.returncode == 2 and "$LAB_KERNEL_SRC" in result.stderr
 
 
 def test_a_users_tree_is_named_by_its_files(fake):
