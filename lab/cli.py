@@ -24,7 +24,7 @@ from lab import (
     scenario,
 )
 from lab.arches import ARCHES, get_arch
-from lab.errors import Interrupted, LabError, UserError
+from lab.errors import GuestError, Interrupted, LabError, OutputLost, UserError
 from lab.guest import Guest
 from lab.model import CELL_KEYS, ArchProfile, GuestFile, KernelBuild, KernelVariant, Selector
 from lab.paths import ROOT, cache_dir
@@ -359,6 +359,10 @@ def _guest_parsers(sub) -> None:
     _guest_args(e)
     e.add_argument("--json", action="store_true",
                    help="print one JSON object: exit_code, output, boot")
+    e.add_argument("--bisect", action="store_true",
+                   help="exit as `git bisect run` expects: 0 good, 1 to 124 bad (a panic or "
+                        "hang too), 125 skip (the kernel does not build, any other lab "
+                        "error), never 126 or more")
     e.add_argument("--timeout", type=_seconds("--timeout"), default=300.0,
                    help=f"deadline of the command in seconds (default 300: 20 MB of output take "
                         f"50 s on x86_64; at most {inputs.MAX_SECONDS})")
@@ -450,17 +454,49 @@ def _exit_code(results: RunResult) -> int:
     return EXIT_CODES[results.status]
 
 
+#: git bisect run's codes: good, bad, and "this commit cannot be tested".
+GOOD, BAD, SKIP = 0, 1, 125
+
+
+def bisect_code(code: int | None, exc: BaseException | None = None) -> int:
+    """`lab exec --bisect`'s exit code, by git bisect run's convention (never 126 or
+    more, which would abort the bisect). The command's own 0 is good, 1-124 bad,
+    125 skip, and 126-255 (not found, a signal) bad. A kernel that panics, hangs
+    or loses its machine is bad; anything else that stops the lab (a build that
+    fails, an option that does not take effect, QEMU missing, output lost, a
+    usage error, Ctrl-C) means this commit could not be tested: skip."""
+    if exc is not None:
+        lost_output = isinstance(exc, OutputLost)
+        return BAD if isinstance(exc, GuestError) and not lost_output else SKIP
+    assert code is not None
+    return code if code <= SKIP else BAD
+
+
+def _bisecting(argv: list[str]) -> bool:
+    """Whether this is `lab exec --bisect` (known before the arguments are parsed,
+    so that a usage error, too, exits with a code git bisect run understands)."""
+    words = argv[:argv.index("--")] if "--" in argv else argv
+    return "exec" in words and "--bisect" in words
+
+
 def main(argv: list[str] | None = None) -> None:
     for signum in STOP_SIGNALS:
         signal.signal(signum, _raise_interrupted)
+    argv = sys.argv[1:] if argv is None else argv
+    bisect = _bisecting(argv)
+    error: BaseException | None = None
     try:
         args = parser().parse_args(argv)
         code = args.func(args)
     except LabError as exc:
         report.error(str(exc))
-        code = exc.exit_code
+        code, error = exc.exit_code, exc
     except KeyboardInterrupt as exc:   # errors.Interrupted too
         name = getattr(exc, "name", "SIGINT")
         report.error(f"interrupted by {name}")
-        code = 128 + signal.Signals[name].value
+        code, error = 128 + signal.Signals[name].value, exc
+    if bisect:
+        code = bisect_code(code, error)
+        verdict = "good" if code == GOOD else "skip" if code == SKIP else "bad"
+        report.err.print(f"lab exec --bisect: exit {code} ({verdict})")
     sys.exit(code)
