@@ -179,7 +179,9 @@ def _sysctl(text: str) -> tuple[str, str]:
 def _logdir(args, what: str) -> Path:
     if args.logs:
         return _writable("--logs", args.logs)
-    return cache_dir() / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{what}-{os.getpid()}"
+    logdir = cache_dir() / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{what}-{os.getpid()}"
+    build.hold(logdir)            # in the cache: gc leaves it while this lab runs
+    return logdir
 
 
 def _guest(args, what: str, **kw) -> Guest:
@@ -332,6 +334,33 @@ def cmd_driver(args) -> int:
     return _exit_code(results)
 
 
+def cmd_cache(args) -> int:
+    if args.cache_command == "gc":
+        bound = build.gc.parse_size(args.max_size) if args.max_size else build.gc.default_bound()
+        removed, left = build.gc.collect(bound)
+        report.cache_gc(removed, left, bound)
+        return 0
+    units = build.gc.units()
+    if args.json:
+        report.print_json([{"name": u.name, "bytes": u.size, "last_use": u.last_use,
+                            "in_use": u.held} for u in units])
+    else:
+        report.cache_table(units, build.gc.default_bound())
+    return 0
+
+
+def _cache_parsers(sub) -> None:
+    c = sub.add_parser("cache", help="what the cache holds (sizes, last use); "
+                                     "`lab cache gc` bounds it")
+    c.add_argument("--json", action="store_true", help="print JSON")
+    c.set_defaults(func=cmd_cache, cache_command=None)
+    g = c.add_subparsers(dest="cache_command", metavar="gc").add_parser(
+        "gc", help="remove the least recently used entries until the cache fits")
+    g.add_argument("--max-size", metavar="SIZE",
+                   help="the bound, e.g. 1G or 500M (default $LAB_CACHE_MAX_SIZE, else 20G); "
+                        "what a running lab uses is never removed")
+
+
 def _build_parsers(sub) -> None:
     b = sub.add_parser("build", help="build kernels and guest images "
                                      "(default: every arch x {kpti, nokpti})")
@@ -435,6 +464,7 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lab", description="A QEMU hardware lab for kernel and driver developers.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _build_parsers(sub)
+    _cache_parsers(sub)
     _guest_parsers(sub)
     _run_parsers(sub)
     return p

@@ -83,6 +83,26 @@ def kernels_table(builds) -> None:
     out.print(table)
 
 
+def cache_table(units, bound: int) -> None:
+    """`lab cache`: every unit, least recently used first, and the total."""
+    table = Table(title=f"lab cache (bound {bound / 2**30:.1f} GiB: lab cache gc)")
+    for col in ("entry", "MiB", "last use", "in use"):
+        table.add_column(col)
+    for u in units:
+        table.add_row(u.name, f"{u.size / 2**20:.1f}",
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(u.last_use)),
+                      "yes" if u.held else "")
+    out.print(table)
+    out.print(f"total: {sum(u.size for u in units) / 2**30:.2f} GiB in {len(units)} entries")
+
+
+def cache_gc(removed, left: int, bound: int) -> None:
+    for u in removed:
+        out.print(f"removed {u.name} ({u.size / 2**20:.1f} MiB)")
+    verdict = "within" if left <= bound else "still over (the rest is in use)"
+    out.print(f"cache: {left / 2**30:.2f} GiB, {verdict} the bound of {bound / 2**30:.2f} GiB")
+
+
 def doctor_table(rows: list[tuple[str, str, bool]], accel: dict) -> None:
     table = Table(title="lab doctor: host dependencies")
     table.add_column("needed")

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from lab import kconfig
 from lab.arches import get_arch
-from lab.build.cache import RECIPE, CorruptEntry
+from lab.build import gc
+from lab.build.cache import RECIPE, CorruptEntry, hold
 from lab.build.command import REPRODUCIBLE_ENV, Progress, quiet
 from lab.build.extra import guest_file, with_files
 from lab.build.image import (
@@ -58,6 +59,7 @@ __all__ = [
     "ensure_kernel",
     "guest_binary",
     "guest_file",
+    "hold",
     "init_script",
     "kernel_key",
     "kernel_meta",
@@ -79,10 +81,20 @@ def ensure_kernel(arch: ArchProfile | str, variant: KernelVariant | str, *,
     arch is a profile or its name; variant a KernelVariant or a spec (a
     variant name or a fragment path, see kconfig.resolve_variant). source is
     a user's kernel tree, None for Debian's linux-source. progress is called
-    only when something is built.
+    only when something is built; after a build, the cache is brought within
+    its bound (gc.enforce), never removing what a running lab uses.
     """
     profile = arch if isinstance(arch, ArchProfile) else get_arch(arch)
     resolved = (variant if isinstance(variant, KernelVariant)
                 else kconfig.resolve_variant(profile, variant))
-    kbuild = build_kernel(profile, resolved, source=source, progress=progress, jobs=jobs)
-    return build_initramfs(kbuild, progress, extra_drivers)
+    built: list[str] = []
+
+    def track(phase: str, detail: str) -> None:
+        built.append(phase)
+        progress(phase, detail)
+
+    kbuild = build_kernel(profile, resolved, source=source, progress=track, jobs=jobs)
+    kbuild = build_initramfs(kbuild, track, extra_drivers)
+    if built:                       # something new in the cache: keep it within its bound
+        gc.enforce(progress)
+    return kbuild

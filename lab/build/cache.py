@@ -11,8 +11,9 @@ Layout (~/.cache/lab, or $LAB_CACHE):
         ext/<module>-<hash>/                out-of-tree modules built against it
     tools/<arch>-<hash>/                    static guest tools (+ manifest.json)
     busybox/<deb>/                          busybox-static, unpacked (+ manifest.json)
-    debs/                                   busybox-static for each arch
-    locks/                                  flock files
+    debs/                                   busybox-static, bash-static for each arch
+    logs/<date>-<command>-<pid>/            the logs of lab exec and lab shell guests
+    locks/                                  flock files; locks/use/: who uses what (hold)
 
 Every entry is made by `entry()`: look for its marker; take the entry's lock;
 look again; build into a scratch place beside it; write the marker, then the
@@ -41,7 +42,9 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -129,6 +132,46 @@ def locked(name: str, wait: Deadline | float = LOCK_WAIT_S) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+#: Use locks: a shared flock per cache entry a process uses, held until it exits.
+_held: dict[Path, Any] = {}
+_held_lock = threading.Lock()
+
+
+def use_lock(entry: Path) -> Path:
+    """The file whose flock says that a process uses entry (see hold)."""
+    rel = entry.resolve().relative_to(cache_dir().resolve())
+    return cache_dir() / "locks" / "use" / (urllib.parse.quote(str(rel), safe="") + ".lock")
+
+
+def hold(entry: Path, wait: float = LOCK_WAIT_S) -> None:
+    """Mark entry (or anything under the cache) as used by this process until it
+    exits: a shared flock, which gc's exclusive one cannot take while it is held.
+    The lock file's mtime is the entry's last use. A path outside the cache is
+    not the cache's to hold."""
+    try:
+        lock = use_lock(entry)
+    except ValueError:
+        return
+    with _held_lock:
+        if lock in _held:
+            os.utime(lock)
+            return
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(lock, "a")
+        deadline = Deadline(wait)
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:     # gc is removing it this moment: wait, then rebuild
+                if deadline.expired():
+                    fh.close()
+                    raise InfraError(f"{lock}: held by a cache gc for over {wait:g} s") from None
+                time.sleep(_LOCK_POLL_S)
+        os.utime(lock)
+        _held[lock] = fh
 
 
 def remove(path: Path) -> None:
@@ -341,6 +384,7 @@ def entry(path: Path, build: Callable[[Path], Any], *, marker: str | None = None
     an entry) so that its logs can be read, until the next attempt clears it.
     If it is interrupted (Ctrl-C, SystemExit), nothing of it stays.
     """
+    hold(path)
     if _intact(path, marker, record, check):
         return path
     with locked(lock or path.name, wait):

@@ -1,0 +1,123 @@
+"""The cache's bound: lab cache lists it, gc removes the least recently used, and
+never what a running lab process uses (no QEMU, no kernel)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.build import cache, gc
+from lab.errors import UserError
+from tests.conftest import lab
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "cache"
+    root.mkdir()
+    monkeypatch.setenv("LAB_CACHE", str(root))
+    return root
+
+
+def entry(root: Path, name: str, mib: int, age_s: float) -> Path:
+    path = root / name
+    path.mkdir(parents=True)
+    (path / "blob").write_bytes(os.urandom(mib * MIB))
+    stamp = time.time() - age_s
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def holder(path: Path) -> subprocess.Popen:
+    """Another lab process that uses path until it is killed."""
+    p = subprocess.Popen([sys.executable, "-c",
+                          "import sys, time\nfrom lab.build import cache\n"
+                          "cache.hold(__import__('pathlib').Path(sys.argv[1]))\n"
+                          "print('held', flush=True)\ntime.sleep(600)", str(path)],
+                         stdout=subprocess.PIPE, text=True, env=os.environ)
+    assert p.stdout is not None and p.stdout.readline() == "held\n"
+    return p
+
+
+def test_units_are_listed_least_recently_used_first_with_their_sizes(store):
+    entry(store, "kernels/new", 2, 10)
+    entry(store, "kernels/old", 1, 1000)
+    (store / "debs").mkdir()
+    (store / "debs" / "busybox.deb").write_bytes(b"x" * MIB)
+    entry(store, "kernels/.partial-building", 1, 5000)
+    names = [(u.name, u.size // MIB) for u in gc.units()]
+    assert names == [("kernels/old", 1), ("kernels/new", 2)]
+
+
+def test_gc_removes_the_least_recently_used_until_the_cache_fits(store):
+    for i, age in enumerate((3000, 2000, 1000)):
+        entry(store, f"kernels/k{i}", 2, age)
+    removed, left = gc.collect(4 * MIB + MIB // 2)
+    assert [u.name for u in removed] == ["kernels/k0"]
+    assert not (store / "kernels" / "k0").exists() and (store / "kernels" / "k1").exists()
+    assert left <= 4 * MIB + MIB // 2
+
+
+def test_a_use_counts_as_recent_and_what_a_running_lab_holds_is_never_removed(store):
+    old = entry(store, "kernels/old", 2, 5000)
+    entry(store, "kernels/mid", 2, 3000)
+    cache.hold(old)                   # this process uses it now: last use is now
+    assert [u.name for u in gc.units()][-1] == "kernels/old"
+    other = entry(store, "src/linux", 2, 9000)
+    p = holder(other)
+    try:
+        removed, left = gc.collect(0)
+        assert {u.name for u in removed} == {"kernels/mid"}
+        assert other.exists() and old.exists() and left > 0
+        assert {u.name for u in gc.units() if u.held} == {"src/linux", "kernels/old"}
+    finally:
+        p.kill()
+        p.wait()
+    assert [u.name for u in gc.collect(0)[0]] == ["src/linux"]
+
+
+def test_an_image_with_files_is_a_unit_of_its_own(store):
+    kdir = entry(store, "kernels/k", 1, 100)
+    images = kdir / "with-files"
+    images.mkdir()
+    (images / "initramfs-a+b.cpio").write_bytes(b"0" * 3 * MIB)
+    (images / "initramfs-a+b.cpio.manifest.json").write_text("{}")
+    sizes = {u.name: u.size // MIB for u in gc.units()}
+    assert sizes == {"kernels/k": 1, "kernels/k/with-files/initramfs-a+b.cpio": 3}
+    os.utime(images / "initramfs-a+b.cpio", (1, 1))
+    removed, _ = gc.collect(2 * MIB)
+    assert [u.name for u in removed] == ["kernels/k/with-files/initramfs-a+b.cpio"]
+    assert list(images.iterdir()) == [] and (kdir / "blob").exists()
+
+
+@pytest.mark.parametrize("text, size", [("1G", 1 << 30), ("500M", 500 * MIB), ("1.5GiB",
+                                        3 << 29), ("1024", 1024), ("2k", 2048), ("1 TB", 1 << 40)])
+def test_sizes_are_read_as_people_write_them(text, size):
+    assert gc.parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "nan", "-1G", "1e99", "9" * 400, "1X", "G", "inf"])
+def test_a_bad_size_is_refused(text):
+    with pytest.raises(UserError, match="not a size"):
+        gc.parse_size(text)
+
+
+def test_lab_cache_gc_brings_the_cache_under_max_size(store):
+    for i in range(4):
+        entry(store, f"logs/run-{i}", 1, 1000 - i)
+    r = lab("cache", "gc", "--max-size", "2.5M", env={"LAB_CACHE": str(store)})
+    assert r.returncode == 0, r.stderr
+    assert "removed logs/run-0" in r.stdout and "removed logs/run-1" in r.stdout
+    assert sorted(p.name for p in (store / "logs").iterdir()) == ["run-2", "run-3"]
+    listing = lab("cache", "--json", env={"LAB_CACHE": str(store)})
+    assert [u["name"] for u in __import__("json").loads(listing.stdout)] == [
+        "logs/run-2", "logs/run-3"]
+    bad = lab("cache", "gc", "--max-size", "lots", env={"LAB_CACHE": str(store)})
+    assert bad.returncode == 2 and "not a size" in bad.stderr
