@@ -94,9 +94,9 @@ def _builds(arch: str | None, kernel: str | None) -> list[tuple]:
 
 def _kernel_src_arg(p: argparse.ArgumentParser) -> None:
     """--kernel-src DIR, $LAB_KERNEL_SRC by default (None: Debian's linux-source)."""
-    # A string default goes through type too, and only for the command being run.
-    p.add_argument("--kernel-src", type=_directory("--kernel-src (or $LAB_KERNEL_SRC)"),
-                   metavar="DIR", default=os.environ.get("LAB_KERNEL_SRC") or None,
+    # Checked where it is used (build.kernel_source), after the scenarios.
+    value = os.environ.get("LAB_KERNEL_SRC")
+    p.add_argument("--kernel-src", type=Path, metavar="DIR", default=Path(value) if value else None,
                    help="build your kernel tree instead of Debian's linux-source 6.1 "
                         "(default $LAB_KERNEL_SRC)")
 

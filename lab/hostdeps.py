@@ -59,6 +59,7 @@ DEPS: tuple[Dep, ...] = (
     Dep("depmod", "kmod", command="depmod"),
     Dep("perl", "perl", command="perl"),
     Dep("git (your own kernel tree's identity; bisect)", "git", command="git"),
+    Dep("ccache (rebuilds across variants)", "ccache", command="ccache"),
     *(Dep(f"{name} ({a})", f"{name}:{a}", foreign=a) for name in GUEST_DEBS for a in GUEST_ARCHES),
 )
 

@@ -36,11 +36,13 @@ def quiet(phase: str, detail: str) -> None:
 
 def run(argv: Sequence[str | os.PathLike[str]], *, phase: str, deadline: Deadline | float,
         log: Path | None = None, progress: Progress = quiet, cwd: Path | None = None,
-        answer: bool = False) -> str:
+        answer: bool = False, env: dict[str, str] | None = None) -> str:
     """Run one build command; raise BuildError (with the log's tail) if it fails
     or overruns its deadline. With answer, return its stdout (stderr goes to
-    the log only); otherwise its output is in the log, not in memory."""
-    done = proc.run(argv, deadline=deadline, log_path=log, cwd=cwd, env=REPRODUCIBLE_ENV,
+    the log only); otherwise its output is in the log, not in memory. env is
+    added to the pinned, reproducible one."""
+    done = proc.run(argv, deadline=deadline, log_path=log, cwd=cwd,
+                    env={**REPRODUCIBLE_ENV, **(env or {})},
                     what=phase, progress=lambda line: progress(phase, line),
                     error=BuildError, keep_output=answer, merge_stderr=not answer)
     return done.output if answer else ""

@@ -4,8 +4,9 @@ A unit is what gc removes whole: each entry under the cache's top-level
 directories (a kernel build with its initramfs images and modules, an extracted
 source, a set of guest tools, a guest's logs), and each image with host files
 appended (kernels/*/with-files/*.cpio), which grows fastest. debs/ (the guest
-packages) and locks/ are never units; nor is a scratch place (a name starting
-with a dot), whose builder is still at work or is cleared by the next attempt.
+packages), locks/ and ccache/ (which ccache bounds itself) are never units;
+nor is a scratch place (a name starting with a dot), whose builder is still at
+work or is cleared by the next attempt.
 
 A process that uses an entry holds a shared flock on its use lock until it exits
 (cache.hold: every cache.entry() call holds its entry). gc takes the exclusive
@@ -36,7 +37,7 @@ from lab.paths import cache_dir
 
 DEFAULT_BOUND = 20 << 30
 #: Top-level directories that hold no units.
-NOT_UNITS = ("debs", "locks")
+NOT_UNITS = ("debs", "locks", "ccache")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?", re.I)
 
 

@@ -1,9 +1,18 @@
 """Kernel builds: configure, verify, compile, record; cached by content hash.
 
 A kernel's cache key covers the recipe, the source's identity, the arch, the
-toolchain and every fragment's bytes. A new configuration starts from a copy
-of the nearest finished build of the same arch, source and toolchain: kbuild
-tracks every option per object file, so it rebuilds only what changed.
+toolchain and every fragment's bytes. The compile itself happens in a build
+tree that stays, one per source tree (by path), arch and variant
+(trees/<arch>-<variant>-<hash of the path>/obj), as a developer's build
+directory does: after an edit, kbuild's own dependency tracking rebuilds what
+depends on it and nothing else, and the tree's path never changes, so nothing
+that records paths (x86's objtool, the .cmd files) forces a full rebuild. Each
+finished build is then recorded under its content key: the image, the .config,
+and a copy of the tree without its object files (obj/: what out-of-tree module
+builds and modules_install need), so a result names exactly what it booted
+while the tree moves on. The configure step runs only when the fragments
+change. ccache (when installed) serves objects a build of another variant
+already compiled: its output is the compiler's, byte for byte.
 
 An entry's manifest records its image, config and meta.json (see cache); its
 meta.json must also hold what the lab reads, with the right types, and its
@@ -15,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -34,7 +44,6 @@ from lab.paths import cache_dir
 #: Deadline of each phase's command(s), in seconds; a phase that overruns is
 #: killed (whether or not it prints) and fails the build.
 DEADLINE_S = {
-    "seed": 600.0,          # cp -a of the nearest build tree
     "configure": 600.0,     # tinyconfig, merge_config.sh, olddefconfig: each
     "compile": 3600.0,      # the image and the in-tree modules
     "kernelrelease": 120.0,
@@ -147,24 +156,13 @@ def kernel_entries(pattern: str = "*") -> list[Path]:
             if not meta.parent.name.startswith(".")]
 
 
-def _nearest_build(arch: ArchProfile, source_id: str, toolchain: str,
-                   wanted: dict[str, KconfigRequest]) -> Path | None:
-    """The intact finished build of the same arch, source and toolchain whose
-    .config differs least from what is wanted now."""
-    best, best_score = None, None
-    for kdir in kernel_entries(f"{arch.name}-*"):
-        try:
-            verify_kernel(kdir)
-            meta = _meta(kdir)
-        except CorruptEntry:
-            continue                # never seed from a corrupt build
-        if meta.get("source_id") != source_id or meta.get("toolchain") != toolchain:
-            continue
-        have = kconfig.parse_config(kdir / "config")
-        score = sum(have.get(name, "n") != req.value for name, req in wanted.items())
-        if best_score is None or score < best_score:
-            best, best_score = kdir, score
-    return best
+def trees_dir() -> Path:
+    return cache_dir() / "trees"
+
+
+def build_tree(arch: ArchProfile, variant: KernelVariant, src: Path) -> Path:
+    """The build tree that stays for this source tree (by path), arch and variant."""
+    return trees_dir() / f"{arch.name}-{variant.name}-{cache.sha(str(src))[:12]}"
 
 
 # ---------------------------------------------------------------- one build
@@ -205,17 +203,23 @@ def _plan(arch: ArchProfile, variant: KernelVariant, source: Path | None,
                  jobs or os.cpu_count() or 1, source)
 
 
-def _seed(plan: _Plan, scratch: Path, log: Path, progress: Progress) -> Path | None:
-    """scratch/obj: a copy of the nearest finished build tree, or empty."""
-    seed = _nearest_build(plan.arch, plan.source_id, plan.toolchain, plan.wanted)
-    scratch.mkdir(parents=True)
-    if seed is None:
-        (scratch / "obj").mkdir()
-        return None
-    progress("seed", f"from {seed.name}")
-    run(["cp", "-a", "--reflink=auto", seed / "obj", scratch / "obj"], phase="seed",
-        deadline=DEADLINE_S["seed"], log=log, progress=progress)
-    return seed
+def _config_stamp(plan: _Plan) -> str:
+    """What the build tree's .config was made from: the fragments' bytes."""
+    return cache.sha(plan.arch.name, *(p.read_bytes() for p in plan.fragments))
+
+
+def _maybe_configure(plan: _Plan, tree: Path, log: Path, progress: Progress) -> None:
+    """Configure the tree unless its .config was made from these very fragments
+    (a source edit to a Kconfig file is kbuild's: make syncs it)."""
+    stamp, obj = tree / "lab-config.stamp", tree / "obj"
+    if (obj / ".config").is_file() and stamp.is_file() \
+            and stamp.read_text() == _config_stamp(plan):
+        return
+    obj.mkdir(parents=True, exist_ok=True)
+    stamp.unlink(missing_ok=True)
+    _configure(plan, obj, log, progress)
+    _verify(plan, obj, progress)
+    stamp.write_text(_config_stamp(plan))
 
 
 def _configure(plan: _Plan, obj: Path, log: Path, progress: Progress) -> None:
@@ -245,15 +249,54 @@ def _verify(plan: _Plan, obj: Path, progress: Progress) -> dict[str, str]:
     return final
 
 
-def _compile(plan: _Plan, obj: Path, log: Path, progress: Progress) -> None:
-    run([*plan.make(obj), f"-j{plan.jobs}", plan.arch.image_target, "modules"],
-        phase="compile", deadline=DEADLINE_S["compile"], log=log, progress=progress)
+#: A line kbuild prints for each object it compiles (quiet mode).
+_COMPILED = re.compile(r"^\s+CC\s+(\[M\]\s+)?\S+\.o$")
 
 
-def _record(plan: _Plan, scratch: Path, final: dict[str, str], seed: Path | None,
+def _compile(plan: _Plan, obj: Path, log: Path, progress: Progress) -> int:
+    """make the image and the modules, incrementally; how many objects it compiled."""
+    compiled = 0
+
+    def count(phase: str, line: str) -> None:
+        nonlocal compiled
+        compiled += bool(_COMPILED.match(line))
+        progress(phase, line)
+
+    run([*plan.make(obj), *ccache_args(plan.arch), f"-j{plan.jobs}", plan.arch.image_target,
+         "modules"], phase="compile", deadline=DEADLINE_S["compile"], log=log, progress=count,
+        env=ccache_env())
+    progress("compile", f"{compiled} objects compiled")
+    return compiled
+
+
+def ccache_args(arch: ArchProfile) -> list[str]:
+    """CC through ccache, when it is installed (hostdeps names the package)."""
+    return [f"CC=ccache {arch.cross_compile}gcc"] if shutil.which("ccache") else []
+
+
+def ccache_env() -> dict[str, str]:
+    """ccache's store in the lab's cache, bounded by ccache itself (gc leaves it)."""
+    return {"CCACHE_DIR": str(cache_dir() / "ccache"), "CCACHE_MAXSIZE": CCACHE_MAXSIZE}
+
+
+#: ccache's own bound on its store.
+CCACHE_MAXSIZE = "2G"
+#: What the recorded copy of a build tree leaves out: objects and their command
+#: records (rebuilt in the tree itself, never read from a copy), the linked kernel.
+SNAPSHOT_SKIP = ("*.o", ".*.cmd", "vmlinux", "vmlinux.o", "vmlinux.a", ".tmp_*")
+
+
+def _snapshot(tree_obj: Path, scratch: Path) -> None:
+    """The build tree as out-of-tree module builds and modules_install need it."""
+    shutil.copytree(tree_obj, scratch / "obj", symlinks=True,
+                    ignore=shutil.ignore_patterns(*SNAPSHOT_SKIP))
+
+
+def _record(plan: _Plan, scratch: Path, obj: Path, final: dict[str, str], compiled: int,
             started: float) -> dict:
-    """Copy the image and .config beside the tree; return meta.json's content."""
-    obj = scratch / "obj"
+    """Copy the image, the .config and the tree (without objects) into the entry;
+    return meta.json's content."""
+    _snapshot(obj, scratch)
     answer = run([*plan.make(obj), "-s", "kernelrelease"], phase="kernelrelease",
                  deadline=DEADLINE_S["kernelrelease"], answer=True).strip().splitlines()
     if not answer:
@@ -268,7 +311,7 @@ def _record(plan: _Plan, scratch: Path, final: dict[str, str], seed: Path | None
         "source_id": plan.source_id, "source_info": describe(plan.user_src),
         "fragments": [str(p) for p in plan.fragments],
         "options": kconfig.variant_options(plan.wanted, plan.variant, final),
-        "toolchain": plan.toolchain, "seeded_from": seed.name if seed else None,
+        "toolchain": plan.toolchain, "build_tree": str(obj.parent), "compiled": compiled,
         "build_s": round(time.monotonic() - started, 1),
     }
 
@@ -276,12 +319,18 @@ def _record(plan: _Plan, scratch: Path, final: dict[str, str], seed: Path | None
 def _build(plan: _Plan, progress: Progress) -> Callable[[Path], dict]:
     def build(scratch: Path) -> dict:
         started = time.monotonic()
-        log, obj = scratch / "build.log", scratch / "obj"
-        seed = _seed(plan, scratch, log, progress)
-        _configure(plan, obj, log, progress)
-        final = _verify(plan, obj, progress)
-        _compile(plan, obj, log, progress)
-        meta = _record(plan, scratch, final, seed, started)
+        scratch.mkdir(parents=True)
+        tree = build_tree(plan.arch, plan.variant, plan.src)
+        cache.hold(tree)
+        with cache.locked(f"tree-{tree.name}"):
+            log, obj = tree / "build.log", tree / "obj"
+            tree.mkdir(parents=True, exist_ok=True)
+            log.write_text("")
+            _maybe_configure(plan, tree, log, progress)
+            compiled = _compile(plan, obj, log, progress)
+            final = _verify(plan, obj, progress)
+            shutil.copy2(log, scratch / "build.log")
+            meta = _record(plan, scratch, obj, final, compiled, started)
         progress("done", plan.label)
         return meta
     return build

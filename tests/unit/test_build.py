@@ -81,16 +81,40 @@ def test_the_guest_init_gets_the_one_ready_marker():
     assert f'echo "{READY_MARKER}"'.encode() in init and b"@LAB_READY@" not in init
 
 
-def test_a_new_variant_starts_from_a_copy_of_the_nearest_build(fake):
+def test_each_variant_compiles_in_a_tree_that_stays_and_an_edit_recompiles_there(fake):
     kpti = build_kernel(fake, spec="kpti")
     nokpti = build_kernel(fake, spec="nokpti")
-    assert build.kernel_meta(kpti)["seeded_from"] is None
-    assert build.kernel_meta(nokpti)["seeded_from"] == kpti.image.parent.name
-    history = (nokpti.build_dir / "compile.history").read_text().splitlines()
-    assert len(history) == 2                     # the copied build's line, then its own
+    trees = {build.kernel_meta(k)["build_tree"] for k in (kpti, nokpti)}
+    assert len(trees) == 2 and all(Path(t).parent == fake.cache / "trees" for t in trees)
     assert "# CONFIG_UNMAP_KERNEL_AT_EL0 is not set" in nokpti.config.read_text()
-    x86 = build_kernel(fake, arch=X86, spec="kpti")     # other arch: nothing to copy
-    assert build.kernel_meta(x86)["seeded_from"] is None
+    tree = Path(build.kernel_meta(kpti)["build_tree"])
+    (fake.src / "Kconfig").write_text((fake.src / "Kconfig").read_text() + "# an edit\n")
+    edited = build_kernel(fake, spec="kpti")
+    assert edited.hash != kpti.hash and build.kernel_meta(edited)["build_tree"] == str(tree)
+    history = (tree / "obj" / "compile.history").read_text().splitlines()
+    assert len(history) == 2                     # the same tree built twice, never copied
+    assert kpti.image.exists() and edited.image.exists()   # both results stay named
+
+
+def test_an_unchanged_configuration_is_not_configured_again(fake):
+    phases: list[str] = []
+    build_kernel(fake, spec="kpti")
+    (fake.src / "Kconfig").write_text((fake.src / "Kconfig").read_text() + "# an edit\n")
+    build_kernel(fake, spec="kpti", progress=lambda phase, detail: phases.append(phase))
+    assert "compile" in phases and "configure" not in phases
+
+
+def test_the_recorded_tree_leaves_out_objects_and_keeps_what_module_builds_need(fake):
+    k = build_kernel(fake, spec="kpti")
+    tree = Path(build.kernel_meta(k)["build_tree"]) / "obj"
+    (tree / "init").mkdir(exist_ok=True)
+    (tree / "init" / "main.o").write_bytes(b"obj")
+    (tree / "Kconfig").write_text((fake.src / "Kconfig").read_text())
+    (fake.src / "Kconfig").write_text((fake.src / "Kconfig").read_text() + "# edit\n")
+    again = build_kernel(fake, spec="kpti")
+    assert (again.build_dir / ".config").is_file()
+    assert not (again.build_dir / "init" / "main.o").exists()
+    assert build.kernel_meta(again)["compiled"] == 0      # the fake compiles nothing
 
 
 # ---------------------------------------------------------------- verification
@@ -220,7 +244,7 @@ def test_lab_kernel_src_in_the_environment_is_refused_the_same_way(tmp_path):
     assert result.returncode == 2
     assert f"--kernel-src {tmp_path}: not a kernel source tree" in result.stderr
     result = lab("build", env={"LAB_KERNEL_SRC": str(tmp_path / "nope")})
-    assert result.returncode == 2 and "$LAB_KERNEL_SRC" in result.stderr
+    assert result.returncode == 2 and "not a kernel source tree" in result.stderr
 
 
 def test_a_users_tree_is_named_by_its_files(fake):

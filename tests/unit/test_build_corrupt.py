@@ -270,13 +270,6 @@ def test_lab_kernels_on_a_corrupt_cache_lists_the_rest_and_warns(fake):
     assert [k["kernel"] for k in listed] == ["nokpti"] and listed[0]["initramfs"] is None
 
 
-def test_a_corrupt_build_is_never_a_seed(fake):
-    kpti = ensure(fake)
-    truncate(kpti.image, 5)
-    nokpti = ensure(fake, spec="nokpti")
-    assert build.kernel_meta(nokpti)["seeded_from"] is None
-
-
 # ---------------------------------------------------------------- item 14, the build half
 
 def test_ctrl_c_while_a_corrupt_kernel_is_rebuilt_leaves_no_entry(fake, monkeypatch):
