@@ -8,16 +8,16 @@ Per default kernel (every arch x {kpti, nokpti}):
   (with --cold: measured now, into an empty temporary cache);
 - warm: `lab build --arch A --kernel K` with the kernel cached, a whole
   process as the user runs it;
-- one option: the same kernel with CONFIG_LOCALVERSION changed, built from
-  a copy of the nearest cached tree (kbuild rebuilds what the option
-  touches); the new build is removed afterwards.
+- new variant: the same kernel with CONFIG_LOCALVERSION changed, as a new
+  variant: a new build tree, built from scratch, with ccache serving what the
+  cached kernel's build compiled; the new build and its tree are removed
+  afterwards. (An option toggled in a variant's own fragment is bench/edit.py's.)
 Ratios are against the cold build.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -68,15 +68,15 @@ def main() -> None:
                 frag.write_text("".join(p.read_text() for p in variant.fragments)
                                 + 'CONFIG_LOCALVERSION="-bench"\n')
                 one = timed([*LAB, "build", "--arch", name, "--kernel", str(frag)])
-                for meta in cache_dir().glob(f"kernels/{name}-bench-{kernel}-*/meta.json"):
-                    seeded = json.loads(meta.read_text()).get("seeded_from")
-                    shutil.rmtree(meta.parent)
-            rows.append((name, kernel, cold, how, warm, one, seeded))
+                for made in (*cache_dir().glob(f"kernels/{name}-bench-{kernel}-*"),
+                             *cache_dir().glob(f"trees/{name}-bench-{kernel}-*")):
+                    shutil.rmtree(made)
+            rows.append((name, kernel, cold, how, warm, one))
     print(f"{'kernel':16} {'cold (s)':>9} {'':8} {'warm (s)':>9} {'warm/cold':>10} "
-          f"{'1 option (s)':>13} {'1 opt/cold':>11}  seeded from")
-    for name, kernel, cold, how, warm, one, seeded in rows:
+          f"{'new variant (s)':>16} {'new/cold':>9}")
+    for name, kernel, cold, how, warm, one in rows:
         print(f"{name + '/' + kernel:16} {cold:9.1f} {how:8} {warm:9.2f} {warm / cold:10.4f} "
-              f"{one:13.1f} {one / cold:11.3f}  {seeded or '-'}")
+              f"{one:16.1f} {one / cold:9.3f}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Edit to verdict in a developer's own kernel tree: the lab against kbuild itself.
+
+    .venv/bin/python bench/edit.py --tree DIR [--arch A ...]
+
+DIR is a git kernel tree (e.g. the one tests/integration/test_own_tree.py makes:
+a copy of the source with init/main.c tracked). Per arch, with the tree built
+once (`lab build --kernel-src DIR --kernel nokpti` first, untimed), three changes:
+
+  (a) a one-line edit of init/main.c;
+  (b) an edit of a header many files include (include/linux/kthread.h);
+  (c) one option toggled in the variant's fragment (CONFIG_PRINTK_TIME).
+
+For each, both sides in the same run, in the same build tree, alternating:
+'kbuild' applies the change and runs kbuild's own incremental make of the image
+and modules in the lab's build tree, then boots the result to a first command
+(the physical limit: compile plus boot); 'lab' applies a fresh change of the
+same kind and times `lab exec --kernel-src DIR -- true` until it answers. Each
+change is unique (a round number in it), so the lab never finds it cached.
+The ratio lab / kbuild is the lab's overhead. The tree is restored at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lab import build, kconfig  # noqa: E402
+from lab.arches import ARCHES  # noqa: E402
+from lab.build.command import REPRODUCIBLE_ENV  # noqa: E402
+from lab.build.kernel import build_tree, ccache_args, ccache_env, make_argv  # noqa: E402
+from lab.guest import Guest  # noqa: E402
+from lab.model import KernelBuild  # noqa: E402
+
+LAB = [sys.executable, "-m", "lab"]
+HEADER = Path("include/linux/kthread.h")
+
+
+def edit_c(tree: Path, n: int) -> None:
+    with open(tree / "init/main.c", "a") as fh:
+        fh.write(f"\nstatic int __init lab_bench_{n}(void)\n{{\n\tpr_info(\"lab bench {n}\\n\");"
+                 f"\n\treturn 0;\n}}\nlate_initcall(lab_bench_{n});\n")
+
+
+def edit_h(tree: Path, n: int) -> None:
+    with open(tree / HEADER, "a") as fh:
+        fh.write(f"/* lab bench {n} */\n")
+
+
+def kbuild(arch, tree: Path, variant, booted: KernelBuild, option: bool) -> float:
+    """kbuild's own incremental make in the lab's build tree (after olddefconfig
+    when an option changed), then a boot of the image it made."""
+    obj = build_tree(arch, variant, tree.resolve()) / "obj"
+    make = [*make_argv(arch, tree.resolve(), obj), *ccache_args(arch)]
+    env = {**os.environ, **REPRODUCIBLE_ENV, **ccache_env()}
+    started = time.monotonic()
+    if option:
+        flag = "--disable" if "CONFIG_PRINTK_TIME=y" in (obj / ".config").read_text() \
+            else "--enable"
+        subprocess.run([str(tree / "scripts/config"), "--file", str(obj / ".config"), flag,
+                        "PRINTK_TIME"], check=True)
+        subprocess.run([*make, "olddefconfig"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run([*make, f"-j{os.cpu_count()}", arch.image_target, "modules"], check=True,
+                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with Guest(replace(booted, image=obj / arch.image_path)) as g:
+        g.run("true")
+    return time.monotonic() - started
+
+
+def lab_exec(arch, tree: Path, kernel: str) -> float:
+    started = time.monotonic()
+    subprocess.run([*LAB, "exec", "--arch", arch.name, "--kernel", kernel, "--kernel-src",
+                    str(tree), "--", "true"], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tree", type=Path, required=True)
+    ap.add_argument("--arch", action="append", choices=sorted(ARCHES))
+    args = ap.parse_args()
+    tree: Path = args.tree
+    saved = {p: (tree / p).read_bytes() for p in (Path("init/main.c"), HEADER)}
+    print("| arch | change | kbuild make + boot (s) | lab exec (s) | lab / kbuild |")
+    print("|---|---|---|---|---|")
+    try:
+        for name in args.arch or sorted(ARCHES):
+            arch = ARCHES[name]
+            frag = tree.parent / f"bench-{name}.config"
+            base = kconfig.resolve_variant(arch, "nokpti")
+            frag.write_text("".join(p.read_text() for p in base.fragments))
+            variant = kconfig.resolve_variant(arch, str(frag))
+            booted = build.ensure_kernel(arch, variant, source=tree)   # built once, untimed
+            for label, change, option in (
+                    ("(a) .c edit", lambda n: edit_c(tree, n), False),
+                    ("(b) header edit", lambda n: edit_h(tree, n), False),
+                    ("(c) one option", lambda n, f=frag: toggle(f, n), True)):
+                change(1)
+                k = kbuild(arch, tree, variant, booted, option)
+                change(2)
+                lab_s = lab_exec(arch, tree, str(frag))
+                print(f"| {name} | {label} | {k:.1f} | {lab_s:.1f} | {lab_s / k:.2f} |",
+                      flush=True)
+    finally:
+        for p, data in saved.items():
+            (tree / p).write_bytes(data)
+
+
+def toggle(frag: Path, n: int) -> None:
+    """CONFIG_PRINTK_TIME on in odd rounds, off in even ones."""
+    lines = [line for line in frag.read_text().splitlines() if "PRINTK_TIME" not in line]
+    lines.append("CONFIG_PRINTK_TIME=y" if n % 2 else "# CONFIG_PRINTK_TIME is not set")
+    frag.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
