@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lab import build
+from lab.paths import cache_dir
 from tests.conftest import LAB, ROOT, lab
 
 pytestmark = pytest.mark.qemu
@@ -26,22 +27,28 @@ def git(tree: Path, *args: str) -> str:
 
 
 def marker_initcall(name: str) -> str:
-    return (f"\nstatic int __init lab_{name.lower()}(void)\n{{\n"
-            f"\tpr_info(\"{name}\\n\");\n\treturn 0;\n}}\nlate_initcall(lab_{name.lower()});\n")
+    ident = "lab_" + name.lower().replace("-", "_")
+    return (f"\nstatic int __init {ident}(void)\n{{\n"
+            f"\tpr_info(\"{name}\\n\");\n\treturn 0;\n}}\nlate_initcall({ident});\n")
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
+def tree() -> Path:
     """A git tree of the kernel source: the files are hard links to the cache's
     extracted copy (kbuild never writes into a source tree), init/main.c a file of
     its own; git tracks init/main.c and ignores the rest (ignored files are not
-    part of a tree's identity, and adding 75,000 files to git would take minutes)."""
+    part of a tree's identity, and adding 75,000 files to git would take minutes).
+    Its path stays from run to run (in the cache, which a reused machine keeps), so
+    the lab's build tree for it stays too, and a second run compiles little."""
     src, _ = build.kernel_source()
-    t = tmp_path_factory.mktemp("own") / "linux"
+    t = cache_dir() / "test-trees" / "linux"
+    shutil.rmtree(t, ignore_errors=True)
+    t.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cp", "-al", str(src), str(t)], check=True)
     (t / MAIN).unlink()
     shutil.copy2(src / MAIN, t / MAIN)
     (t / ".lab-extracted").unlink(missing_ok=True)
+    (t / ".gitignore").unlink()     # Debian's: it ignores everything at the top level
     git(t, "init", "-q")
     (t / ".git" / "info" / "exclude").write_text("/*\n!/init/\n/init/*\n!/init/main.c\n")
     git(t, "add", "-A")
