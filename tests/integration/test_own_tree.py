@@ -47,6 +47,7 @@ def tree() -> Path:
     subprocess.run(["cp", "-al", str(src), str(t)], check=True)
     (t / MAIN).unlink()
     shutil.copy2(src / MAIN, t / MAIN)
+    os.utime(t / MAIN)      # newer than the object a previous run compiled from its edits
     (t / ".lab-extracted").unlink(missing_ok=True)
     (t / ".gitignore").unlink()     # Debian's: it ignores everything at the top level
     git(t, "init", "-q")
