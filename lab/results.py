@@ -120,7 +120,8 @@ class BootResult:
     def from_json(cls, d: dict[str, Any], steps: list[StepResult]) -> BootResult:
         f = d.get("facts")
         facts = BootFacts(f["kernel_release"], f["accel"], f["cmdline"], f["boot_s"],
-                          f["kpti_active"]) if f else None
+                          f["kpti_active"], f.get("boot", "cold"), f.get("template", ""),
+                          f.get("note", "")) if f else None
         return cls(d["index"], facts, steps, d.get("samples", {}),
                    [_fault(x) for x in d.get("faults", [])], d.get("tainted"),
                    d.get("logs", {}), d.get("error", ""), d.get("position"),

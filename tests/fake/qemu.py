@@ -24,8 +24,9 @@ FAKE_QEMU_MODE picks a misbehaviour:
          virtconsole does when the host reads too slowly (still counted as sent)
 The fake shell also knows: `flood N` (prints N bytes of 'a'), `late S TEXT`
 (prints TEXT S seconds later, as a background process would), `poweroff -f`
-and `halt -f` (the kernel's last line, then silence), and `$(_lab_tx)`, the
-count of bytes sent on the shell console.
+and `halt -f` (the kernel's last line, then silence), `_lab_tx`, which sets
+$_lab_n to the count of bytes sent on the shell console, variables, pipes,
+`wc -l` and `date`.
 `echo c > /proc/sysrq-trigger` panics in any mode. `--version` and the lab's
 KVM probe boot (-serial file:PATH) are answered too.
 """
@@ -37,6 +38,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import selectors
 import shlex
 import socket
@@ -115,30 +117,40 @@ class Shell:
         self.later: list[tuple[float, str]] = []   # background output: (when, text)
         self.stopped = ""                          # the kernel's last line, once powered off
         self.files = {"/proc/sys/kernel/tainted": b"0\n", "/proc/version": RELEASE.encode()}
+        self.vars: dict[str, str] = {}
 
     def line(self, text: str):
         """Runs one line; a generator that yields seconds to sleep and returns the output."""
+        text = re.sub(r"_lab_tx\(\) \{.*?; \}; ", "", text)   # the lab's function: see _lab_tx
         lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|<>")
         lexer.whitespace_split = True
-        words, out, skip = [], "", False
+        words, out, skip, piped = [], "", False, None
         for token in [*lexer, ";"]:
             if token not in (";", "&&", "||", "&", "|"):
-                tx = str(self.sent() + len(out.replace("\n", "\r\n").encode()))
-                words.append({"$?": str(self.status), "$(_lab_tx)": tx}.get(token, token))
+                words.append(self.expand(token))
                 continue
             if words and not skip:
+                if words[0] == "_lab_tx":   # the count of bytes sent, as the lab's function sets it
+                    self.vars["_lab_n"] = str(self.sent() + len(out.replace("\n", "\r\n").encode()))
                 try:
-                    out += yield from self.command(words)
+                    done = yield from self.command(words, piped or "")
                 except Exit as exc:
                     exc.output = out + exc.output
                     raise
+                piped = done if token == "|" else None
+                out += "" if token == "|" else done
                 if self.stopped:
                     return out
             skip = (token == "&&" and self.status != 0) or (token == "||" and self.status == 0)
             words = []
         return out
 
-    def command(self, words: list[str]):
+    def expand(self, token: str) -> str:
+        """$? and $NAME (the variables the lab's protocol sets), in a word."""
+        token = token.replace("$?", str(self.status))
+        return re.sub(r"\$(\w+)", lambda m: self.vars.get(m.group(1), ""), token)
+
+    def command(self, words: list[str], stdin: str = ""):
         """One simple command with its redirections; returns what goes to the console."""
         target, append, args = None, False, []
         it = iter(words)
@@ -149,7 +161,11 @@ class Shell:
                 next(it, "")
             else:
                 args.append(word)
-        out = yield from self.builtin(args)
+        if args and re.fullmatch(r"[A-Za-z_]\w*=.*", args[0]):   # an assignment
+            name, _, value = args[0].partition("=")
+            self.vars[name] = value
+            return ""
+        out = yield from self.builtin(args, stdin)
         if target is None:
             return out
         if target == "/proc/sysrq-trigger" and out.startswith("c"):
@@ -158,12 +174,15 @@ class Shell:
         self.files[target] = old + out.encode("latin-1", errors="replace")   # bytes as chars
         return ""
 
-    def builtin(self, args: list[str]):
+    def builtin(self, args: list[str], stdin: str = ""):
         name, rest = (args[0], args[1:]) if args else ("", [])
         self.status = 0
-        if not name or "=" in name or name in ("true", ":", "stty", "rm", "chmod") \
-                or name.startswith("_lab_tx()"):
+        if not name or "=" in name or name in ("true", ":", "stty", "rm", "chmod", "_lab_tx"):
             return ""
+        if name == "date":
+            return time.strftime("%a %b %d %H:%M:%S UTC %Y\n", time.gmtime())
+        if name == "wc":
+            return f"{stdin.count(chr(10))}\n"
         if name in ("poweroff", "halt"):
             self.stopped = {"poweroff": "reboot: Power down"}.get(name, "reboot: System halted")
             return ""
@@ -194,6 +213,8 @@ class Shell:
             return {"-r": RELEASE, "-m": ARCH}.get(rest[0] if rest else "", "Linux") + "\n"
         elif name == "dmesg":
             return "" if rest else "".join(f"[    0.000000] {line}\n" for line in BOOT_LINES)
+        elif name in ("cat", "base64") and not [a for a in rest if not a.startswith("-")]:
+            return base64.b64decode(stdin).decode("latin-1") if name == "base64" else stdin
         elif name in ("cat", "md5sum", "base64", "."):
             return (yield from self.files_command(name, rest))
         else:
