@@ -160,6 +160,10 @@ def _guest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sysctl", action="append", default=[], metavar="NAME=VALUE", type=_sysctl,
                    help="set a sysctl once the guest is up, e.g. vm.overcommit_memory=1 "
                         "(repeatable)")
+    p.add_argument("--cold", action="store_true",
+                   help="boot the kernel; by default the guest is restored from a snapshot "
+                        "template of the same kernel, initramfs, command line and machine "
+                        "(made by a cold boot the first time)")
 
 
 def _guest_file(text: str) -> GuestFile:
@@ -189,7 +193,7 @@ def _guest(args, what: str, **kw) -> Guest:
     logdir = _logdir(args, what)            # checked before the build
     kbuild = _ensure(arch, variant, source=args.kernel_src, files=tuple(args.add))
     return Guest(kbuild, tuple(args.cmdline.split()), logdir=logdir, accel=args.accel,
-                 memory_mb=args.memory, sysctls=tuple(args.sysctl), **kw)
+                 memory_mb=args.memory, sysctls=tuple(args.sysctl), restore=not args.cold, **kw)
 
 
 def cmd_exec(args) -> int:
@@ -273,7 +277,7 @@ def cmd_run(args) -> int:
     _writable("--out", args.out)
     opts = runner.Options(out=args.out, jobs=args.jobs, only=_only(args.only),
                           repeat=args.repeat, icount=args.icount, accel=args.accel,
-                          kernel_src=args.kernel_src)
+                          kernel_src=args.kernel_src, cold=args.cold)
     return _exit_code(_run(scenarios, opts))
 
 
@@ -426,6 +430,9 @@ def _run_parsers(sub) -> None:
                    help="deterministic TCG instruction counting (-icount shift=0); results say so")
     r.add_argument("--accel", choices=("tcg", "kvm"), help="override the accelerator")
     _kernel_src_arg(r)
+    r.add_argument("--cold", action="store_true",
+                   help="boot every guest; by default the boots of a cell whose metrics no "
+                        "other cell is compared with restore from a snapshot template")
     _allow_put_from(r)
     r.set_defaults(func=cmd_run)
 

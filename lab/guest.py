@@ -6,23 +6,33 @@ faults), never to QEMU directly.
 
 from __future__ import annotations
 
+import logging
 import re
+import secrets
 import shlex
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from lab import faults, hostfacts, qemu
+from lab import faults, hostfacts, qemu, snapshot
 from lab.arches import get_arch
-from lab.console import ConsoleLog, KernelLog, Shell
+from lab.build.cache import CorruptEntry
+from lab.console import ConsoleLog, KernelLog, Resume, Shell
 from lab.deadline import Deadline
-from lab.errors import AbnormalShutdown, GuestError, InfraError
+from lab.errors import AbnormalShutdown, GuestError, InfraError, LabError
 from lab.model import BootFacts, CommandResult, KernelBuild, KernelMessage
 from lab.uart import Uart
 
+log = logging.getLogger("lab.guest")
+
 BOOT_DEADLINE_S = 60.0
 COMMAND_DEADLINE_S = 60.0
+#: Saving a template's state (some 300 KB) and loading it into a clone.
+SAVE_DEADLINE_S = 30.0
+RESTORE_DEADLINE_S = 30.0
 
 
 class Guest:
@@ -32,7 +42,7 @@ class Guest:
                  logdir: Path | None = None, accel: str | None = None,
                  memory_mb: int | None = None, icount: bool = False,
                  boot_deadline_s: float = BOOT_DEADLINE_S, echo_kernel=None,
-                 sysctls: tuple[tuple[str, str], ...] = ()):
+                 sysctls: tuple[tuple[str, str], ...] = (), restore: bool = False):
         if build.initramfs is None:
             raise InfraError(f"kernel {build.arch}/{build.kernel} has no initramfs")
         self.build = build
@@ -51,6 +61,11 @@ class Guest:
         self._log: ConsoleLog | None = None
         self._uart: Uart | None = None
         self.facts: BootFacts | None = None
+        #: Restore from a snapshot template of this guest (made by a cold boot the
+        #: first time) instead of booting: see lab/snapshot.py.
+        self.restore = restore
+        #: The template this guest was restored from, while it runs.
+        self.template: snapshot.Template | None = None
         #: Set when QEMU ignored the quit and was killed (the guest is down either way).
         self.shutdown_error: AbnormalShutdown | None = None
 
@@ -68,35 +83,159 @@ class Guest:
         self.close()
 
     def boot(self) -> BootFacts:
+        """A cold boot, or (restore) a clone of this guest's snapshot template, made
+        by a cold boot first if there is none; then the sysctls."""
         self.logdir.mkdir(parents=True, exist_ok=True)
-        rundir = qemu.make_rundir()
+        self.facts = self._from_template() if self.restore else self._cold()
+        self._set_sysctls()
+        return self.facts
+
+    def _argv(self, rundir: Path, ram: qemu.RamFile | None = None,
+              incoming: bool = False) -> list[str]:
         assert self.build.initramfs is not None   # checked in __init__
-        argv = qemu.command_line(self.arch, self.build.image, self.build.initramfs,
-                                 self.cmdline, rundir, self.accel, self.memory_mb, self.icount)
-        self.machine = qemu.Machine(argv, rundir, self.logdir)
-        launched = time.monotonic()
+        return qemu.command_line(self.arch, self.build.image, self.build.initramfs,
+                                 self.cmdline, rundir, self.accel, self.memory_mb, self.icount,
+                                 ram, incoming)
+
+    def _launch(self, ram: qemu.RamFile | None = None, incoming: bool = False,
+                resume: Resume | None = None) -> None:
+        """QEMU started paused, and both consoles connected (a restored shell resumes
+        its template's session)."""
+        rundir = qemu.make_rundir()
+        self.machine = qemu.Machine(self._argv(rundir, ram, incoming), rundir, self.logdir)
         self.machine.launch()
         self._log = ConsoleLog(self.logdir / "console.log")
         self.kernel = KernelLog(self.machine.connect("kernel"), self._log, self._echo_kernel)
         self.kernel.start()
         self.shell = Shell(self.machine.connect("shell"), self._log, self.kernel,
-                           self.logdir, self.arch.console_kind)
+                           self.logdir, self.arch.console_kind, resume)
+
+    def _cold(self, ram: qemu.RamFile | None = None) -> BootFacts:
+        """A real boot, up to the shell set up, and what dmesg says of it."""
+        launched = time.monotonic()
+        self._launch(ram)
+        assert self.machine and self.shell
         started = time.monotonic()
         self.machine.cont()
         self.shell.wait_ready(self.boot_deadline_s)
         boot_s = time.monotonic() - started
-        #: From launching QEMU to the ready marker, as the user waits for it.
+        #: From launching QEMU to the ready marker (to the first command, when
+        #: restored), as the user waits for it.
         self.ready_s = time.monotonic() - launched
         self.shell.setup()
         # Kernel messages go to the kernel console only: let them all through.
         release = self.shell.run("dmesg -n 8; uname -r", COMMAND_DEADLINE_S).output
         dmesg = self.shell.run("dmesg", COMMAND_DEADLINE_S).output
-        self.facts = BootFacts(
+        return BootFacts(
             kernel_release=release.strip(), accel=self.accel + (" icount" if self.icount else ""),
             cmdline=self.cmdline, boot_s=boot_s,
             kpti_active=faults.kpti_active(self.arch.kpti_dmesg, dmesg))
-        self._set_sysctls()
-        return self.facts
+
+    # -- snapshot templates (lab/snapshot.py)
+
+    def template_key(self) -> str:
+        assert self.build.initramfs is not None   # checked in __init__
+        return snapshot.key(self._argv(Path(snapshot.RUNDIR)), self.build.image,
+                            self.build.initramfs)
+
+    def _from_template(self) -> BootFacts:
+        """Restore from the template; make it first if there is none. A template that
+        fails its check or its restore is deleted, and the guest boots cold."""
+        key = self.template_key()
+        try:
+            template = snapshot.lookup(self.arch.name, key)
+        except CorruptEntry as bad:
+            snapshot.discard(snapshot.template_dir(self.arch.name, key))
+            return self._cold_instead(key, bad)
+        note = ""
+        if template is None:
+            template, note = self._make_template(key)
+            if template is None:          # this guest booted cold, and goes on as it is
+                assert self.facts is not None
+                return replace(self.facts, note=note)
+        try:
+            return self._restore(template, key, note)
+        except (LabError, OSError) as exc:
+            self._teardown()
+            snapshot.discard(template.path)
+            return self._cold_instead(key, exc)
+
+    def _cold_instead(self, key: str, why: BaseException) -> BootFacts:
+        return replace(self._cold(), note=f"template {key[:12]} did not restore ({why}); "
+                                          "it was deleted, and this guest booted cold")
+
+    def _make_template(self, key: str) -> tuple[snapshot.Template | None, str]:
+        """A cold boot saved as key's template, then shut down; or, when its boot
+        printed a kernel fault, no template (the guest goes on, cold: a template
+        never carries a fault into its clones)."""
+        with snapshot.making(self.arch.name, key, Deadline(self.boot_deadline_s)) as scratch:
+            if scratch is None:          # another guest made it while this one waited
+                return snapshot.lookup(self.arch.name, key), ""
+            self.facts = self._cold(qemu.RamFile(scratch / snapshot.RAM, shared=True))
+            if self.faults():
+                kinds = ", ".join(sorted({f.kind for f in self.faults()}))
+                return None, f"no template made: the boot printed a kernel {kinds}"
+            meta = self._template_meta(key, self.facts)
+            assert self.machine
+            self.machine.save_state(scratch / snapshot.STATE, Deadline(SAVE_DEADLINE_S))
+            self._teardown()
+            template = snapshot.finish(scratch, meta)
+        return template, f"template {key[:12]} made now, by a cold boot of " \
+                         f"{self.facts.boot_s:.2f} s"
+
+    def _template_meta(self, key: str, facts: BootFacts) -> dict:
+        """What a clone needs to know: the guest marked with its key, where its
+        kernel log stands, its shell's session, and its boot facts."""
+        assert self.shell
+        reply = self.shell.run(f"echo {key} > {snapshot.GUEST_MARK} && dmesg | wc -l",
+                               COMMAND_DEADLINE_S)
+        numbers = re.findall(r"^(\d+)$", reply.output, re.M)
+        if reply.exit_code != 0 or not numbers:
+            raise GuestError(f"marking the template's guest failed: {reply.output[-200:]!r}")
+        resume = self.shell.resume()
+        return {"key": key, "arch": self.arch.name, "session": resume.session,
+                "tx_base": resume.tx_base, "kernel_release": facts.kernel_release,
+                "kpti_active": facts.kpti_active, "dmesg_lines": int(numbers[-1]),
+                "cold_boot_s": facts.boot_s, "cmdline": self.cmdline, "made": time.time()}
+
+    def _restore(self, template: snapshot.Template, key: str, note: str) -> BootFacts:
+        """A clone: QEMU on the template's RAM (private), its state loaded, the
+        consoles reconnected, then the guest brought to the present. The template
+        is checked while QEMU starts."""
+        launched = time.monotonic()
+        with ThreadPoolExecutor(1, thread_name_prefix="template-check") as pool:
+            checked = pool.submit(snapshot.verify, template, key)
+            self._launch(qemu.RamFile(template.ram, shared=False), incoming=True,
+                         resume=template.resume())
+            checked.result()
+        assert self.machine and self.kernel
+        self.machine.load_state(template.state, Deadline(RESTORE_DEADLINE_S))
+        if self.kernel.lines or self.kernel.faults():
+            raise GuestError("the restored guest's kernel console did not start clean")
+        self.machine.cont()
+        self._bring_to_present(template)
+        self.template = template
+        self.ready_s = time.monotonic() - launched
+        snapshot.touch(template)
+        m = template.meta
+        return BootFacts(m["kernel_release"], self.accel + (" icount" if self.icount else ""),
+                         self.cmdline, self.ready_s, m.get("kpti_active"), boot="restored",
+                         template=key, note=note)
+
+    def _bring_to_present(self, template: snapshot.Template) -> None:
+        """The first command of a clone: the wall clock set from the host (to the
+        second: busybox date takes whole seconds), 64 host random bytes mixed into
+        the guest's pool (this credits no entropy), and the check that this is the
+        template's guest. One process only (date): TCG has translated no code of
+        the clone yet, and each new program costs tens of ms."""
+        assert self.shell
+        seed = "".join(f"\\{b:03o}" for b in secrets.token_bytes(64))
+        reply = self.shell.run(
+            f"date -s @{round(time.time())} >/dev/null && printf '{seed}' > /dev/urandom && "
+            f"read -r _lab_t < {snapshot.GUEST_MARK} && echo \"$_lab_t\"", COMMAND_DEADLINE_S)
+        if reply.exit_code != 0 or reply.output.split()[-1:] != [template.key]:
+            raise GuestError(f"the restored guest is not its template's (exit code "
+                             f"{reply.exit_code}): {reply.output[-300:]!r}")
 
     def _set_sysctls(self) -> None:
         """Each sysctl written into /proc/sys; one the kernel refuses ends the boot."""
@@ -115,8 +254,20 @@ class Guest:
         The machine closes the consoles' sockets before it asks QEMU to quit;
         the kernel console's reader then ends, and is joined. A QEMU that had
         to be killed is kept in shutdown_error, not raised: close() runs while
-        another error may be on its way out.
+        another error may be on its way out. A clone's template is checked
+        unwritten (its RAM file's size and mtime), and deleted if it was not.
         """
+        self._teardown()
+        if self.template is not None:
+            try:
+                snapshot.check_unwritten(self.template)
+            except CorruptEntry as bad:
+                log.warning("deleting template %s: %s", self.template.path, bad)
+                snapshot.discard(self.template.path)
+            self.template = None
+
+    def _teardown(self) -> None:
+        """QEMU shut down, the consoles closed; the guest can be launched again."""
         if self.machine:
             try:
                 self.machine.shutdown()

@@ -99,6 +99,15 @@ class BootFacts:
     cmdline: str
     boot_s: float
     kpti_active: bool | None   # None: the kernel log says nothing either way
+    #: "cold": the kernel booted; "restored": the guest came from a snapshot
+    #: template (lab/snapshot.py), and boot_s is the restore's time to its first
+    #: command. Restored guests of one template are not independent boots.
+    boot: str = "cold"
+    #: The template's key, when restored from one.
+    template: str = ""
+    #: Why this guest booted as it did, when that needs saying (a template made, or
+    #: one that failed and was deleted, or why none was made).
+    note: str = ""
 
     def to_json(self) -> dict:
         return {
@@ -107,6 +116,9 @@ class BootFacts:
             "cmdline": self.cmdline,
             "boot_s": round(self.boot_s, 3),
             "kpti_active": self.kpti_active,
+            "boot": self.boot,
+            "template": self.template,
+            "note": self.note,
         }
 
 

@@ -15,6 +15,10 @@
 
 Each guest keeps its logs (console.log, qemu.log, qmp.log, reproduce.sh) in
 the test's tmp_path, and is shut down when the test ends, however it ends.
+Each guest is a fresh clone of a snapshot template of its kernel, initramfs,
+command line and machine (lab/snapshot.py; the first guest of each boots cold
+to make it): a file one test writes is never in the next test's guest.
+`restore=False` (lab_boot) or --lab-cold boots the kernel instead.
 The defaults come from --lab-arch, --lab-kernel and --lab-memory (MiB);
 --lab-kernel-src (default $LAB_KERNEL_SRC) builds your own kernel tree. files
 are in the guest from boot, in its initramfs (as `lab exec --add` puts them).
@@ -33,9 +37,10 @@ from lab.guest import Guest
 from lab.model import KernelBuild
 
 _kernels: dict[tuple[str, str], KernelBuild] = {}
-#: --lab-kernel-src and --lab-memory, once pytest is configured.
+#: --lab-kernel-src, --lab-memory and --lab-cold, once pytest is configured.
 _source: Path | None = None
 _memory: int | None = None
+_cold = False
 
 
 def pytest_addoption(parser):
@@ -47,6 +52,9 @@ def pytest_addoption(parser):
                                         "linux-source (default $LAB_KERNEL_SRC)")
     group.addoption("--lab-memory", type=_memory_mb, default=None, metavar="MB",
                     help="guest memory in MiB (default: the arch's)")
+    group.addoption("--lab-cold", action="store_true",
+                    help="boot every guest; by default each test gets a fresh clone of a "
+                         "snapshot template (made by one cold boot per kernel and command line)")
 
 
 def _memory_mb(text: str) -> int:
@@ -60,10 +68,11 @@ def _memory_mb(text: str) -> int:
 
 
 def pytest_configure(config):
-    global _source, _memory
+    global _source, _memory, _cold
     value = config.getoption("--lab-kernel-src")
     _source = Path(value) if value else None
     _memory = config.getoption("--lab-memory")
+    _cold = config.getoption("--lab-cold")
 
 
 def lab_kernel(arch: str, kernel: str) -> KernelBuild:
@@ -81,6 +90,7 @@ def lab_boot(tmp_path):
 
     def boot(arch: str, kernel: str, cmdline=(), files=(), **kw) -> Guest:
         kw.setdefault("memory_mb", _memory)
+        kw.setdefault("restore", not _cold)
         guest = Guest(build.with_files(lab_kernel(arch, kernel), tuple(files)), tuple(cmdline),
                       logdir=tmp_path / f"guest-{len(guests)}-{arch}-{kernel}", **kw)
         guests.append(guest)

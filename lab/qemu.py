@@ -33,6 +33,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -68,15 +69,41 @@ def kernel_cmdline(arch: ArchProfile, extra: tuple[str, ...] = ()) -> str:
     return " ".join((*arch.cmdline, f"labshell={arch.shell_console}", *extra))
 
 
+@dataclass(frozen=True)
+class RamFile:
+    """Guest RAM in a file (a snapshot template's): shared, the guest writes it (the
+    template's boot); private, a copy-on-write view the guest never writes back (a
+    clone: QEMU maps it MAP_PRIVATE, so the file stays as the template left it)."""
+
+    path: Path
+    shared: bool
+
+
+#: The id of the RAM backend a RamFile gives the machine.
+RAM_ID = "lab-ram"
+
+
+def _opt(value: object) -> str:
+    """A value inside a QEMU option list, where a comma is written twice."""
+    return str(value).replace(",", ",,")
+
+
 def command_line(arch: ArchProfile, kernel: Path, initramfs: Path, cmdline: str,
                  rundir: Path, accel: str = "tcg", memory_mb: int | None = None,
-                 icount: bool = False) -> list[str]:
-    """The whole QEMU argv for one guest. Pure: no I/O, same input, same argv."""
+                 icount: bool = False, ram: RamFile | None = None,
+                 incoming: bool = False) -> list[str]:
+    """The whole QEMU argv for one guest. Pure: no I/O, same input, same argv.
+
+    ram puts guest RAM in a file (which save_state and load_state leave out of
+    the migration stream: x-ignore-shared); incoming makes
+    QEMU wait for migrate-incoming (a restore) instead of booting.
+    """
     sock = lambda name: f"socket,id={name},path={rundir / (name + '.sock')},server=on,wait=off"
+    memory = memory_mb or arch.memory_mb
     argv = [
-        arch.qemu, "-M", arch.machine,
+        arch.qemu, "-M", arch.machine + (f",memory-backend={RAM_ID}" if ram else ""),
         "-cpu", arch.kvm_cpu if accel == "kvm" else arch.cpu,
-        "-accel", accel, "-m", str(memory_mb or arch.memory_mb), "-smp", "1",
+        "-accel", accel, "-m", str(memory), "-smp", "1",
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-S",
         "-kernel", str(kernel), "-initrd", str(initramfs), "-append", cmdline,
         "-qmp", f"unix:{rundir / 'qmp.sock'},server=on,wait=off",
@@ -92,6 +119,11 @@ def command_line(arch: ArchProfile, kernel: Path, initramfs: Path, cmdline: str,
         argv += ["-serial", "chardev:kernel", "-serial", "chardev:shell"]
     if arch.dut_uart:
         argv += ["-chardev", sock("dut"), "-serial", "chardev:dut"]
+    if ram:
+        argv += ["-object", f"memory-backend-file,id={RAM_ID},size={memory}M,"
+                 f"mem-path={_opt(ram.path)},share={'on' if ram.shared else 'off'}"]
+    if incoming:
+        argv += ["-incoming", "defer"]
     return argv
 
 
@@ -481,3 +513,43 @@ class Machine:
 
     def cont(self) -> None:
         self.qmp("cont")
+
+    # -- migration: a template's state saved, a clone's loaded
+
+    def save_state(self, path: Path, deadline: Deadline) -> None:
+        """Stop the guest and write its device state to path (a migration to
+        `exec:cat > path`; RAM stays out of it where the command line put it in a
+        RamFile). The guest stays stopped."""
+        self.qmp("stop")
+        self._ignore_shared()
+        self.qmp("migrate", uri="exec:cat > " + shlex.quote(str(path)))
+        self._migration_done("saving the guest's state", deadline)
+
+    def load_state(self, path: Path, deadline: Deadline) -> None:
+        """Load a saved state into a QEMU started with incoming (migrate-incoming
+        from `exec:cat path`); the guest is then paused where the template stopped."""
+        self._ignore_shared()
+        self.qmp("migrate-incoming", uri="exec:cat " + shlex.quote(str(path)))
+        self._migration_done("restoring the guest's state", deadline)
+
+    def _ignore_shared(self) -> None:
+        """RAM in a file shared with the template stays out of the stream (QEMU 7.2
+        has no command-line property for the capability)."""
+        self.qmp("migrate-set-capabilities",
+                 capabilities=[{"capability": "x-ignore-shared", "state": True}])
+
+    def _migration_done(self, what: str, deadline: Deadline) -> None:
+        """Waits for the migration to complete; its failure, or no end within the
+        deadline, is an InfraError (a QEMU that exited on it is GuestLost)."""
+        while True:
+            info = self.qmp("query-migrate", timeout=max(deadline.remaining(), 0.1))
+            status = info.get("status") if isinstance(info, dict) else None
+            if status == "completed":
+                return
+            if status in ("failed", "cancelled"):
+                raise InfraError(f"{what}: the migration {status}: "
+                                 f"{info.get('error-desc', 'QEMU gave no reason')}")
+            if deadline.expired():
+                raise InfraError(f"{what}: not done within {deadline.seconds:g} s "
+                                 f"(migration status {status!r})")
+            time.sleep(0.002)

@@ -227,7 +227,7 @@ def _median(values: list[float]) -> str:
 def run_summary(results: RunResult, outdir: Path) -> None:
     table = Table(title=f"lab run: {', '.join(s['name'] for s in results.scenarios)}  "
                         f"({results.duration_s:.1f} s, -j{results.jobs}, {results.timing})")
-    for col in ("cell", "status", "accel", "KPTI active", "boot s", "metrics (median)"):
+    for col in ("cell", "status", "accel", "KPTI active", "boot s", "boot", "metrics (median)"):
         table.add_column(col)
     for c in results.cells:
         metrics = ", ".join(f"{k}={_median(v)} {c.units.get(k, '')}"
@@ -236,7 +236,8 @@ def run_summary(results: RunResult, outdir: Path) -> None:
         table.add_row(Text(f"{c.scenario}/{c.id}"), Text(c.status.value, STATUS_STYLE[c.status]),
                       c.accel or "-",
                       str(c.kpti_active).lower() if c.kpti_active is not None else "-",
-                      f"{statistics.median(boots):.2f}" if boots else "-", Text(metrics))
+                      f"{statistics.median(boots):.2f}" if boots else "-", c.boot_mode or "-",
+                      Text(metrics))
     out.print(table)
     for c in results.cells:
         for s in c.steps:

@@ -120,7 +120,8 @@ class BootResult:
     def from_json(cls, d: dict[str, Any], steps: list[StepResult]) -> BootResult:
         f = d.get("facts")
         facts = BootFacts(f["kernel_release"], f["accel"], f["cmdline"], f["boot_s"],
-                          f["kpti_active"]) if f else None
+                          f["kpti_active"], f.get("boot", "cold"), f.get("template", ""),
+                          f.get("note", "")) if f else None
         return cls(d["index"], facts, steps, d.get("samples", {}),
                    [_fault(x) for x in d.get("faults", [])], d.get("tainted"),
                    d.get("logs", {}), d.get("error", ""), d.get("position"),
@@ -146,6 +147,9 @@ class CellResult:
     #: The kernel's source: path, describe (git describe --dirty, or a tree hash),
     #: dirty (the files that differ from HEAD, untracked ones included).
     kernel_source: dict[str, Any] = field(default_factory=dict)
+    #: Whether its guests booted cold or restored from a snapshot template, and why
+    #: (runner.boot_policy); "" in results made before templates.
+    boot_policy: str = ""
 
     @property
     def id(self) -> str:
@@ -173,8 +177,22 @@ class CellResult:
         return pooled
 
     def boot_samples(self, metric: str) -> list[list[float]]:
-        """The metric's samples, boot by boot (boots that took none left out)."""
-        return [b.samples[metric] for b in self.boots if b.samples.get(metric)]
+        """The metric's samples, boot by boot (boots that took none left out). The
+        boots restored from one snapshot template are one boot: they are clones of
+        the same boot, not independent ones."""
+        groups: dict[str, list[float]] = {}
+        for i, b in enumerate(self.boots):
+            if b.samples.get(metric):
+                restored = b.facts is not None and b.facts.boot == "restored"
+                key = f"template {b.facts.template}" if restored and b.facts else f"boot {i}"
+                groups.setdefault(key, []).extend(b.samples[metric])
+        return list(groups.values())
+
+    @property
+    def boot_mode(self) -> str:
+        """"cold", "restored", or "mixed" (a template that failed, say), over its boots."""
+        modes = {b.facts.boot for b in self.boots if b.facts}
+        return modes.pop() if len(modes) == 1 else "mixed" if modes else ""
 
     @property
     def faults(self) -> list[KernelMessage]:
@@ -236,6 +254,7 @@ class CellResult:
             "faults": [_fault_json(f) for f in self.faults],
             "tainted": self.tainted, "logs": self.logs, "duration_s": round(self.duration_s, 2),
             "cell_error": self.error, "interrupted": self.interrupted,
+            "boot": self.boot_mode, "boot_policy": self.boot_policy,
             "boots": [b.to_json() for b in self.boots],
         }
 
@@ -251,7 +270,8 @@ class CellResult:
             boots, error = _legacy_boots(d, steps), ""
         return cls(cell, d["scenario"], d.get("timing", "wallclock"), d.get("config", {}),
                    boots, d.get("units", {}), d.get("duration_s", 0.0), error,
-                   d.get("interrupted", ""), d.get("kernel_source", {}))
+                   d.get("interrupted", ""), d.get("kernel_source", {}),
+                   d.get("boot_policy", ""))
 
 
 #: A format-1 log name with its boot's number (the runner wrote those with repeat > 1).

@@ -53,6 +53,8 @@ class Options:
     kernel_src: Path | None = None
     #: The seed of the interleaved schedule (None: a fresh one, recorded in results.json).
     seed: int | None = None
+    #: Boot every guest cold, never from a snapshot template (lab run --cold).
+    cold: bool = False
 
 
 # ---------------------------------------------------------------- executors
@@ -123,6 +125,28 @@ def guest_images(pairs: list[tuple[Scenario, Cell]],
     return [made[(s.name, c.arch, c.variant)] for s, c in pairs]
 
 
+# ---------------------------------------------------------------- cold boots or restores
+
+def boot_policy(scenario: Scenario, cell: Cell, cells: list[Cell], cold: bool
+                ) -> tuple[bool, str]:
+    """(restore, why): whether the cell's guests restore from a snapshot template
+    (lab/snapshot.py) instead of booting, and the sentence its result carries.
+
+    The boot is the unit of replication (lab/stats.py), and clones of one template
+    are not independent boots. So a cell whose metrics are compared with another
+    cell of its arch in this run (cells: the scenario's cells that run) boots cold;
+    any other cell restores. Its restored boots still count as one boot when
+    its metrics are compared later (CellResult.boot_samples)."""
+    if cold:
+        return False, "cold: --cold"
+    peers = [c for c in cells if c.arch == cell.arch and c != cell]
+    if scenario.metrics() and peers:
+        return False, ("cold: its metrics are compared with other cells', and clones of "
+                       "one snapshot are not independent boots")
+    return True, ("restored from a snapshot template: " + ("no other cell of its arch is "
+                  "compared with it" if scenario.metrics() else "it records no metrics"))
+
+
 # ---------------------------------------------------------------- cells and their steps
 
 def _skip(boot: BootResult, steps: list[Step]) -> None:
@@ -186,6 +210,8 @@ class _CellRun:
     event: Event
     result: CellResult
     repeat: int
+    #: Its guests restore from a snapshot template (boot_policy).
+    restore: bool = False
 
     def __post_init__(self) -> None:
         self.left = self.repeat
@@ -242,7 +268,8 @@ class _CellRun:
         try:
             guest = Guest(self.kbuild, cell.cmdline_words, logdir=logdir, accel=self.opts.accel,
                           memory_mb=s.memory_mb, icount=self.opts.icount, sysctls=s.sysctls,
-                          boot_deadline_s=self.within(s.boot_timeout, deadline).remaining())
+                          boot_deadline_s=self.within(s.boot_timeout, deadline).remaining(),
+                          restore=self.restore)
             with guest:
                 boot.facts = guest.facts
                 self.steps(guest, boot, deadline)
@@ -304,12 +331,14 @@ def _internal_error(exc: Exception, logdir: Path) -> str:
 
 
 def _cell_run(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options,
-              event: Event) -> _CellRun:
+              event: Event, cells: list[Cell] | None = None) -> _CellRun:
+    restore, why = boot_policy(scenario, cell, cells or [cell], opts.cold)
     meta = build.kernel_meta(kbuild)
     result = CellResult(cell, scenario.name, timing="icount" if opts.icount else "wallclock",
-                        config=meta.get("options", {}), kernel_source=meta.get("source_info", {}))
+                        config=meta.get("options", {}), kernel_source=meta.get("source_info", {}),
+                        boot_policy=why)
     return _CellRun(scenario, cell, kbuild, opts, event, result,
-                    opts.repeat or scenario.repeat)
+                    opts.repeat or scenario.repeat, restore)
 
 
 def run_cell(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options,
@@ -393,7 +422,8 @@ def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for: Ca
         opts.out.mkdir(parents=True, exist_ok=True)
         for i, (s, c) in enumerate(pairs):
             assert c.variant is not None
-            runs[i] = _cell_run(s, c, images[i], opts, event)
+            runs[i] = _cell_run(s, c, images[i], opts, event,
+                                [c2 for s2, c2 in pairs if s2 is s])
 
         def task(position: int) -> None:
             i, n = slots[position]

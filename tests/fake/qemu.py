@@ -22,10 +22,16 @@ FAKE_QEMU_MODE picks a misbehaviour:
          does when nobody reads it, until the lab closes that socket
   drop   lose 1000 bytes of every shell-console write over 4096 bytes, as QEMU's
          virtconsole does when the host reads too slowly (still counted as sent)
+  warn   print a kernel WARNING during boot
+A RAM file (-object memory-backend-file) is made as QEMU makes it; the template's
+boot (share=on) writes a page of it. migrate (to `exec:cat > PATH`) saves the
+fake shell's files and counters, migrate-incoming (`exec:cat PATH`, with
+-incoming defer) loads them, and query-migrate says how it went.
 The fake shell also knows: `flood N` (prints N bytes of 'a'), `late S TEXT`
 (prints TEXT S seconds later, as a background process would), `poweroff -f`
-and `halt -f` (the kernel's last line, then silence), and `$(_lab_tx)`, the
-count of bytes sent on the shell console.
+and `halt -f` (the kernel's last line, then silence), `_lab_tx`, which sets
+$_lab_n to the count of bytes sent on the shell console, variables, pipes,
+`< FILE`, `read`, `wc -l` and `date`.
 `echo c > /proc/sysrq-trigger` panics in any mode. `--version` and the lab's
 KVM probe boot (-serial file:PATH) are answered too.
 """
@@ -37,6 +43,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import selectors
 import shlex
 import socket
@@ -65,6 +72,14 @@ class Exit(Exception):
 
 class Panic(Exception):
     """The guest kernel panicked."""
+
+
+def memory_file(argv: list[str]) -> dict[str, str]:
+    """The fields of -object memory-backend-file (guest RAM in a file), or {}."""
+    for opt, value in itertools.pairwise(argv):
+        if opt == "-object" and value.startswith("memory-backend-file,"):
+            return dict(f.partition("=")[::2] for f in value.split(",")[1:])
+    return {}
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], str | None]:
@@ -115,30 +130,47 @@ class Shell:
         self.later: list[tuple[float, str]] = []   # background output: (when, text)
         self.stopped = ""                          # the kernel's last line, once powered off
         self.files = {"/proc/sys/kernel/tainted": b"0\n", "/proc/version": RELEASE.encode()}
+        self.vars: dict[str, str] = {}
 
     def line(self, text: str):
         """Runs one line; a generator that yields seconds to sleep and returns the output."""
+        text = re.sub(r"_lab_tx\(\) \{.*?; \}; ", "", text)   # the lab's function: see _lab_tx
         lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|<>")
         lexer.whitespace_split = True
-        words, out, skip = [], "", False
+        words, out, skip, piped = [], "", False, None
         for token in [*lexer, ";"]:
             if token not in (";", "&&", "||", "&", "|"):
-                tx = str(self.sent() + len(out.replace("\n", "\r\n").encode()))
-                words.append({"$?": str(self.status), "$(_lab_tx)": tx}.get(token, token))
+                words.append(token)
                 continue
             if words and not skip:
+                words = [self.expand(w) for w in words]
+                if words[0] == "_lab_tx":   # the count of bytes sent, as the lab's function sets it
+                    self.vars["_lab_n"] = str(self.sent() + len(out.replace("\n", "\r\n").encode()))
                 try:
-                    out += yield from self.command(words)
+                    done = yield from self.command(words, piped or "")
                 except Exit as exc:
                     exc.output = out + exc.output
                     raise
+                piped = done if token == "|" else None
+                out += "" if token == "|" else done
                 if self.stopped:
                     return out
             skip = (token == "&&" and self.status != 0) or (token == "||" and self.status == 0)
             words = []
         return out
 
-    def command(self, words: list[str]):
+    def expand(self, word: str) -> str:
+        """A word that is $? or $NAME (the variables the lab's protocol sets), or an
+        assignment of one; any other word as it is (eval's argument too)."""
+        name, eq, value = word.partition("=")
+        if eq and re.fullmatch(r"[A-Za-z_]\w*", name):
+            return f"{name}={self.expand(value)}"
+        if word == "$?":
+            return str(self.status)
+        m = re.fullmatch(r"\$(\w+)", word)
+        return self.vars.get(m.group(1), "") if m else word
+
+    def command(self, words: list[str], stdin: str = ""):
         """One simple command with its redirections; returns what goes to the console."""
         target, append, args = None, False, []
         it = iter(words)
@@ -146,10 +178,14 @@ class Shell:
             if word in (">", ">>"):
                 target, append = next(it, ""), word == ">>"
             elif word == "<":
-                next(it, "")
+                stdin = self.files.get(next(it, ""), b"").decode("latin-1")
             else:
                 args.append(word)
-        out = yield from self.builtin(args)
+        if args and re.fullmatch(r"[A-Za-z_]\w*=.*", args[0]):   # an assignment
+            name, _, value = args[0].partition("=")
+            self.vars[name] = value
+            return ""
+        out = yield from self.builtin(args, stdin)
         if target is None:
             return out
         if target == "/proc/sysrq-trigger" and out.startswith("c"):
@@ -158,11 +194,18 @@ class Shell:
         self.files[target] = old + out.encode("latin-1", errors="replace")   # bytes as chars
         return ""
 
-    def builtin(self, args: list[str]):
+    def builtin(self, args: list[str], stdin: str = ""):
         name, rest = (args[0], args[1:]) if args else ("", [])
         self.status = 0
-        if not name or "=" in name or name in ("true", ":", "stty", "rm", "chmod") \
-                or name.startswith("_lab_tx()"):
+        if not name or "=" in name or name in ("true", ":", "stty", "rm", "chmod", "_lab_tx"):
+            return ""
+        if name == "date":
+            return time.strftime("%a %b %d %H:%M:%S UTC %Y\n", time.gmtime())
+        if name == "wc":
+            return f"{stdin.count(chr(10))}\n"
+        if name == "read":                  # read -r NAME: the first line of stdin
+            self.vars[rest[-1]] = stdin.split("\n")[0]
+            self.status = 0 if stdin else 1
             return ""
         if name in ("poweroff", "halt"):
             self.stopped = {"poweroff": "reboot: Power down"}.get(name, "reboot: System halted")
@@ -194,6 +237,8 @@ class Shell:
             return {"-r": RELEASE, "-m": ARCH}.get(rest[0] if rest else "", "Linux") + "\n"
         elif name == "dmesg":
             return "" if rest else "".join(f"[    0.000000] {line}\n" for line in BOOT_LINES)
+        elif name in ("cat", "base64") and not [a for a in rest if not a.startswith("-")]:
+            return base64.b64decode(stdin).decode("latin-1") if name == "base64" else stdin
         elif name in ("cat", "md5sum", "base64", "."):
             return (yield from self.files_command(name, rest))
         else:
@@ -220,8 +265,10 @@ class Shell:
 
 
 class FakeQemu:
-    def __init__(self, sockets: dict[str, str]):
+    def __init__(self, sockets: dict[str, str], ram: dict[str, str] | None = None):
         self.paths = sockets
+        self.ram = ram or {}
+        self.migration = "none"
         self.sel = selectors.DefaultSelector()
         self.clients: dict[str, socket.socket] = {}
         self.buffers: dict[str, bytes] = {}
@@ -344,6 +391,13 @@ class FakeQemu:
                       f"0x00000000\r\n" if line.startswith("xp ") else
                       f"unknown command: '{line}'\r\n")
             self.qmp_send({"return": answer, **tag})
+        elif command == "migrate-set-capabilities":
+            self.qmp_send({"return": {}, **tag})
+        elif command in ("migrate", "migrate-incoming"):
+            self.migrate(command, args.get("uri", ""))
+            self.qmp_send({"return": {}, **tag})
+        elif command == "query-migrate":
+            self.qmp_send({"return": {"status": self.migration}, **tag})
         elif command == "quit":
             self.qmp_send({"return": {}, **tag})
             self.qmp_send({"event": "SHUTDOWN", "data": {"guest": False, "reason": "host-qmp-quit"},
@@ -353,11 +407,40 @@ class FakeQemu:
             self.qmp_send({"error": {"class": "CommandNotFound",
                                      "desc": f"The command {command} has not been found"}, **tag})
 
+    # -- migration: `exec:cat > PATH` saves the guest (its shell's files, variables and
+    # the count of bytes sent), `exec:cat PATH` loads it; RAM in a file is left out
+
+    def migrate(self, command: str, uri: str) -> None:
+        words = shlex.split(uri.removeprefix("exec:"))
+        if command == "migrate":
+            state = {"files": {k: v.decode("latin-1") for k, v in self.shell.files.items()},
+                     "vars": self.shell.vars, "sent": self.sent, "echo": self.echo}
+            Path(words[-1]).write_text(json.dumps(state))
+            self.migration = "completed"
+            return
+        try:
+            state = json.loads(Path(words[-1]).read_text())
+        except (OSError, ValueError) as exc:   # QEMU 7.2 exits when an incoming migration fails
+            print(f"qemu-system: load of migration failed: {exc}", file=sys.stderr, flush=True)
+            self.exit(1)
+        self.shell.files = {k: v.encode("latin-1") for k, v in state["files"].items()}
+        self.shell.vars, self.sent, self.echo = state["vars"], state["sent"], state["echo"]
+        self.started, self.migration = True, "completed"
+
+    def touch_ram(self) -> None:
+        """A template's boot writes its RAM file (share=on): a page at the start."""
+        if self.ram.get("share") == "on":
+            with open(self.ram["mem-path"], "r+b") as fh:
+                fh.write(os.urandom(4096))
+
     # -- the guest
 
     def boot(self) -> None:
+        self.touch_ram()
         for line in BOOT_LINES:
             self.tty("kernel", f"[    0.000000] {line}\n")
+        if MODE == "warn":
+            self.tty("kernel", "[    0.500000] WARNING: CPU: 0 PID: 1 at init/main.c:1 fake\n")
         if MODE == "panic":
             self.panic()
         self.tty("shell", "\n@@LAB-READY@@\n")
@@ -426,7 +509,24 @@ def main(argv: list[str]) -> None:
             Path(serial_file).write_text("OK\n")
         while True:
             time.sleep(3600)
-    FakeQemu(sockets).loop()
+    ram = memory_file(argv)
+    if ram:
+        open_ram(ram, argv)
+    FakeQemu(sockets, ram).loop()
+
+
+def open_ram(ram: dict[str, str], argv: list[str]) -> None:
+    """As QEMU does: a file of the backend's size is made, or must have that size
+    (a shorter one is an error); a private one (share=off) is only read."""
+    path, size = Path(ram["mem-path"]), int(ram["size"].rstrip("M")) << 20
+    if not path.exists():
+        path.write_bytes(b"")
+        os.truncate(path, size)
+    elif path.stat().st_size < size:
+        sys.exit(f"{PROG}: backing store size {path.stat().st_size:#x} does not match "
+                 f"'size' option {size:#x}")
+    if "-incoming" not in argv and ram.get("share") != "on":
+        sys.exit(f"{PROG}: the lab boots from a private RAM file only to restore")
 
 
 if __name__ == "__main__":

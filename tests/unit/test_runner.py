@@ -155,7 +155,7 @@ def test_the_guest_gets_the_cells_words_and_the_runs_options(lab, tmp_path):
     assert g.cmdline == ("kpti=1",)
     assert g.options == {"accel": "tcg", "memory_mb": 256, "icount": True,
                          "sysctls": (("vm.overcommit_memory", "1"),),
-                         "boot_deadline_s": pytest.approx(7.0, abs=0.1)}
+                         "boot_deadline_s": pytest.approx(7.0, abs=0.1), "restore": True}
     assert g.logdir == tmp_path / "s" / "aarch64-nokpti-forced-on"
 
 
@@ -557,3 +557,37 @@ def test_an_interleaved_cell_skips_its_later_boots_after_one_errs(lab, tmp_path)
     assert len(a.boots) in (1, 2) and a.status is E     # a second may have started alongside
     assert len(b.boots) == 3 and b.status is P
     assert json.loads((tmp_path / "s" / a.id / "result.json").read_text())["status"] == "error"
+
+
+# ---------------------------------------------------------------- cold boots or restores
+
+def _metric_step():
+    return run("bench", metrics=(metric("ns"),))
+
+
+def test_a_cell_compared_with_another_of_its_arch_boots_cold_and_says_why(lab, tmp_path):
+    s = scenario(_metric_step(), cells=[cell("a"), cell("b"), cell("x", arch="x86_64")],
+                 repeat=2)
+    results = runner.run([s], runner.Options(out=tmp_path, jobs=1, seed=1), Events(),
+                         progress_for=None)
+    by_id = {c.id: c for c in results.cells}
+    assert {g.logdir.relative_to(tmp_path).parts[1]: g.options["restore"]
+            for g in lab.guests} == {"aarch64-nokpti-a": False, "aarch64-nokpti-b": False,
+                                     "x86_64-nokpti-x": True}
+    assert by_id["aarch64-nokpti-a"].boot_policy.startswith(
+        "cold: its metrics are compared with other cells'")
+    assert by_id["x86_64-nokpti-x"].boot_policy == ("restored from a snapshot template: no "
+                                                    "other cell of its arch is compared with it")
+
+
+def test_a_cell_without_metrics_restores_and_cold_forces_a_boot(lab, tmp_path):
+    s = scenario(run("true"), cells=[cell("a"), cell("b")], repeat=2)
+    runner.run([s], runner.Options(out=tmp_path / "1", jobs=1), Events(), progress_for=None)
+    assert [g.options["restore"] for g in lab.guests] == [True] * 4
+    lab.guests.clear()
+    cold = runner.run([s], runner.Options(out=tmp_path / "2", jobs=1, cold=True), Events(),
+                      progress_for=None)
+    assert [g.options["restore"] for g in lab.guests] == [False] * 4
+    assert {c.boot_policy for c in cold.cells} == {"cold: --cold"}
+    assert json.loads((tmp_path / "2" / "s" / "aarch64-nokpti-a" / "result.json").read_text(
+    ))["boot_policy"] == "cold: --cold"
