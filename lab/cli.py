@@ -452,6 +452,8 @@ def _run_parsers(sub) -> None:
     _allow_put_from(dv)
     dv.set_defaults(func=cmd_driver)
 
+
+def _compare_parsers(sub) -> None:
     c = sub.add_parser("compare", help="compare the metrics of a run against a baseline, "
                                        "or of one run against another")
     c.add_argument("dir", type=Path, metavar="DIR", help="a lab run's --out directory (RUN_A)")
@@ -474,6 +476,7 @@ def parser() -> argparse.ArgumentParser:
     _cache_parsers(sub)
     _guest_parsers(sub)
     _run_parsers(sub)
+    _compare_parsers(sub)
     return p
 
 
