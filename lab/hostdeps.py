@@ -58,6 +58,7 @@ DEPS: tuple[Dep, ...] = (
     Dep("cpio", "cpio", command="cpio"),
     Dep("depmod", "kmod", command="depmod"),
     Dep("perl", "perl", command="perl"),
+    Dep("rsync (kselftest's make install)", "rsync", command="rsync"),
     *(Dep(f"{name} ({a})", f"{name}:{a}", foreign=a) for name in GUEST_DEBS for a in GUEST_ARCHES),
 )
 
