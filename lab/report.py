@@ -383,13 +383,14 @@ def tests_table(results: RunResult) -> None:
     for c in results.cells:
         if not c.tests:
             continue
-        table = Table(title=f"{c.scenario}/{c.id}: {_counts(c.tests)}")
+        table = Table(title=f"{c.scenario}/{c.id}")
         for col in ("test", "status", "faults", "message"):
             table.add_column(col)
         for t in c.tests:
             table.add_row(Text(t.name), Text(t.status.value, STATUS_STYLE[t.status]),
                           ", ".join(f.kind for f in t.faults) or "", Text(_first_line(t.message)))
         out.print(table)
+        out.print(Text(f"{c.scenario}/{c.id}: {_counts(c.tests)}", style="bold"))
 
 
 def testdiff_table(diffs: list[CellDiff]) -> None:

@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from lab.model import BootFacts, Cell, KernelMessage
 
@@ -46,6 +46,7 @@ class TestResult:
     `proc.read`, KUnit's `list-kunit-test.list_test_list_init`). Any step kind may
     report them (Context.tests); reports show each as its own row and JUnit case."""
 
+    __test__: ClassVar[bool] = False   # not a test class, whatever pytest thinks of the name
     name: str
     status: Status
     message: str = ""

@@ -1,0 +1,201 @@
+"""kselftest and KUnit as result rows, with no QEMU and no compiler: the rows of
+recorded logs, the kernel faults each test saw, the emulation list, the steps
+against a fake guest, what the target builds report, and the KUnit variants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab import ktap
+from lab.build import kselftest as ksft
+from lab.errors import GuestPanic, UserError
+from lab.model import KernelVariant
+from lab.paths import ROOT
+from lab.results import Status
+from lab.steps import testrows
+from lab.steps.kselftest import Kselftest
+from lab.steps.kunit import Kunit
+from lab.suites import cmdline_name, kunit_suites, kunit_variant
+from tests.unit.fakes import FakeGuest, context
+
+DATA = ROOT / "tests" / "data" / "ktap"
+P, F, E, S = Status.PASS, Status.FAIL, Status.ERROR, Status.SKIP
+
+
+def read(name: str) -> str:
+    return (DATA / name).read_text(errors="replace")
+
+
+# ---------------------------------------------------------------- rows
+
+def test_kselftest_proc_gives_one_row_per_program_with_its_status_and_output():
+    rows = testrows.rows(ktap.parse(read("kselftest-proc-x86_64.log")), 1, known=[])
+    assert len(rows) == 21
+    bad = {r.name: r for r in rows if r.status is not P}
+    assert set(bad) == {"proc.proc-loadavg-001", "proc.setns-dcache", "proc.setns-sysvipc"}
+    assert all(r.status is F for r in bad.values())
+    assert bad["proc.setns-dcache"].message.startswith("exit=1")
+
+
+def test_a_known_emulation_failure_is_an_xfail_that_says_why_and_a_pass_says_it_was_listed():
+    known = [testrows.KnownFailure("x86_64", "tcg", "proc.setns-*", "no such thing"),
+             testrows.KnownFailure("x86_64", "tcg", "proc.read", "listed")]
+    rows = {r.name: r for r in testrows.rows(ktap.parse(read("kselftest-proc-x86_64.log")), 1,
+                                             arch="x86_64", accel="tcg", known=known)}
+    assert rows["proc.setns-dcache"].status is S
+    assert rows["proc.setns-dcache"].message.startswith("xfail (emulation: no such thing)")
+    assert rows["proc.read"].status is P and "listed as an emulation failure" in \
+        rows["proc.read"].message
+    other = testrows.rows(ktap.parse(read("kselftest-proc-x86_64.log")), 1, arch="aarch64",
+                          accel="tcg", known=known)
+    assert {r.name for r in other if r.status is S} == set()
+
+
+def test_the_repositorys_emulation_list_reads():
+    known = testrows.known_failures()
+    assert {k.test for k in known} >= {"x86.mov_ss_trap_64", "x86.amx_64"}
+    assert all(k.reason for k in known)
+
+
+def test_a_bad_emulation_list_line_names_its_place(tmp_path):
+    path = tmp_path / "list.txt"
+    path.write_text("# comment\nx86_64 tcg\n")
+    with pytest.raises(ValueError, match="list.txt:2"):
+        testrows.known_failures(path)
+
+
+def test_a_crash_in_the_middle_errs_that_test_keeps_the_rest_and_carries_the_fault():
+    rows = testrows.rows(ktap.parse(read("kselftest-crash-aarch64.log")), 1, known=[])
+    by = {r.name: r for r in rows}
+    assert by["proc.fd-001-lookup"].status is P
+    crashed = by["proc.proc-pid-vm"]
+    assert crashed.status is E and {f.kind for f in crashed.faults} >= {"panic"}
+    assert all(r.status is E for r in rows[6:])      # planned, never reported
+    assert len(rows) == 21
+
+
+def test_faults_from_the_console_log_go_to_the_test_that_was_running():
+    log = [
+        "    1.000 shell  | TAP version 13",
+        "    1.001 shell  | 1..2",
+        "    1.002 shell  | # selftests: proc: a",
+        "    1.003 shell  | # BUG: this is the program's own output, no fault",
+        "    1.004 shell  | ok 1 selftests: proc: a",
+        "    1.005 shell  | # selftests: proc: b",
+        "    1.006 kernel | [    9.1] WARNING: CPU: 0 PID: 7 at mm/x.c:1 f+0x1/0x2",
+        "    1.007 kernel | [    9.2] ---[ end trace 0000000000000000 ]---",
+        "    1.008 shell  | ok 2 selftests: proc: b",
+    ]
+    seen = testrows.faults_by_row(log, 1)
+    assert list(seen) == ["proc.b"] and seen["proc.b"][0].kind == "warning"
+
+
+def test_kunit_rows_are_suite_dot_case_and_a_crash_is_an_error_with_its_fault():
+    rows = testrows.rows(ktap.parse(read("kunit-crash-aarch64.log")), None, known=[])
+    by = {r.name: r for r in rows}
+    assert by["example.example_simple_test"].status is P
+    assert by["example.example_skip_test"].status is S
+    assert by["pl011-lab-test.pl011_lab_test_baud_divisor"].status is F
+    crashed = by["pl011-lab-test.#3"]
+    assert crashed.status is E and {"oops", "panic"} <= {f.kind for f in crashed.faults}
+    assert by["#3"].status is E and not by["#3"].faults    # the suite that never started
+
+
+def test_step_problems_name_the_tests_that_did_not_pass():
+    rows = testrows.rows(ktap.parse(read("kselftest-proc-x86_64.log")), 1, known=[])
+    (problem,) = testrows.problems(rows, "kselftest")
+    assert problem.startswith("kselftest: 3 of 21 tests did not pass: proc.proc-loadavg-001")
+    assert testrows.problems([], "kunit") == ["kunit: no tests reported"]
+    assert testrows.problems([r for r in rows if r.status is P], "k") == []
+
+
+# ---------------------------------------------------------------- the steps
+
+def _ctx(guest: FakeGuest, tmp_path: Path, console: list[str] | None = None):
+    ctx = context(guest)
+    ctx.output_file, ctx.arch = tmp_path / "step-01.out", "x86_64"
+    ctx.console_log = tmp_path / "console.log"
+    ctx.console_log.write_text("".join(f"{line}\n" for line in console or []))
+    return ctx
+
+
+def test_the_kselftest_step_runs_the_runner_and_reports_a_row_per_program(tmp_path):
+    guest = FakeGuest({"run_kselftest.sh": (read("kselftest-proc-x86_64.log"), 0)})
+    ctx = _ctx(guest, tmp_path)
+    step = Kselftest(name="k", line=1, targets=("proc",))
+    problems = step.execute(ctx)
+    assert guest.ran[0][0] == f"cd {ksft.GUEST_ROOT} && ./run_kselftest.sh"
+    assert len(ctx.tests) == 21 and ctx.exit_code == 0
+    assert problems and "3 of 21" in problems[0]
+
+
+def test_a_kselftest_step_that_crashes_the_guest_keeps_its_rows_and_raises(tmp_path):
+    def crash(guest):
+        ctx.output_file.write_text(read("kselftest-crash-aarch64.log"))
+        raise GuestPanic("Kernel panic - not syncing: Oops")
+    guest = FakeGuest({"run_kselftest.sh": crash})
+    ctx = _ctx(guest, tmp_path)
+    with pytest.raises(GuestPanic):
+        Kselftest(name="k", line=1, targets=("proc",)).execute(ctx)
+    assert len(ctx.tests) == 21 and ctx.tests[0].status is P
+
+
+def test_the_kunit_step_reads_the_kernel_lines_of_the_console_log(tmp_path):
+    lines = [f"    0.500 kernel | {x}" for x in read("kunit-boot-x86_64.log").splitlines()]
+    ctx = _ctx(FakeGuest(), tmp_path, ["    0.100 shell  | KTAP version 1", *lines])
+    step = Kunit(name="k", line=1, suites=("list-kunit-test", "nonesuch"))
+    step.execute(ctx)
+    names = [t.name for t in ctx.tests]
+    assert names[0].startswith("list-kunit-test.") and names[-1] == "nonesuch"
+    assert ctx.tests[-1].status is E and "did not run" in ctx.tests[-1].message
+
+
+# ---------------------------------------------------------------- builds and variants
+
+def test_a_selection_is_targets_and_tests_in_order():
+    assert ksft.parse_selection(["proc", "x86:sigreturn_64", "x86:iopl_64", "proc:read"]) == {
+        "proc": None, "x86": ["sigreturn_64", "iopl_64"]}
+    for bad in ("../etc", "proc:", ":x", "a b", "-rf"):
+        with pytest.raises(UserError):
+            ksft.parse_selection([bad])
+
+
+def test_make_failures_under_ignore_errors_name_each_program_and_its_error(tmp_path):
+    build = tmp_path / "build"
+    log = tmp_path / "build.log"
+    log.write_text(
+        "gcc -static ... valid-adjtimex.c -o /x/valid-adjtimex\n"
+        "/usr/bin/ld: adjtimex.o: in function `f': undefined reference to `clock_adjtime'\n"
+        "collect2: error: ld returned 1 exit status\n"
+        f"make[1]: [../lib.mk:155: {build}/timers/valid-adjtimex] Error 1 (ignored)\n"
+        "make[1]: [../lib.mk:113: install] Error 23 (ignored)\n")
+    assert ksft._failures(log, build) == {
+        "timers/valid-adjtimex": "collect2: error: ld returned 1 exit status"}
+
+
+def test_picking_tests_from_a_target_build(tmp_path):
+    tb = ksft.TargetBuild("timers", tmp_path, ("nanosleep", "posix_timers"),
+                          {"rtcpie": "build failed"})
+    assert ksft._pick(tb, None) == (["nanosleep", "posix_timers"], {"rtcpie": "build failed"})
+    assert ksft._pick(tb, ["posix_timers"]) == (["posix_timers"], {})
+    with pytest.raises(UserError, match="no test nope"):
+        ksft._pick(tb, ["nope"])
+
+
+def test_a_kunit_variant_is_the_kernel_plus_kunit_and_the_suites_in_a_fixed_order():
+    base = KernelVariant("nokpti", (Path("/v/nokpti.config"),))
+    a = kunit_variant(base, ["list-kunit-test", "example"])
+    b = kunit_variant(base, ["example", "list-kunit-test"])
+    assert a == b and a.name == "nokpti-kunit"
+    assert a.fragments[0] == base.fragments[0] and a.fragments[1].name == "kunit.config"
+    assert {"example", "list-kunit-test"} <= set(kunit_suites())
+    with pytest.raises(UserError, match="no KUnit suite nonesuch"):
+        kunit_variant(base, ["nonesuch"])
+
+
+def test_a_cells_command_line_name_is_a_name():
+    assert cmdline_name(()) == "default"
+    assert cmdline_name(("pti=on",)) == "pti_on"
+    assert cmdline_name(("a/b", "../c")) == "a_b_.._c".replace("..", "..")
