@@ -9,14 +9,14 @@ Cache entries, under cache_dir()/kselftest:
     <arch>-<target>-<key>/             one TARGET: install/ (what the selftests' `make
                                         install` put in its INSTALL_PATH), tests.json
                                         (what was listed, built, and why not), build.log
-    lists/<key>.txt                    the kselftest-list.txt of one selection
 
 Each TARGET is built on its own (`make -i ... install`: a program that does not
 compile or link statically is left out, the others install, and make goes on),
 so one selection's build is shared by every selection that holds the TARGET, and
 a program that fails to build becomes a result row, never a failed run.
-The guest gets the targets, kselftest's own runner (run_kselftest.sh, runner.sh)
-and the list under GUEST_ROOT, through its initramfs (lab.build.extra).
+The guest gets the targets and kselftest's own runner (run_kselftest.sh,
+runner.sh) under GUEST_ROOT, through its initramfs (lab.build.extra); the step
+writes the list of what to run (kselftest-list.txt) before it runs them.
 """
 
 from __future__ import annotations
@@ -61,7 +61,11 @@ class SuiteBuild:
     """What a kselftest selection puts in a guest, and what it could not build."""
 
     files: tuple[GuestFile, ...]
-    #: The selected tests that built, as result rows name them (`proc.read`).
+    #: The selected tests that built, as kselftest-list.txt names them (`proc:read`):
+    #: the step writes its own list in the guest, so that two steps of a cell can
+    #: run two selections from one image.
+    selected: tuple[str, ...]
+    #: The same tests, as result rows name them (`proc.read`).
     tests: tuple[str, ...]
     #: Selected tests that did not build, by row name: why.
     failed: dict[str, str]
@@ -184,13 +188,6 @@ def build_target(arch: ArchProfile, src: Path, source_id: str, target: str,
                        dict(info.get("helpers_failed", {})), out / "build.log")
 
 
-def _list_file(lines: list[str]) -> Path:
-    """A kselftest-list.txt holding lines, content-addressed in the cache."""
-    text = "".join(f"{line}\n" for line in lines)
-    path = cache_dir() / "kselftest" / "lists" / f"{cache.sha(text)[:16]}.txt"
-    return cache.entry(path, lambda scratch: scratch.write_text(text))
-
-
 def _pick(tb: TargetBuild, tests: list[str] | None) -> tuple[list[str], dict[str, str]]:
     """The selected tests of a target that built, and those that did not, with why."""
     wanted = list(tb.tests) + list(tb.failed) if tests is None else tests
@@ -220,14 +217,16 @@ def suite(kbuild: KernelBuild, specs: tuple[str, ...], progress: Progress = quie
     for target, tests in chosen.items():
         tb = build_target(arch, src, source_id, target, progress, jobs)
         ok, bad = _pick(tb, tests)
-        files.append(GuestFile(tb.install / target, f"{GUEST_ROOT}/{target}", arch.name))
+        if (tb.install / target).is_dir():   # a target with nothing for this arch has none
+            files.append(GuestFile(tb.install / target, f"{GUEST_ROOT}/{target}", arch.name))
         lines += [f"{target}:{t}" for t in ok]
         rows += [f"{target}.{t}" for t in ok]
         failed |= {f"{target}.{t}": f"build failed: {why}" for t, why in bad.items()}
         notes += [f"{target}/{p} (a helper, not a test) did not build: {why}"
                   for p, why in tb.helpers_failed.items()]
         runner = tb.install
+        if not ok and not bad:
+            notes.append(f"kselftest {target}: no tests for {arch.name}")
     files += [GuestFile(runner / "kselftest", f"{GUEST_ROOT}/kselftest", arch.name),
-              GuestFile(runner / "run_kselftest.sh", f"{GUEST_ROOT}/run_kselftest.sh", arch.name),
-              GuestFile(_list_file(lines), f"{GUEST_ROOT}/kselftest-list.txt", arch.name)]
-    return SuiteBuild(tuple(files), tuple(rows), failed, tuple(notes))
+              GuestFile(runner / "run_kselftest.sh", f"{GUEST_ROOT}/run_kselftest.sh", arch.name)]
+    return SuiteBuild(tuple(files), tuple(lines), tuple(rows), failed, tuple(notes))

@@ -49,9 +49,20 @@ class Kselftest(Step):
     def guest_files(self, kbuild: KernelBuild, progress: Any) -> tuple[GuestFile, ...]:
         return ksft.suite(kbuild, self.targets, progress).files
 
+    def command(self, ctx: Context) -> str:
+        """Write this step's list of tests (what built of its selection), run them."""
+        run = f"cd {ksft.GUEST_ROOT} && ./run_kselftest.sh"
+        if ctx.kernel is None:
+            return run
+        chosen = ksft.suite(ctx.kernel, self.targets).selected
+        if not chosen:
+            return "true"   # nothing built: the rows are the build failures
+        listing = " ".join(shlex.quote(t) for t in chosen)
+        return f"printf '%s\\n' {listing} > {ksft.GUEST_ROOT}/kselftest-list.txt && {run}"
+
     def execute(self, ctx: Context) -> list[str]:
         start = testrows.size(ctx.console_log)
-        command = f"cd {ksft.GUEST_ROOT} && ./run_kselftest.sh"
+        command = self.command(ctx)
         try:
             r = ctx.guest.run(command, ctx.timeout, ctx.output_file)
         except GuestError:
@@ -61,7 +72,7 @@ class Kselftest(Step):
         ctx.tests += self._rows(ctx, start, r.output if r.output_file is None else None)
         problems = testrows.problems(ctx.tests, "kselftest")
         if r.exit_code != 0:
-            problems.append(f"{shlex.quote(command)}: exit code {r.exit_code}")
+            problems.append(f"run_kselftest.sh: exit code {r.exit_code}")
         return problems
 
     def _rows(self, ctx: Context, start: int, output: str | None = None) -> list[TestResult]:
