@@ -7,8 +7,9 @@ The programs are built for the cell's kernel (lab.build.kselftest) and reach the
 guest in its initramfs (Step.guest_files), never over the console. kselftest's
 own run_kselftest.sh runs them; its TAP becomes one row per program
 (`proc.read`), with the kernel faults seen while each ran (read from the boot's
-console.log, where kernel lines interleave the programs' output) and the known
-emulation failures labelled. A program that did not build is a row of its own.
+console.log, where kernel lines interleave the programs' output) and the
+known failures labelled (lab/data/known-failures.txt). A program that did not
+build is a row of its own.
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ class Kselftest(Step):
         accel = facts.accel.split(" ")[0] if facts else ""
         seen = testrows.faults_by_row(testrows.read_from(ctx.console_log, start), 1)
         found = testrows.rows(ktap.parse(output), 1, arch=ctx.arch, accel=accel, seen=seen)
-        failed = self._build_failures(ctx)
-        return found + [TestResult(name, Status.ERROR, why) for name, why in failed.items()]
+        failed = [TestResult(name, Status.ERROR, why)
+                  for name, why in self._build_failures(ctx).items()]
+        return found + testrows.labelled(failed, ctx.arch, accel)
 
     def _build_failures(self, ctx: Context) -> dict[str, str]:
         """The selected tests that did not build (the build is cached: this only reads)."""

@@ -1,6 +1,6 @@
 """KTAP trees into result rows (results.TestResult), shared by the kselftest and
 kunit steps: statuses mapped as lab.ktap documents, the kernel faults each test
-saw, and the known emulation failures (lab/data/emulation-failures.txt) labelled.
+saw, and the known failures (lab/data/known-failures.txt: emulation, arch) labelled.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from lab.ktap import KtapStatus, KtapTest
 from lab.model import KernelMessage
 from lab.results import Status, TestResult
 
-EMULATION_FAILURES = Path(__file__).resolve().parent.parent / "data" / "emulation-failures.txt"
+KNOWN_FAILURES = Path(__file__).resolve().parent.parent / "data" / "known-failures.txt"
 
 _STATUS = {KtapStatus.PASS: Status.PASS, KtapStatus.FAIL: Status.FAIL,
            KtapStatus.SKIP: Status.SKIP, KtapStatus.XFAIL: Status.SKIP,
@@ -31,6 +31,7 @@ _KERNEL_LINE = re.compile(r"^ *\d+\.\d+ kernel +\| ")
 
 @dataclass(frozen=True)
 class KnownFailure:
+    kind: str          # emulation, arch
     arch: str
     accel: str
     test: str          # an fnmatch pattern over row names
@@ -41,15 +42,15 @@ class KnownFailure:
                 and fnmatch.fnmatchcase(name, self.test))
 
 
-def known_failures(path: Path = EMULATION_FAILURES) -> list[KnownFailure]:
-    """The list's entries; a line that is not ARCH ACCEL TEST REASON is a bug in it."""
+def known_failures(path: Path = KNOWN_FAILURES) -> list[KnownFailure]:
+    """The list's entries; a line that is not KIND ARCH ACCEL TEST REASON is a bug in it."""
     found = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        words = line.split(None, 3)
-        if len(words) < 4:
-            raise ValueError(f"{path}:{n}: expected ARCH ACCEL TEST REASON")
+        words = line.split(None, 4)
+        if len(words) < 5:
+            raise ValueError(f"{path}:{n}: expected KIND ARCH ACCEL TEST REASON")
         found.append(KnownFailure(*words))
     return found
 
@@ -78,15 +79,22 @@ def _label(row: TestResult, known: list[KnownFailure], arch: str, accel: str) ->
     if entry is None:
         return row
     if row.status in (Status.FAIL, Status.ERROR):
-        return TestResult(row.name, Status.SKIP, f"xfail (emulation: {entry.reason})\n"
+        return TestResult(row.name, Status.SKIP, f"xfail ({entry.kind}: {entry.reason})\n"
                           f"{row.message}".strip(), row.faults)
-    return TestResult(row.name, row.status, f"listed as an emulation failure "
-                      f"({entry.reason}), but {row.status.value}", row.faults)
+    return TestResult(row.name, row.status, f"listed as a known failure ({entry.kind}: "
+                      f"{entry.reason}), but {row.status.value}", row.faults)
 
 
 def is_kernel_line(line: str) -> bool:
     """A line console.log got from the kernel console."""
     return _KERNEL_LINE.match(line) is not None
+
+
+def labelled(tests: list[TestResult], arch: str, accel: str,
+             known: list[KnownFailure] | None = None) -> list[TestResult]:
+    """The rows with the known failures labelled (see the list's header)."""
+    known = known_failures() if known is None else known
+    return [_label(t, known, arch, accel) for t in tests]
 
 
 def test_faults(test: KtapTest, kernel_only: bool = False) -> tuple[KernelMessage, ...]:
@@ -104,12 +112,10 @@ def rows(root: KtapTest, depth: int | None, *, arch: str = "", accel: str = "",
     """One row per test ktap.flatten gives at depth. seen: faults by row name found
     elsewhere (the console log); otherwise those in the test's own lines."""
     out = []
-    known = known_failures() if known is None else known
     for name, test in ktap.flatten(root, depth):
         found = seen.get(name, ()) if seen is not None else test_faults(test)
-        row = TestResult(name, _STATUS[test.status], _message(test), found)
-        out.append(_label(row, known, arch, accel))
-    return out
+        out.append(TestResult(name, _STATUS[test.status], _message(test), found))
+    return labelled(out, arch, accel, known)
 
 
 def faults_by_row(lines: Iterable[str], depth: int | None) -> dict[str, tuple[KernelMessage, ...]]:

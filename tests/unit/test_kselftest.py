@@ -40,13 +40,13 @@ def test_kselftest_proc_gives_one_row_per_program_with_its_status_and_output():
 
 
 def test_a_known_emulation_failure_is_an_xfail_that_says_why_and_a_pass_says_it_was_listed():
-    known = [testrows.KnownFailure("x86_64", "tcg", "proc.setns-*", "no such thing"),
-             testrows.KnownFailure("x86_64", "tcg", "proc.read", "listed")]
+    known = [testrows.KnownFailure("emulation", "x86_64", "tcg", "proc.setns-*", "no such thing"),
+             testrows.KnownFailure("emulation", "x86_64", "tcg", "proc.read", "listed")]
     rows = {r.name: r for r in testrows.rows(ktap.parse(read("kselftest-proc-x86_64.log")), 1,
                                              arch="x86_64", accel="tcg", known=known)}
     assert rows["proc.setns-dcache"].status is S
     assert rows["proc.setns-dcache"].message.startswith("xfail (emulation: no such thing)")
-    assert rows["proc.read"].status is P and "listed as an emulation failure" in \
+    assert rows["proc.read"].status is P and "listed as a known failure" in \
         rows["proc.read"].message
     other = testrows.rows(ktap.parse(read("kselftest-proc-x86_64.log")), 1, arch="aarch64",
                           accel="tcg", known=known)
@@ -56,12 +56,12 @@ def test_a_known_emulation_failure_is_an_xfail_that_says_why_and_a_pass_says_it_
 def test_the_repositorys_emulation_list_reads():
     known = testrows.known_failures()
     assert {k.test for k in known} >= {"x86.mov_ss_trap_64", "x86.amx_64"}
-    assert all(k.reason for k in known)
+    assert all(k.reason for k in known) and {k.kind for k in known} <= {"emulation", "arch"}
 
 
 def test_a_bad_emulation_list_line_names_its_place(tmp_path):
     path = tmp_path / "list.txt"
-    path.write_text("# comment\nx86_64 tcg\n")
+    path.write_text("# comment\nemulation x86_64 tcg x\n")
     with pytest.raises(ValueError, match="list.txt:2"):
         testrows.known_failures(path)
 
