@@ -199,3 +199,26 @@ def test_a_cells_command_line_name_is_a_name():
     assert cmdline_name(()) == "default"
     assert cmdline_name(("pti=on",)) == "pti_on"
     assert cmdline_name(("a/b", "../c")) == "a_b_.._c".replace("..", "..")
+
+
+# ---------------------------------------------------------------- logs from lab guests
+
+def test_a_real_x86_64_run_of_proc_and_x86_gives_40_rows_and_labels_the_emulation_failures():
+    rows = testrows.rows(ktap.parse(read("real-kselftest-proc-x86-x86_64.log")), 1,
+                         arch="x86_64", accel="tcg")
+    assert len(rows) == 40 and sum(r.name.startswith("x86.") for r in rows) == 19
+    not_passed = {r.name: r for r in rows if r.status is not P}
+    assert set(not_passed) == {"x86.mov_ss_trap_64", "x86.amx_64"}
+    assert all(r.status is S and r.message.startswith("xfail (emulation: ")
+               for r in not_passed.values())
+    raw = testrows.rows(ktap.parse(read("real-kselftest-proc-x86-x86_64.log")), 1, known=[])
+    assert {r.name: r.status for r in raw if r.status is not P} == {
+        "x86.mov_ss_trap_64": F, "x86.amx_64": F}
+
+
+def test_a_real_aarch64_console_log_reads_as_the_step_output_does():
+    lines = read("real-console-kselftest-proc-aarch64.log").splitlines()
+    rows = testrows.rows(ktap.parse(lines), 1, arch="aarch64", accel="tcg")
+    assert len(rows) == 20 and testrows.faults_by_row(lines, 1) == {}   # 20 built
+    assert {r.name for r in rows if r.status is S} == {"proc.proc-pid-vm"}
+    assert all(testrows.is_kernel_line(x) for x in lines if " kernel | " in x)
