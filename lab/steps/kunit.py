@@ -33,6 +33,7 @@ STALL_S = 3.0
 @dataclass(frozen=True, kw_only=True)
 class Kunit(Step):
     kind = "kunit"
+    reads_boot_log = True
     #: The suites to report (empty: every suite the kernel ran).
     suites: tuple[str, ...] = ()
 

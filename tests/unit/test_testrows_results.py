@@ -15,6 +15,7 @@ from lab.errors import UserError
 from lab.model import KernelMessage
 from lab.results import RunResult, Status, StepResult, TestResult
 from tests.unit.factories import boot, cell, run, step
+from tests.unit.test_runner import lab  # noqa: F401  (the fixture)
 
 P, F, E, S = Status.PASS, Status.FAIL, Status.ERROR, Status.SKIP
 
@@ -144,3 +145,24 @@ class _NullProgress:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_a_kunit_crash_at_boot_still_reports_the_suites_it_cut_short(lab, tmp_path):  # noqa: F811
+    from lab.errors import GuestPanic
+    from lab.steps.kunit import Kunit
+    from tests.unit import test_runner as tr
+    crash = (Path(__file__).parent.parent / "data" / "ktap" / "kunit-crash-aarch64.log")
+
+    def boot_log(guest):
+        with open(guest.logdir / "console.log", "a") as fh:
+            fh.write(crash.read_text())
+    lab.on_boot = boot_log
+    lab.boot_error = lambda guest: GuestPanic("Kernel panic - not syncing: Oops")
+    s = tr.scenario(tr.run("true"), Kunit(name="kunit", line=2))
+    result = tr.run_cell(s, tmp_path)
+    (st,) = result.steps
+    assert st.kind == "kunit" and st.status is E
+    assert st.message.startswith("the guest never reached its shell: Kernel panic")
+    by = {t.name: t.status for t in st.tests}
+    assert by["example.example_simple_test"] is P and by["pl011-lab-test.#3"] is E
+    assert result.failed_to_boot and result.status is E
