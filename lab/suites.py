@@ -81,6 +81,7 @@ def kselftest_scenario(arches: list[str], kernels: list[str], words: tuple[str, 
                        ) -> Scenario:
     """Every kernel on every arch running the selected kselftests in one step."""
     chosen = ksft.parse_selection(targets)
+    ksft.check_targets(kernel_source(source)[0], list(chosen))   # before any build
     variants: dict[str, list[KernelVariant]] = {}
     for arch in arches:
         variants[arch] = [kconfig.resolve_variant(get_arch(arch), k) for k in kernels]

@@ -222,3 +222,17 @@ def test_a_real_aarch64_console_log_reads_as_the_step_output_does():
     assert len(rows) == 20 and testrows.faults_by_row(lines, 1) == {}   # 20 built
     assert {r.name for r in rows if r.status is S} == {"proc.proc-pid-vm"}
     assert all(testrows.is_kernel_line(x) for x in lines if " kernel | " in x)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["kselftest", "--arch", "x86_64", "../etc"], "expected TARGET or TARGET:TEST"),
+    (["kselftest", "--arch", "x86_64", "--kernel", "nokpt", "proc"], "unknown kernel variant"),
+    (["kselftest", "proc"], "required: --arch"),
+    (["kunit", "--arch", "x86_64", "nonesuch"], "no KUnit suite nonesuch"),
+    (["kunit", "--arch", "sparc", "example"], "invalid choice: 'sparc'"),
+])
+def test_bad_suite_input_exits_2_with_one_line(args, message):
+    from tests.conftest import lab
+    result = lab(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr + result.stdout
