@@ -4,8 +4,9 @@
  * The guests' busybox timeout rejects --foreground (kselftest's runner.sh calls
  * `timeout --foreground T timeout T test`, so every test failed with exit 1) and
  * reads a duration of 0 as "at once" where coreutils reads "no limit" (suites
- * whose settings say timeout=0 were killed after about 1 s). This one is built
- * into /usr/bin, which comes before busybox's /bin in PATH.
+ * whose settings say timeout=0 were killed at once). This one is built into
+ * /usr/bin/timeout, the path runner.sh calls; bash finds it first in PATH, but a
+ * bare `timeout` in busybox's sh is still busybox's own applet.
  *
  *   timeout [--foreground] [--preserve-status] [-s SIG] [-k DUR] [-v] DUR CMD [ARG]...
  *
