@@ -397,9 +397,13 @@ def testdiff_table(diffs: list[CellDiff]) -> None:
     """Per cell against its baseline: regressions first, then fixes, changes, and tests
     only one side ran."""
     for d in diffs:
-        title = (f"{d.arch}: {d.other} against {d.baseline}: {len(d.regressions)} "
-                 f"regression(s), {len(d.fixes)} fix(es), {d.unchanged} unchanged")
-        table = Table(title=title)
+        out.print(Text(f"{d.arch}: {d.other} against {d.baseline}: {len(d.regressions)} "
+                       f"regression(s), {len(d.fixes)} fix(es), {len(d.changed)} other "
+                       f"change(s), {len(d.only_baseline) + len(d.only_other)} only in one, "
+                       f"{d.unchanged} unchanged", style="bold"))
+        if not (d.regressions or d.fixes or d.changed or d.only_baseline or d.only_other):
+            continue
+        table = Table()
         for col in ("change", "test", "baseline", "this"):
             table.add_column(col)
         for what, changes in (("regression", d.regressions), ("fix", d.fixes),
