@@ -50,33 +50,36 @@ class Kselftest(Step):
     def guest_files(self, kbuild: KernelBuild, progress: Any) -> tuple[GuestFile, ...]:
         return ksft.suite(kbuild, self.targets, progress).files
 
-    def command(self, ctx: Context) -> str:
+    def command(self, built: ksft.SuiteBuild | None) -> str:
         """Write this step's list of tests (what built of its selection), run them."""
         run = f"cd {ksft.GUEST_ROOT} && ./run_kselftest.sh"
-        if ctx.kernel is None:
+        if built is None:
             return run
-        chosen = ksft.suite(ctx.kernel, self.targets).selected
-        if not chosen:
+        if not built.selected:
             return "true"   # nothing built: the rows are the build failures
-        listing = " ".join(shlex.quote(t) for t in chosen)
+        listing = " ".join(shlex.quote(t) for t in built.selected)
         return f"printf '%s\\n' {listing} > {ksft.GUEST_ROOT}/kselftest-list.txt && {run}"
 
     def execute(self, ctx: Context) -> list[str]:
+        # The build is cached by now (guest_files made it): this only reads it.
+        built = ksft.suite(ctx.kernel, self.targets) if ctx.kernel is not None else None
+        ctx.notes += list(built.notes) if built else []
         start = testrows.size(ctx.console_log)
-        command = self.command(ctx)
         try:
-            r = ctx.guest.run(command, ctx.timeout, ctx.output_file)
+            r = ctx.guest.run(self.command(built), ctx.timeout, ctx.output_file)
         except GuestError:
-            ctx.tests += self._rows(ctx, start)   # a crash: the tests so far, and its row
+            ctx.tests += self._rows(ctx, start, built)   # a crash: the tests so far, its row
             raise
         ctx.exit_code = r.exit_code
-        ctx.tests += self._rows(ctx, start, r.output if r.output_file is None else None)
+        ctx.tests += self._rows(ctx, start, built,
+                                r.output if r.output_file is None else None)
         problems = testrows.problems(ctx.tests, "kselftest")
         if r.exit_code != 0:
             problems.append(f"run_kselftest.sh: exit code {r.exit_code}")
         return problems
 
-    def _rows(self, ctx: Context, start: int, output: str | None = None) -> list[TestResult]:
+    def _rows(self, ctx: Context, start: int, built: ksft.SuiteBuild | None,
+              output: str | None = None) -> list[TestResult]:
         """The rows of the runner's TAP (from output, else the step's output file), with
         each test's kernel faults from the console log; then what did not build."""
         if output is None:
@@ -87,13 +90,5 @@ class Kselftest(Step):
         seen = testrows.faults_by_row(testrows.read_from(ctx.console_log, start), 1)
         found = testrows.rows(ktap.parse(output), 1, arch=ctx.arch, accel=accel, seen=seen)
         failed = [TestResult(name, Status.ERROR, why)
-                  for name, why in self._build_failures(ctx).items()]
+                  for name, why in (built.failed if built else {}).items()]
         return found + testrows.labelled(failed, ctx.arch, accel)
-
-    def _build_failures(self, ctx: Context) -> dict[str, str]:
-        """The selected tests that did not build (the build is cached: this only reads)."""
-        if ctx.kernel is None:
-            return {}
-        built = ksft.suite(ctx.kernel, self.targets)
-        ctx.notes += list(built.notes)
-        return built.failed

@@ -236,3 +236,13 @@ def test_bad_suite_input_exits_2_with_one_line(args, message):
     result = lab(*args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr + result.stdout
+
+
+def test_the_step_writes_its_own_list_of_what_built_before_it_runs_it():
+    step = Kselftest(name="k", line=1, targets=("proc",))
+    built = ksft.SuiteBuild((), ("proc:read", "proc:self"), ("proc.read", "proc.self"),
+                            {"proc.x": "build failed"})
+    assert step.command(built) == (
+        "printf '%s\\n' proc:read proc:self > /opt/kselftest/kselftest-list.txt && "
+        "cd /opt/kselftest && ./run_kselftest.sh")
+    assert step.command(ksft.SuiteBuild((), (), (), {"proc.x": "no"})) == "true"
