@@ -11,7 +11,7 @@ build, and the kernel variants they need.
 - kunit needs a kernel of its own: KERNEL-kunit, the kernel asked for plus
   kernel-configs/kunit/kunit.config and one fragment per suite
   (kernel-configs/kunit/suites/SUITE.config). The same suites give the same
-  fragments, so the same cached kernel.
+  fragments, so the same cached kernel. It boots with KUNIT_CMDLINE.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ from lab.steps.kselftest import Kselftest
 from lab.steps.kunit import Kunit
 
 KUNIT = KERNEL_CONFIGS / "kunit"
+#: KUnit prints its KTAP at KERN_INFO, which the lab's `quiet` keeps off the console.
+#: (CONFIG_CONSOLE_LOGLEVEL_QUIET would do it in the kernel, but printk.h names it, so
+#: changing it recompiles nearly every object: minutes per KUnit kernel.)
+KUNIT_CMDLINE = ("loglevel=7",)
 DEFAULT_KERNEL = "nokpti"
 #: The deadline of a kselftest or kunit step (the suites' own per-test timeouts
 #: are inside it: kselftest's 45 s default, a TARGET's settings file).
@@ -70,8 +74,9 @@ def cmdline_name(words: tuple[str, ...]) -> str:
 
 
 def _cells(arches: list[str], variants: dict[str, list[KernelVariant]],
-           words: tuple[str, ...]) -> tuple[Cell, ...]:
-    return tuple(Cell(arch, v.name, cmdline_name(words), words, variant=v)
+           words: tuple[str, ...], extra: tuple[str, ...] = ()) -> tuple[Cell, ...]:
+    """Every arch x variant, booted with words (which name the cell) and extra."""
+    return tuple(Cell(arch, v.name, cmdline_name(words), (*extra, *words), variant=v)
                  for arch in arches for v in variants[arch])
 
 
@@ -102,4 +107,5 @@ def kunit_scenario(arches: list[str], kernel: str, words: tuple[str, ...], suite
     step = Kunit(name=f"kunit {' '.join(suites)}", line=0, suites=tuple(suites),
                  timeout=timeout)
     return Scenario("kunit", f"KUnit {' '.join(suites)}", Path("kunit"),
-                    _cells(arches, variants, words), (step,), step_timeout=timeout)
+                    _cells(arches, variants, words, KUNIT_CMDLINE), (step,),
+                    step_timeout=timeout)
