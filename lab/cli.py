@@ -260,6 +260,12 @@ def _check_repeat(scenarios: list, repeat: int | None) -> None:
             raise UserError(f"--repeat {repeat}: {s.path}: {problem}")
 
 
+def _tests_summary(results: RunResult) -> None:
+    """After lab run: the tests steps reported that did not pass, and a count per cell."""
+    if any(c.tests for c in results.cells):
+        report.tests_table(results, passed=False)
+
+
 def cmd_run(args) -> int:
     # Everything is checked before any build or boot: the scenarios, then the options.
     scenarios = scenario.load_all(args.scenarios, tuple(args.allow_put_from))
@@ -268,7 +274,9 @@ def cmd_run(args) -> int:
     opts = runner.Options(out=args.out, jobs=args.jobs, only=_only(args.only),
                           repeat=args.repeat, icount=args.icount, accel=args.accel,
                           kernel_src=_kernel_src())
-    return _exit_code(_run(scenarios, opts))
+    results = _run(scenarios, opts)
+    _tests_summary(results)
+    return _exit_code(results)
 
 
 def cmd_compare(args) -> int:

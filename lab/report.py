@@ -377,19 +377,21 @@ def _first_line(text: str, width: int = 110) -> str:
     return line if len(line) <= width else line[:width - 1] + "…"
 
 
-def tests_table(results: RunResult) -> None:
-    """Every test row of every cell (kselftest programs, KUnit cases), then a count
-    per cell."""
+def tests_table(results: RunResult, passed: bool = True) -> None:
+    """The test rows of every cell (kselftest programs, KUnit cases), then a count
+    per cell; without passed, only the rows that did not pass."""
     for c in results.cells:
         if not c.tests:
             continue
+        shown = [t for t in c.tests if passed or t.status is not Status.PASS]
         table = Table(title=f"{c.scenario}/{c.id}")
         for col in ("test", "status", "faults", "message"):
             table.add_column(col)
-        for t in c.tests:
+        for t in shown:
             table.add_row(Text(t.name), Text(t.status.value, STATUS_STYLE[t.status]),
                           ", ".join(f.kind for f in t.faults) or "", Text(_first_line(t.message)))
-        out.print(table)
+        if shown:
+            out.print(table)
         out.print(Text(f"{c.scenario}/{c.id}: {_counts(c.tests)}", style="bold"))
 
 
