@@ -246,3 +246,12 @@ def test_the_step_writes_its_own_list_of_what_built_before_it_runs_it():
         "printf '%s\\n' proc:read proc:self > /opt/kselftest/kselftest-list.txt && "
         "cd /opt/kselftest && ./run_kselftest.sh")
     assert step.command(ksft.SuiteBuild((), (), (), {"proc.x": "no"})) == "true"
+
+
+def test_a_real_kunit_boot_console_log_gives_a_row_per_case(tmp_path):
+    ctx = _ctx(FakeGuest(), tmp_path, read("real-console-kunit-x86_64.log").splitlines())
+    Kunit(name="k", line=1, suites=("example", "list-kunit-test")).execute(ctx)
+    by = {t.name: t.status for t in ctx.tests}
+    assert len(by) == 43 and sum(n.startswith("list-kunit-test.") for n in by) == 39
+    assert [n for n, s in by.items() if s is not P] == [
+        "example.example_skip_test", "example.example_mark_skipped_test"]
