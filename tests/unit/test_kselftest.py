@@ -255,3 +255,18 @@ def test_a_real_kunit_boot_console_log_gives_a_row_per_case(tmp_path):
     assert len(by) == 43 and sum(n.startswith("list-kunit-test.") for n in by) == 39
     assert [n for n, s in by.items() if s is not P] == [
         "example.example_skip_test", "example.example_mark_skipped_test"]
+
+
+def test_kunit_reads_the_ring_buffer_when_the_console_lost_the_start(tmp_path):
+    """aarch64's virtio console lost the first 150 lines of a loglevel=7 boot; the
+    lab's own `dmesg` at boot (shell lines of the same console.log) has them all."""
+    log = read("real-console-kunit-lossy-aarch64.log").splitlines()
+    dmesg = "\n".join(x.split(" | ", 1)[1] for x in log if " shell  | [" in x)
+    no_shell = _ctx(FakeGuest(facts=None), tmp_path, log)      # the console log alone
+    Kunit(name="k", line=1, suites=("example", "hlist")).execute(no_shell)
+    assert no_shell.tests[0].name == "example" and no_shell.tests[0].status is E
+    assert {t.status for t in no_shell.tests[1:]} == {P}
+    ctx = _ctx(FakeGuest({"^dmesg$": (dmesg, 0)}), tmp_path, log)
+    Kunit(name="k", line=1, suites=("example", "list-kunit-test", "hlist")).execute(ctx)
+    assert len(ctx.tests) == 4 + 39 + 18
+    assert not [t for t in ctx.tests if t.status in (F, E)]
