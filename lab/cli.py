@@ -22,6 +22,8 @@ from lab import (
     report,
     runner,
     scenario,
+    suites,
+    testdiff,
 )
 from lab.arches import ARCHES, get_arch
 from lab.errors import GuestError, Interrupted, LabError, OutputLost, UserError
@@ -270,6 +272,12 @@ def _check_repeat(scenarios: list, repeat: int | None) -> None:
             raise UserError(f"--repeat {repeat}: {s.path}: {problem}")
 
 
+def _tests_summary(results: RunResult) -> None:
+    """After lab run: the tests steps reported that did not pass, and a count per cell."""
+    if any(c.tests for c in results.cells):
+        report.tests_table(results, passed=False)
+
+
 def cmd_run(args) -> int:
     # Everything is checked before any build or boot: the scenarios, then the options.
     scenarios = scenario.load_all(args.scenarios, tuple(args.allow_put_from))
@@ -278,7 +286,9 @@ def cmd_run(args) -> int:
     opts = runner.Options(out=args.out, jobs=args.jobs, only=_only(args.only),
                           repeat=args.repeat, icount=args.icount, accel=args.accel,
                           kernel_src=args.kernel_src, cold=args.cold)
-    return _exit_code(_run(scenarios, opts))
+    results = _run(scenarios, opts)
+    _tests_summary(results)
+    return _exit_code(results)
 
 
 def _margin(text: str) -> float:
@@ -301,6 +311,12 @@ def cmd_compare(args) -> int:
         raise UserError(f"--baseline {args.baseline!r}: expected KEY=VALUE")
     results = compare.load_results(args.dir)
     outdir = _writable("--out", args.out or (args.dir if args.dir.is_dir() else args.dir.parent))
+    diffs = testdiff.diff(results, (key, value))     # tests that steps reported one by one
+    if diffs:
+        report.testdiff_table(diffs)
+        report.write_testdiff(diffs, outdir)
+    if diffs and not args.metric and not any(c.metrics for c in results.cells):
+        return 0
     comparison = compare.compare(results, (key, value), args.metric, args.margin)
     report.compare_table(comparison)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -322,6 +338,36 @@ def _compare_runs(args) -> int:
     outdir.mkdir(parents=True, exist_ok=True)
     report.write_compare_runs(comparison, outdir)
     return 0
+
+
+def _suite_run(target, args) -> int:
+    """lab kselftest / lab kunit: run the scenario, print every test, and with more
+    than one kernel, the regressions and fixes against the first."""
+    _writable("--out", args.out)
+    opts = runner.Options(out=args.out, jobs=args.jobs, accel=args.accel,
+                          kernel_src=args.kernel_src)
+    results = _run([target], opts)
+    report.tests_table(results)
+    kernels = list(dict.fromkeys(c.cell.kernel for c in results.cells))
+    if len(kernels) > 1:
+        diffs = testdiff.diff(results, ("kernel", kernels[0]))
+        report.testdiff_table(diffs)
+        report.write_testdiff(diffs, args.out)
+    return _exit_code(results)
+
+
+def cmd_kselftest(args) -> int:
+    target = suites.kselftest_scenario(
+        args.arch, args.kernel or [suites.DEFAULT_KERNEL], tuple(args.cmdline.split()),
+        args.targets, with_suite_config=args.with_suite_config, source=args.kernel_src,
+        timeout=args.timeout)
+    return _suite_run(target, args)
+
+
+def cmd_kunit(args) -> int:
+    target = suites.kunit_scenario(args.arch, args.kernel or suites.DEFAULT_KERNEL,
+                                   tuple(args.cmdline.split()), args.suites, args.timeout)
+    return _suite_run(target, args)
 
 
 def cmd_driver(args) -> int:
@@ -469,6 +515,43 @@ def _compare_parsers(sub) -> None:
     c.set_defaults(func=cmd_compare)
 
 
+def _suite_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--arch", action="append", required=True, choices=list(ARCHES),
+                   help="a guest arch (repeatable)")
+    p.add_argument("--cmdline", default="", help="extra kernel command-line words for every "
+                                                 "cell, e.g. 'pti=on'")
+    _kernel_src_arg(p)
+    p.add_argument("--out", type=Path, default=Path("out") / f"{what}-"
+                   f"{time.strftime('%Y%m%d-%H%M%S')}", help="results directory")
+    p.add_argument("-j", "--jobs", type=_int_in("--jobs", 1, inputs.MAX_JOBS), default=1,
+                   help="cells run in parallel (default 1)")
+    p.add_argument("--accel", choices=("tcg", "kvm"), help="override the accelerator")
+    p.add_argument("--timeout", type=_seconds("--timeout"), default=suites.STEP_TIMEOUT_S,
+                   help=f"deadline of the suites' run in each guest, in seconds "
+                        f"(default {suites.STEP_TIMEOUT_S:g})")
+
+
+def _suite_parsers(sub) -> None:
+    k = sub.add_parser("kselftest", help="build and run the kernel's selftests "
+                                         "(tools/testing/selftests) in guests")
+    _suite_args(k, "kselftest")
+    k.add_argument("--kernel", action="append", help=KERNEL_HELP + " (repeatable: with "
+                   "several, the regressions and fixes against the first; default nokpti)")
+    k.add_argument("--with-suite-config", action="store_true",
+                   help="merge each TARGET's own config fragment into the kernel "
+                        "(a KERNEL-ksft variant, built once)")
+    k.add_argument("targets", nargs="+", metavar="TARGET[:TEST]")
+    k.set_defaults(func=cmd_kselftest)
+
+    u = sub.add_parser("kunit", help="build a KUnit kernel with the chosen suites, boot it, "
+                                     "report its tests")
+    _suite_args(u, "kunit")
+    u.add_argument("--kernel", help=KERNEL_HELP + " to add KUnit to (default nokpti)")
+    u.add_argument("suites", nargs="+", metavar="SUITE",
+                   help=f"one of {', '.join(suites.kunit_suites())}")
+    u.set_defaults(func=cmd_kunit)
+
+
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lab", description="A QEMU hardware lab for kernel and driver developers.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -477,6 +560,7 @@ def parser() -> argparse.ArgumentParser:
     _guest_parsers(sub)
     _run_parsers(sub)
     _compare_parsers(sub)
+    _suite_parsers(sub)
     return p
 
 

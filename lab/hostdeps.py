@@ -60,6 +60,7 @@ DEPS: tuple[Dep, ...] = (
     Dep("perl", "perl", command="perl"),
     Dep("git (your own kernel tree's identity; bisect)", "git", command="git"),
     Dep("ccache (rebuilds across variants)", "ccache", command="ccache"),
+    Dep("rsync (kselftest's make install)", "rsync", command="rsync"),
     *(Dep(f"{name} ({a})", f"{name}:{a}", foreign=a) for name in GUEST_DEBS for a in GUEST_ARCHES),
 )
 

@@ -23,7 +23,8 @@ from lab import faults, stats
 from lab.build import cache
 from lab.build.command import WARNING
 from lab.compare import Comparison, RunComparison
-from lab.results import CellResult, RunResult, Status
+from lab.results import CellResult, RunResult, Status, TestResult
+from lab.testdiff import CellDiff
 
 # Not on a terminal (CI logs, files): wide enough for the tables. Strings are
 # printed as they are, never read as rich markup or :emoji: codes: names, paths
@@ -175,9 +176,20 @@ def _cases(cell: CellResult) -> list[tuple[str, Status, float, str]]:
         boot = ("boot", Status.ERROR if cell.failed_to_boot else Status.PASS,
                 cell.error_message)
     cases = [(boot[0], boot[1], sum(cell.boot_times), boot[2])]
-    cases += [(s.name + (f" [boot {s.boot}]" if s.boot else ""), s.status, s.duration_s,
-               s.message) for s in cell.steps]
+    for s in cell.steps:
+        tag = f" [boot {s.boot}]" if s.boot else ""
+        # A step that reports tests is its tests (one case each, `suite.test`); it is a
+        # case itself only when it reported none, or erred (a crash ended it).
+        if not s.tests or s.status is Status.ERROR:
+            cases.append((s.name + tag, s.status, s.duration_s, s.message))
+        cases += [(t.name + tag, t.status, 0.0, _test_message(t)) for t in s.tests]
     return cases
+
+
+def _test_message(t: TestResult) -> str:
+    """A test's message, with the kernel faults seen while it ran."""
+    said = [t.message] + [f"kernel {f.kind}: {f.text}" for f in t.faults]
+    return "\n".join(x for x in said if x)
 
 
 #: What XML 1.0 cannot hold: control characters (a guest's colours and bells), surrogates.
@@ -210,7 +222,7 @@ def junit(results: RunResult) -> str:
                 if status in tags:
                     tag, counter = tags[status]
                     counts[counter] += 1
-                    if status is Status.SKIP:
+                    if status is Status.SKIP and not message:
                         message = "not run: an earlier step failed or errored"
                     message = _xml_text(message)
                     ET.SubElement(case, tag, message=message[:500]).text = message
@@ -445,3 +457,67 @@ def compare_plot(panels: list[tuple[str, str, list[_PlotRow]]], path: Path) -> N
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- tests (kselftest, kunit)
+
+def _counts(tests: list[TestResult]) -> str:
+    by = {s: sum(t.status is s for t in tests) for s in Status}
+    xfail = sum(t.message.startswith("xfail") for t in tests)
+    return (f"{by[Status.PASS]} ok of {len(tests)}: {by[Status.FAIL]} fail, "
+            f"{by[Status.ERROR]} error, {by[Status.SKIP]} skip"
+            + (f" ({xfail} of them xfail)" if xfail else ""))
+
+
+def _first_line(text: str, width: int = 110) -> str:
+    line = next((x for x in text.splitlines() if x.strip()), "")
+    return line if len(line) <= width else line[:width - 1] + "…"
+
+
+def tests_table(results: RunResult, passed: bool = True) -> None:
+    """The test rows of every cell (kselftest programs, KUnit cases), then a count
+    per cell; without passed, only the rows that did not pass."""
+    for c in results.cells:
+        if not c.tests:
+            continue
+        shown = [t for t in c.tests if passed or t.status is not Status.PASS]
+        table = Table(title=f"{c.scenario}/{c.id}")
+        for col in ("test", "status", "faults", "message"):
+            table.add_column(col)
+        for t in shown:
+            table.add_row(Text(t.name), Text(t.status.value, STATUS_STYLE[t.status]),
+                          ", ".join(f.kind for f in t.faults) or "", Text(_first_line(t.message)))
+        if shown:
+            out.print(table)
+        out.print(Text(f"{c.scenario}/{c.id}: {_counts(c.tests)}", style="bold"))
+
+
+def testdiff_table(diffs: list[CellDiff]) -> None:
+    """Per cell against its baseline: regressions first, then fixes, changes, and tests
+    only one side ran."""
+    for d in diffs:
+        out.print(Text(f"{d.arch}: {d.other} against {d.baseline}: {len(d.regressions)} "
+                       f"regression(s), {len(d.fixes)} fix(es), {len(d.changed)} other "
+                       f"change(s), {len(d.only_baseline) + len(d.only_other)} only in one, "
+                       f"{d.unchanged} unchanged", style="bold"))
+        if not (d.regressions or d.fixes or d.changed or d.only_baseline or d.only_other):
+            continue
+        table = Table()
+        for col in ("change", "test", "baseline", "this"):
+            table.add_column(col)
+        for what, changes in (("regression", d.regressions), ("fix", d.fixes),
+                              ("changed", d.changed)):
+            for ch in changes:
+                table.add_row(Text(what, "bold red" if what == "regression" else ""),
+                              Text(ch.name), ch.baseline.value, ch.other.value)
+        for name in d.only_baseline:
+            table.add_row("only in baseline", Text(name), "ran", "-")
+        for name in d.only_other:
+            table.add_row("only in this", Text(name), "-", "ran")
+        out.print(table)
+
+
+def write_testdiff(diffs: list[CellDiff], outdir: Path) -> None:
+    path = outdir / "testdiff.json"
+    cache.write_json(path, {"cells": [d.to_json() for d in diffs]})
+    out.print(Text(f"wrote {path}"))

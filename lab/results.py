@@ -5,7 +5,8 @@ assigned in several places: a boot is an error when an infrastructure error
 ended it, else the worst of its steps; a cell is the worst of its boots.
 to_json/from_json sit beside the types. The results.json format is versioned
 (FORMAT); files written before the version existed (format 1: no "boots")
-still load, and so do format 2 files (boots without their place in the schedule).
+still load, and so do format 2 files (boots without their place in the schedule),
+and files written before steps reported tests (no "tests").
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from lab.model import BootFacts, Cell, KernelMessage
 
@@ -41,6 +42,29 @@ class Status(StrEnum):
 
 
 @dataclass(frozen=True)
+class TestResult:
+    """One row a step reports besides itself: a test of a suite it ran (kselftest's
+    `proc.read`, KUnit's `list-kunit-test.list_test_list_init`). Any step kind may
+    report them (Context.tests); reports show each as its own row and JUnit case."""
+
+    __test__: ClassVar[bool] = False   # not a test class, whatever pytest thinks of the name
+    name: str
+    status: Status
+    message: str = ""
+    #: Kernel faults seen while this test ran.
+    faults: tuple[KernelMessage, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status.value, "message": self.message,
+                "faults": [_fault_json(f) for f in self.faults]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TestResult:
+        return cls(d["name"], Status(d["status"]), d.get("message", ""),
+                   tuple(_fault(x) for x in d.get("faults", [])))
+
+
+@dataclass(frozen=True)
 class StepResult:
     name: str
     kind: str
@@ -51,17 +75,20 @@ class StepResult:
     message: str = ""
     #: The file with the step's whole output, relative to the run's --out directory.
     output: str | None = None
+    #: The tests the step ran and reported one by one (kselftest, kunit), in order.
+    tests: tuple[TestResult, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "boot": self.boot,
                 "status": self.status.value, "duration_s": round(self.duration_s, 4),
-                "exit_code": self.exit_code, "message": self.message, "output": self.output}
+                "exit_code": self.exit_code, "message": self.message, "output": self.output,
+                "tests": [t.to_json() for t in self.tests]}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> StepResult:
         return cls(d["name"], d["kind"], d.get("boot", 0), Status(d["status"]),
                    d.get("duration_s", 0.0), d.get("exit_code"), d.get("message", ""),
-                   d.get("output"))
+                   d.get("output"), tuple(TestResult.from_json(t) for t in d.get("tests", [])))
 
 
 def _fault_json(f: KernelMessage) -> dict[str, Any]:
@@ -104,8 +131,11 @@ class BootResult:
 
     @property
     def failed_to_boot(self) -> bool:
-        """An error that no step owns: the boot itself, or the shutdown, failed."""
-        return bool(self.error) and not any(s.status is Status.ERROR for s in self.steps)
+        """An error that no step owns: the boot itself (the guest never reached its
+        shell, so it has no facts; steps that read the boot log may still report, see
+        Step.reads_boot_log), or the shutdown, failed."""
+        return bool(self.error) and (self.facts is None or
+                                     not any(s.status is Status.ERROR for s in self.steps))
 
     def to_json(self) -> dict[str, Any]:
         facts = self.facts.to_json() if self.facts else None
@@ -166,6 +196,11 @@ class CellResult:
     @property
     def steps(self) -> list[StepResult]:
         return [s for b in self.boots for s in b.steps]
+
+    @property
+    def tests(self) -> list[TestResult]:
+        """The tests its steps reported one by one, in order."""
+        return [t for s in self.steps for t in s.tests]
 
     @property
     def metrics(self) -> dict[str, list[float]]:

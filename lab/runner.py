@@ -27,7 +27,7 @@ from lab.build import cache
 from lab.deadline import Deadline
 from lab.errors import GuestTimeout, LabError, UserError
 from lab.guest import Guest
-from lab.model import Cell, KernelBuild, KernelVariant, Scenario, Selector, Step
+from lab.model import Cell, GuestFile, KernelBuild, KernelVariant, Scenario, Selector, Step
 from lab.results import BootResult, CellResult, RunResult, Status, StepResult
 from lab.steps.base import Context
 
@@ -108,21 +108,37 @@ def ensure_kernels(cells: Iterable[Cell], progress_for: Callable,
     return built
 
 
+def _cell_files(s: Scenario, cell: Cell, kbuild: KernelBuild,
+                progress: build.Progress) -> tuple[GuestFile, ...]:
+    """The scenario's files: for the cell's arch, then what its steps need (built now)."""
+    files = [f for f in s.files if f.arch in ("", cell.arch)]
+    for step in s.steps:
+        if step.applies(cell):
+            files += step.guest_files(kbuild, progress)
+    return tuple(dict.fromkeys(files))
+
+
 def guest_images(pairs: list[tuple[Scenario, Cell]],
                  builds: dict[tuple[str, KernelVariant], KernelBuild],
                  progress_for: Callable) -> list[KernelBuild]:
-    """Each cell's kernel, booting an initramfs with its scenario's files: for its arch."""
-    made: dict[tuple[str, str, KernelVariant | None], KernelBuild] = {}
+    """Each cell's kernel, booting an initramfs with its scenario's files: for its arch
+    and what its steps bring (Step.guest_files); cells that need the same files share
+    one image."""
+    made: dict[tuple, KernelBuild] = {}
+    images = []
     for s, cell in pairs:
         assert cell.variant is not None
-        key = (s.name, cell.arch, cell.variant)
-        if key not in made:
-            made[key] = builds[(cell.arch, cell.variant)]
-            files = tuple(f for f in s.files if f.arch in ("", cell.arch))
-            if files:
-                with progress_for(f"{cell.arch}/{cell.variant.name} + files") as progress:
-                    made[key] = build.with_files(made[key], files, progress)
-    return [made[(s.name, c.arch, c.variant)] for s, c in pairs]
+        kbuild = builds[(cell.arch, cell.variant)]
+        if not s.files and not any(st.builds_files and st.applies(cell) for st in s.steps):
+            images.append(kbuild)
+            continue
+        with progress_for(f"{cell.arch}/{cell.variant.name} + files") as progress:
+            files = _cell_files(s, cell, kbuild, progress)
+            key = (kbuild.hash, files)
+            if key not in made:
+                made[key] = build.with_files(kbuild, files, progress)
+        images.append(made[key])
+    return images
 
 
 # ---------------------------------------------------------------- cold boots or restores
@@ -157,10 +173,13 @@ def _fail_boot(boot: BootResult, step: Step, rest: list[Step], seconds: float, c
                exc: BaseException) -> None:
     """The step that ended its boot is an error; the steps after it are skipped."""
     boot.steps.append(StepResult(step.name, step.kind, boot.index, Status.ERROR, seconds,
-                                 ctx.exit_code, str(exc) or repr(exc), ctx.kept_output()))
+                                 ctx.exit_code, str(exc) or repr(exc), ctx.kept_output(),
+                                 tuple(ctx.tests)))
     _skip(boot, rest)
 
 
+#: How long a post-mortem step may wait for the console log (it is complete by then).
+POST_MORTEM_S = 1.0
 #: Beyond its boots' and steps' own deadlines, what a cell's default deadline allows
 #: each boot for shutting its guest down.
 SHUTDOWN_S = 10.0
@@ -281,14 +300,36 @@ class _CellRun:
             boot.error = _internal_error(exc, logdir)
         if boot.error and guest is not None:
             boot.faults = guest.faults()
+            if boot.facts is None:
+                self.post_mortem(guest, boot)
         boot.duration_s = time.monotonic() - started
         return boot
+
+    def post_mortem(self, guest: Guest, boot: BootResult) -> None:
+        """A guest that never reached its shell: the steps that read only the boot log
+        (Step.reads_boot_log: the KUnit suites a crash cut short) report from it, as
+        errors; the others never ran."""
+        steps = [s for s in self.scenario.steps if s.applies(self.cell)]
+        for i, step in enumerate(steps):
+            if not step.reads_boot_log:
+                continue
+            ctx = self.context(guest, boot, i)
+            ctx.deadline = Deadline(POST_MORTEM_S)
+            try:
+                step.execute(ctx)
+            except Exception as exc:   # what it could not read is said, the boot's error stays
+                ctx.notes.append(f"reading the boot log failed: {exc}")
+            boot.steps.append(StepResult(
+                step.name, step.kind, boot.index, Status.ERROR, 0.0, None,
+                "; ".join([f"the guest never reached its shell: {boot.error}", *ctx.notes]),
+                None, tuple(ctx.tests)))
 
     def context(self, guest: Guest, boot: BootResult, i: int) -> Context:
         """Step i's view of its boot; its output file is step-<i+1>.out in the boot's logs."""
         output = guest.logdir / f"step-{i + 1:02d}.out"
         return Context(guest, Deadline(0), boot.samples, self.result.units, arch=self.cell.arch,
-                       output_file=output, output_label=str(output.relative_to(self.opts.out)))
+                       output_file=output, output_label=str(output.relative_to(self.opts.out)),
+                       console_log=guest.logdir / "console.log", kernel=self.kbuild)
 
     def steps(self, guest: Guest, boot: BootResult, deadline: Deadline) -> None:
         """The cell's steps in order; an error (not a failure) ends the boot, and
@@ -316,7 +357,7 @@ class _CellRun:
                                          Status.FAIL if problems else Status.PASS,
                                          time.monotonic() - started, ctx.exit_code,
                                          "; ".join(ctx.notes + problems),
-                                         ctx.kept_output()))
+                                         ctx.kept_output(), tuple(ctx.tests)))
             if problems and self.opts.stop_on_fail:
                 _skip(boot, steps[i + 1:])
                 return

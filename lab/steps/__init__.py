@@ -11,7 +11,7 @@ from collections.abc import Callable
 from lab import inputs
 from lab.model import Step
 from lab.schema import TEXT_LINE, Ctx, Fields, Node, kind_of
-from lab.steps import asserts, dmesg, hmp, module, put, qmp, rounds, run, uart
+from lab.steps import asserts, dmesg, hmp, kselftest, kunit, module, put, qmp, rounds, run, uart
 
 #: YAML key -> parser(fields, name=, line=, when=, timeout=, allow_faults=) -> step.
 PARSERS: dict[str, Callable[..., Step]] = {
@@ -23,6 +23,8 @@ PARSERS: dict[str, Callable[..., Step]] = {
     "hmp": hmp.Hmp.parse,
     "assert": asserts.parse,
     "dmesg": dmesg.Dmesg.parse,
+    "kselftest": kselftest.Kselftest.parse,
+    "kunit": kunit.Kunit.parse,
 }
 
 

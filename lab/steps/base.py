@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lab.deadline import Deadline
-from lab.model import BootFacts, CommandResult, KernelMessage, Metric
+from lab.model import BootFacts, CommandResult, KernelBuild, KernelMessage, Metric
+from lab.results import TestResult
 from lab.uart import Uart
 
 
@@ -55,6 +56,13 @@ class Context:
     exit_code: int | None = None
     #: What the result should say even when the step passes.
     notes: list[str] = field(default_factory=list)
+    #: The tests a step ran and reports one by one (kselftest, kunit): kept even
+    #: when the step ends in an error (a test that crashed the kernel).
+    tests: list[TestResult] = field(default_factory=list)
+    #: This boot's console.log (both consoles, stamped; lab.console.ConsoleLog).
+    console_log: Path | None = None
+    #: The kernel the guest booted (what steps built their guest_files for).
+    kernel: KernelBuild | None = None
 
     def kept_output(self) -> str | None:
         """The output file's label, if a step wrote it."""
