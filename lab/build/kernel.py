@@ -254,17 +254,13 @@ _COMPILED = re.compile(r"^\s+CC\s+(\[M\]\s+)?\S+\.o$")
 
 
 def _compile(plan: _Plan, obj: Path, log: Path, progress: Progress) -> int:
-    """make the image and the modules, incrementally; how many objects it compiled."""
-    compiled = 0
-
-    def count(phase: str, line: str) -> None:
-        nonlocal compiled
-        compiled += bool(_COMPILED.match(line))
-        progress(phase, line)
-
+    """make the image and the modules, incrementally; how many objects it compiled
+    (kbuild's CC lines in the log, which this build started empty)."""
     run([*plan.make(obj), *ccache_args(plan.arch), f"-j{plan.jobs}", plan.arch.image_target,
-         "modules"], phase="compile", deadline=DEADLINE_S["compile"], log=log, progress=count,
+         "modules"], phase="compile", deadline=DEADLINE_S["compile"], log=log, progress=progress,
         env=ccache_env())
+    with open(log, encoding="utf-8", errors="replace") as fh:
+        compiled = sum(1 for line in fh if _COMPILED.match(line.rstrip("\n")))
     progress("compile", f"{compiled} objects compiled")
     return compiled
 

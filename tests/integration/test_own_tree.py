@@ -100,4 +100,4 @@ def test_git_bisect_run_finds_the_commit_that_breaks_the_check(tree):
         found = re.search(r"^([0-9a-f]{40}) is the first bad commit", run.stdout, re.M)
         assert found and found.group(1) == culprit, run.stdout[-3000:]
     finally:
-        git(tree, "bisect", "reset", "-q")
+        git(tree, "bisect", "reset")
