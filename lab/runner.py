@@ -63,14 +63,15 @@ class Executor(Protocol):
     replace it. The runner hands over a module-level function and picklable items
     (BootTask), so an executor may run them in another process or machine."""
 
-    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    def map_unordered(self, fn: Callable[[BootTask], BootOutcome],
+                      items: Iterable[BootTask]) -> Iterator[BootOutcome]:
         """fn over items; results as they finish. Items are taken from the iterable
         only as capacity frees up (so the runner can still skip the later boots of a
         cell that erred). On any exception, pending work is cancelled before the
         exception leaves."""
         ...
 
-    def drain(self, seconds: float) -> list[Any]:
+    def drain(self, seconds: float) -> list[BootOutcome]:
         """After map_unordered was stopped by an exception: what the work that was
         running returns within seconds (a second signal ends the wait)."""
         ...
