@@ -12,10 +12,11 @@ allowed-failures, 1 for `local`), else it is an error that says its worker died.
 
 No shared filesystem:
 - Kernels and initramfs images go by content. The client scatters each artifact
-  once per run into the cluster's memory (one copy, never in the task graph) under
-  the key lab-artifact-<sha256>; a task gets only the key, the sha256 and the
-  client's path. On its worker the boot uses, in order: the client's path if it is
-  there with that sha256 (a shared filesystem, or `local`); the worker's cache entry
+  once per run into the cluster's memory (one copy, never in the task graph) and
+  publishes it as the dataset lab-artifact-<sha256 prefix>-<run>; a task gets that name,
+  the sha256 and the client's path. On its worker the boot uses, in order: the client's path if the
+  worker is in the client's process (`local`) and the file has that sha256 (a shared
+  filesystem is not assumed); the worker's cache entry
   LAB_CACHE/artifacts/<sha256>-<name> (checked against its manifest on every use);
   else it pulls the bytes from the cluster, checks their sha256 and stores them as
   that cache entry (atomic, see build.cache.entry).
@@ -93,11 +94,19 @@ class Offer:
     name: str
     path: Path
     key: str
+    #: The process that offers it: a worker in that process (local) uses path itself.
+    origin: str = ""
 
 
-def offer_of(path: Path) -> Offer:
+def this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def offer_of(path: Path, run: str) -> Offer:
+    """path offered by this run (its key is the run's: two labs on one cluster, or two
+    runs in one process, never release each other's)."""
     sha = cache.file_sha(path)
-    return Offer(sha, path.name, path, f"lab-artifact-{sha}")
+    return Offer(sha, path.name, path, f"lab-artifact-{sha[:16]}-{run}", this_process())
 
 
 def artifact_path(offer: Offer) -> Path:
@@ -111,7 +120,7 @@ def localize(offer: Offer, pull: Callable[[str], bytes], deadline: Deadline
     pull(key) brings its bytes from the cluster, if nothing here has them."""
     started = time.monotonic()
     with contextlib.suppress(OSError):
-        if cache.file_sha(offer.path) == offer.sha256:
+        if offer.origin == this_process() and cache.file_sha(offer.path) == offer.sha256:
             return offer.path, {"name": offer.name, "from": "client's path"}
     pulled = [0]
 
@@ -181,12 +190,22 @@ def write_logs(out: Path, files: Logs) -> None:
 # ---------------------------------------------------------------- on a worker
 
 def _pull(key: str, deadline: Deadline) -> bytes:
-    """An artifact's bytes, from whichever worker holds them."""
+    """An artifact's bytes, from whichever worker holds them (the client publishes
+    each under its key). Tried again until the deadline: a worker that held them
+    may have died, and the client then offers them again."""
     client = distributed.get_client()
-    data: Any = distributed.Future(key, client).result(timeout=max(deadline.remaining(), 1.0))
-    if not isinstance(data, bytes):
-        raise InfraError(f"{key}: the cluster holds no artifact under this key")
-    return data
+    while True:
+        try:
+            data = client.get_dataset(key).result(timeout=min(deadline.remaining(), 30.0))
+            if isinstance(data, bytes):
+                return data
+            problem = f"not bytes but {type(data).__name__}"
+        except Exception as exc:    # a lost holder, a name not (yet) published, a timeout
+            problem = f"{type(exc).__name__}: {exc}"
+        if deadline.expired():
+            raise InfraError(f"{key}: the artifact did not come from the cluster within "
+                             f"{deadline.seconds:g} s ({problem})")
+        time.sleep(POLL_S)
 
 
 @contextlib.contextmanager
@@ -283,13 +302,25 @@ class DaskExecutor:
 
     def _offer(self, path: Path) -> Offer:
         if path not in self._offers:
-            offer = offer_of(path)
+            offer = offer_of(path, self.run_id)
             if offer.key not in self._held:
-                started = time.monotonic()
-                self._held |= self.client.scatter({offer.key: path.read_bytes()})
-                self.scattered[offer.name] = time.monotonic() - started
+                self._scatter(offer)
             self._offers[path] = offer
         return self._offers[path]
+
+    def _scatter(self, offer: Offer) -> None:
+        """The artifact's bytes into the cluster's memory, under its key (one copy)."""
+        started = time.monotonic()
+        self._held |= self.client.scatter({offer.key: offer.path.read_bytes()})
+        self.client.publish_dataset(override=True, **{offer.key: self._held[offer.key]})
+        self.scattered[offer.name] = time.monotonic() - started
+
+    def _reoffer(self) -> None:
+        """Scatter again what the cluster lost with a worker that held it: boots that
+        wait for it (a rerun of the lost worker's boot) then get it under the same key."""
+        for offer in self._offers.values():
+            if self._held[offer.key].status in ("lost", "error", "cancelled"):
+                self._scatter(offer)
 
     # -- boots
 
@@ -312,6 +343,7 @@ class DaskExecutor:
                 for future in self._finished():
                     task, _ = self._futures.pop(future)
                     yield self._outcome(future, task)
+                self._reoffer()
                 yield from self._overdue()
                 yield from self._top_up(fn, todo)
         except BaseException:
@@ -379,7 +411,11 @@ class DaskExecutor:
         return []
 
     def close(self) -> None:
+        """Unpublish and release the artifacts: the cluster's memory is the workers'."""
         self.client.unsubscribe_topic(STARTS)
+        for key in self._held:
+            with contextlib.suppress(KeyError):
+                self.client.unpublish_dataset(key)
         self.client.cancel(list(self._held.values()))
         self._held.clear()
 

@@ -152,10 +152,10 @@ def test_ctrl_c_cancels_the_boots_not_back_yet(client, kernel, lab, tmp_path):  
 def _offer(tmp_path: Path, data: bytes = b"an image" * 100) -> cluster.Offer:
     src = tmp_path / "Image"
     src.write_bytes(data)
-    return cluster.offer_of(src)
+    return cluster.offer_of(src, "run")
 
 
-def test_an_artifact_at_the_clients_path_is_used_where_it_is(tmp_path, monkeypatch):
+def test_a_worker_in_the_clients_process_uses_the_clients_file(tmp_path, monkeypatch):
     monkeypatch.setenv("LAB_CACHE", str(tmp_path / "cache"))
     offer = _offer(tmp_path)
     path, seen = cluster.localize(offer, pull=lambda key: pytest.fail("pulled"),
@@ -165,9 +165,8 @@ def test_an_artifact_at_the_clients_path_is_used_where_it_is(tmp_path, monkeypat
 
 def test_a_missing_artifact_is_pulled_checked_and_cached_by_content(tmp_path, monkeypatch):
     monkeypatch.setenv("LAB_CACHE", str(tmp_path / "cache"))
-    offer = _offer(tmp_path)
+    offer = replace(_offer(tmp_path), origin="another-host:1")   # another machine's path
     data = offer.path.read_bytes()
-    offer.path.unlink()                       # not on this worker: another machine's path
     pulls = []
     path, seen = cluster.localize(offer, lambda key: pulls.append(key) or data, Deadline(5))
     assert path == cluster.artifact_path(offer) and path.read_bytes() == data
@@ -189,10 +188,20 @@ def test_bytes_that_are_not_the_artifact_are_refused_and_not_cached(tmp_path, mo
     assert not cluster.artifact_path(offer).exists()
 
 
-def test_a_task_pulls_a_scattered_artifact_from_the_cluster(client):
-    held = client.scatter({"lab-artifact-test": b"bytes" * 1000})   # noqa: F841 (kept)
+def test_a_task_pulls_a_published_artifact_and_waits_for_one_offered_late(client):
+    held = client.scatter({"lab-artifact-test": b"bytes" * 1000})
+    client.publish_dataset(**held)
     assert client.submit(cluster._pull, "lab-artifact-test", Deadline(10),
                          pure=False).result(timeout=10) == b"bytes" * 1000
+    late = client.submit(cluster._pull, "lab-artifact-late", Deadline(10), pure=False)
+    time.sleep(1)
+    client.publish_dataset(**client.scatter({"lab-artifact-late": b"late"}))
+    assert late.result(timeout=10) == b"late"
+    with pytest.raises(InfraError, match="did not come from the cluster within 1 s"):
+        client.submit(cluster._pull, "lab-artifact-never", Deadline(1),
+                      pure=False).result(timeout=10)
+    for name in ("lab-artifact-test", "lab-artifact-late"):
+        client.unpublish_dataset(name)
 
 
 # ---------------------------------------------------------------- logs and addresses
