@@ -235,3 +235,14 @@ def test_a_scheduler_that_does_not_answer_is_an_infrastructure_error(monkeypatch
     with pytest.raises(InfraError, match="no Dask scheduler answered"):
         with cluster.connect("tcp://127.0.0.1:9"):
             pass
+
+
+def test_lab_run_checks_cluster_before_any_build_and_reads_lab_cluster(tmp_path):
+    from tests.conftest import ROOT
+    from tests.conftest import lab as lab_cli
+    kpti = str(ROOT / "scenarios" / "kpti.yaml")
+    for args, env in (([kpti, "--cluster", "local:0"], {}), ([kpti], {"LAB_CLUSTER": "local:x"})):
+        done = lab_cli("run", *args, "--out", str(tmp_path / "out"), env=env, timeout=60)
+        assert done.returncode == 2 and "local:N takes N from 1 to 64" in done.stderr
+        assert "Traceback" not in done.stderr
+        assert not (tmp_path / "out").exists()
