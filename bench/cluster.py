@@ -97,7 +97,7 @@ def timed_run(scenarios: list, out: Path, address: str | None) -> tuple[float, o
     """Wall seconds of one run (local pool at -j1 without address); its results."""
     shutil.rmtree(out, ignore_errors=True)
     opts = runner.Options(out=out, jobs=1)
-    progress_for = lambda name: contextlib.nullcontext(quiet)   # noqa: E731
+    progress_for = lambda name: contextlib.nullcontext(quiet)
     with contextlib.ExitStack() as stack:
         executor = stack.enter_context(cluster.connect(address)) if address else None
         started = time.monotonic()
@@ -155,7 +155,8 @@ def estimate(local: float, remote: float, per_kernel: float) -> None:
     overhead included), runs in parallel over N machines of K slots (each with the
     cores for K guests); each machine pulls each kernel once, the machines at once."""
     boots, kernels, slots = 180, 4, 2
-    print(f"\npaper estimate: the kpti matrix x10 ({boots} boots, {kernels} kernels) on "
+    print(f"\npaper estimate: {boots} boots like these over {kernels} kernels (the kpti matrix "
+          f"x10 has that many, each a few seconds longer) on "
           f"machines of {slots} guest slots: {remote:.2f} s a boot on the cluster "
           f"({local:.2f} s locally), {per_kernel:.2f} s to move a kernel")
     one = boots * local / slots
