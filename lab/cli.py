@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from lab import (
@@ -255,14 +257,35 @@ def _only(items: list[str]) -> Selector:
     return Selector(tuple((k, tuple(v)) for k, v in terms.items()))
 
 
-def _run(scenarios: list, opts: runner.Options) -> RunResult:
-    """Runs with a live table; writes results.json and junit.xml; prints the summary."""
-    with runner.claim_out(opts.out):
+def _run(scenarios: list, opts: runner.Options, cluster: str | None = None) -> RunResult:
+    """Runs with a live table; writes results.json and junit.xml; prints the summary.
+    With cluster, the boots run on that Dask cluster (lab.cluster) instead of here."""
+    with runner.claim_out(opts.out), _executor(cluster) as executor:
         with report.CellsLive() as live:
-            results = runner.run(scenarios, opts, live.event, report.build_progress)
+            results = runner.run(scenarios, opts, live.event, report.build_progress,
+                                 executor=executor)
         report.write_results(results, opts.out)
     report.run_summary(results, opts.out)
     return results
+
+
+@contextlib.contextmanager
+def _executor(cluster: str | None) -> Iterator[runner.Executor | None]:
+    """None (the runner's local pool), or an executor on the cluster at that address.
+    lab.cluster, and Dask with it, is imported only when a run asks for a cluster."""
+    if not cluster:
+        yield None
+        return
+    try:
+        from lab import cluster as dask_cluster
+    except ImportError as exc:
+        if exc.name not in ("dask", "distributed"):
+            raise
+        raise UserError(f"--cluster {cluster}: Dask distributed is not installed; "
+                        "install the lab with its cluster extra: pip install -e '.[cluster]'"
+                        ) from None
+    with dask_cluster.connect(cluster) as executor:
+        yield executor
 
 
 def _check_repeat(scenarios: list, repeat: int | None) -> None:
@@ -286,7 +309,7 @@ def cmd_run(args) -> int:
     opts = runner.Options(out=args.out, jobs=args.jobs, only=_only(args.only),
                           repeat=args.repeat, icount=args.icount, accel=args.accel,
                           kernel_src=args.kernel_src, cold=args.cold)
-    results = _run(scenarios, opts)
+    results = _run(scenarios, opts, args.cluster)
     _tests_summary(results)
     return _exit_code(results)
 
@@ -460,6 +483,14 @@ def _allow_put_from(p: argparse.ArgumentParser) -> None:
                         "directory (repeatable)")
 
 
+def _cluster_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cluster", metavar="ADDRESS", default=os.environ.get("LAB_CLUSTER") or None,
+                   help="run the boots on the Dask scheduler at ADDRESS (tcp://host:8786), or "
+                        "on an in-process cluster of N workers with local[:N] (default "
+                        "$LAB_CLUSTER; see docs/cluster.md). -j does not apply then: each "
+                        "worker's qemu=N resource says how many guests it runs")
+
+
 def _run_parsers(sub) -> None:
     r = sub.add_parser("run", help="run YAML scenarios (files or directories)")
     r.add_argument("scenarios", nargs="+", metavar="SCENARIO")
@@ -479,6 +510,7 @@ def _run_parsers(sub) -> None:
     r.add_argument("--cold", action="store_true",
                    help="boot every guest; by default the boots of a cell whose metrics no "
                         "other cell is compared with restore from a snapshot template")
+    _cluster_arg(r)
     _allow_put_from(r)
     r.set_defaults(func=cmd_run)
 

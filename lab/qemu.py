@@ -185,14 +185,15 @@ def sweep_stale() -> int:
     return swept
 
 
-def kill_all() -> None:
-    """Kill every QEMU this process started and has not shut down yet.
+def kill_all(thread: int | None = None) -> None:
+    """Kill every QEMU this process started (or only those the thread with that
+    ident started) and has not shut down yet.
 
     Only SIGKILL and reaping, which is safe from any thread (Ctrl-C, atexit):
     the owners' shutdown() still runs its cleanup where it can.
     """
     with _live_lock:
-        machines = list(_live)
+        machines = [m for m in _live if thread is None or m.thread == thread]
     for m in machines:
         m.kill()
 
@@ -243,6 +244,8 @@ class Machine:
         self.rundir = rundir
         self.logdir = logdir
         self.proc: subprocess.Popen | None = None
+        #: The thread that launched it: QEMU dies with it (pdeathsig), kill_all(thread=).
+        self.thread: int | None = None
         self._qmp: QEMUMonitorProtocol | None = None
         self._qmp_log: IO[str] | None = None
         self._sockets: list[socket.socket] = []
@@ -287,6 +290,7 @@ class Machine:
         self._pre_launch()
         with open(self.logdir / "qemu.log", "wb") as qemu_log, _live_lock:
             self.proc = proc.popen(self.full_argv, stdout=qemu_log)
+            self.thread = threading.get_ident()
             _live.add(self)
         (self.rundir / "qemu.pid").write_text(str(self.proc.pid))
         self._post_launch(deadline)

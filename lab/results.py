@@ -21,6 +21,8 @@ from typing import Any, ClassVar
 from lab.model import BootFacts, Cell, KernelMessage
 
 FORMAT = 3
+#: What names a boot's worker (its "worker" may say more: what it fetched).
+WORKER_KEYS = ("name", "address", "host")
 
 
 class Status(StrEnum):
@@ -122,6 +124,11 @@ class BootResult:
     host_load: float | None = None
     #: From its start to its guest's shutdown.
     duration_s: float = 0.0
+    #: Where it ran: the host's name, and on a cluster the worker's name and address
+    #: (and what it fetched to run it).
+    worker: dict[str, Any] = field(default_factory=dict)
+    #: What the executor has to say about it (a rerun after a lost worker).
+    note: str = ""
 
     @property
     def status(self) -> Status:
@@ -144,7 +151,8 @@ class BootResult:
                 "faults": [_fault_json(f) for f in self.faults], "logs": self.logs,
                 "boot_s": facts["boot_s"] if facts else None, "position": self.position,
                 "start_s": None if self.start_s is None else round(self.start_s, 3),
-                "host_load": self.host_load, "duration_s": round(self.duration_s, 3)}
+                "host_load": self.host_load, "duration_s": round(self.duration_s, 3),
+                "worker": self.worker, "note": self.note}
 
     @classmethod
     def from_json(cls, d: dict[str, Any], steps: list[StepResult]) -> BootResult:
@@ -155,7 +163,8 @@ class BootResult:
         return cls(d["index"], facts, steps, d.get("samples", {}),
                    [_fault(x) for x in d.get("faults", [])], d.get("tainted"),
                    d.get("logs", {}), d.get("error", ""), d.get("position"),
-                   d.get("start_s"), d.get("host_load"), d.get("duration_s", 0.0))
+                   d.get("start_s"), d.get("host_load"), d.get("duration_s", 0.0),
+                   d.get("worker") or {}, d.get("note", ""))
 
 
 @dataclass
@@ -255,6 +264,16 @@ class CellResult:
         return [b.facts.boot_s for b in self.boots if b.facts]
 
     @property
+    def workers(self) -> list[dict[str, Any]]:
+        """Where its boots ran, each worker once, in boot order."""
+        found: list[dict[str, Any]] = []
+        for b in self.boots:
+            where = {k: v for k, v in b.worker.items() if k in WORKER_KEYS}
+            if where and where not in found:
+                found.append(where)
+        return found
+
+    @property
     def error_message(self) -> str:
         return self.error or next((b.error for b in self.boots if b.error), "")
 
@@ -279,7 +298,7 @@ class CellResult:
             "id": c.id, "scenario": self.scenario, "arch": c.arch, "kernel": c.kernel,
             "cmdline": c.cmdline, "cmdline_words": list(c.cmdline_words),
             "accel": self.accel, "timing": self.timing, "status": self.status.value,
-            "error": self.error_message, "kpti_active": self.kpti_active,
+            "workers": self.workers, "error": self.error_message, "kpti_active": self.kpti_active,
             "kernel_release": self.kernel_release, "config": self.config,
             "kernel_source": self.kernel_source,
             "boot_s": round(statistics.median(boots), 3) if boots else None,

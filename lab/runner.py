@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import random
 import shutil
-import threading
+import socket
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from lab import __version__, build, hostfacts, qemu
 from lab.build import cache
@@ -60,31 +61,54 @@ class Options:
 # ---------------------------------------------------------------- executors
 
 class Executor(Protocol):
-    """Where cells run. The local pool is the default; a cluster can replace it."""
+    """Where boots run. The local pool is the default; a cluster (lab.cluster) can
+    replace it. The runner hands over a module-level function and picklable items
+    (BootTask), so an executor may run them in another process or machine."""
 
-    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
-        """fn over items; results as they finish. On any exception, pending work is
-        cancelled before the exception leaves."""
+    def map_unordered(self, fn: Callable[[BootTask], BootOutcome],
+                      items: Iterable[BootTask]) -> Iterator[BootOutcome]:
+        """fn over items; results as they finish. Items are taken from the iterable
+        only as capacity frees up (so the runner can still skip the later boots of a
+        cell that erred). On any exception, pending work is cancelled before the
+        exception leaves."""
+        ...
+
+    def drain(self, seconds: float) -> list[BootOutcome]:
+        """After map_unordered was stopped by an exception: what the work that was
+        running returns within seconds (a second signal ends the wait)."""
         ...
 
 
 class LocalPool:
-    """Threads on this machine, at most `jobs` cells at a time."""
+    """Threads on this machine, at most `jobs` boots at a time."""
 
     def __init__(self, jobs: int):
         self.jobs = max(1, jobs)
+        self._running: set[Future] = set()
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="cell")
-        futures: list[Future[R]] = [pool.submit(fn, item) for item in items]
+        todo = iter(items)
+        self._running = {pool.submit(fn, item) for item in itertools.islice(todo, self.jobs)}
         try:
-            for future in as_completed(futures):
-                yield future.result()
+            while self._running:
+                finished, _ = wait(self._running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    self._running.discard(future)
+                    yield future.result()
+                    self._running |= {pool.submit(fn, item) for item in itertools.islice(todo, 1)}
         except BaseException:
-            # Ctrl-C: do not wait here for running cells; the caller stops their QEMUs.
+            # Ctrl-C: do not wait here for running boots; the caller stops their QEMUs.
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+
+    def drain(self, seconds: float) -> list[Any]:
+        try:
+            finished, _ = wait(self._running, timeout=seconds)
+        except KeyboardInterrupt:
+            finished = {f for f in self._running if f.done()}
+        return [f.result() for f in finished if not f.cancelled() and f.exception() is None]
 
 
 # ---------------------------------------------------------------- kernels
@@ -216,11 +240,175 @@ def schedule(repeats: list[int], seed: int | None) -> list[tuple[int, int]]:
     return order
 
 
+def _quiet(cell: Cell, **kw: Any) -> None:
+    """The events of a boot that runs away from the client: nobody listens there."""
+
+
+@dataclass(frozen=True)
+class BootTask:
+    """One boot of a cell: everything a guest needs to run it, in this process or on a
+    cluster's worker. Picklable; its event callback stays behind (see __getstate__).
+    It writes its logs under opts.out (a worker's own directory on a cluster) and
+    returns a BootOutcome; a boot that fails or errs is a result, never an exception."""
+
+    scenario: Scenario
+    cell: Cell
+    kbuild: KernelBuild
+    opts: Options
+    #: The boot's index in its cell, the cell's boots, and its place in the schedule.
+    n: int
+    repeat: int
+    position: int
+    #: time.time() when the run started (start_s is measured against it).
+    since: float
+    event: Event = _quiet
+    #: The guest restores from a snapshot template (boot_policy).
+    restore: bool = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "event": _quiet}
+
+    @property
+    def cell_s(self) -> float:
+        return cell_seconds(self.scenario, self.cell, self.repeat)
+
+    @property
+    def logdir(self) -> Path:
+        cdir = cell_dir(self.opts.out, self.scenario.name, self.cell)
+        return cdir / f"boot-{self.n}" if self.repeat > 1 else cdir
+
+    def within(self, seconds: float, deadline: Deadline) -> Deadline:
+        """A deadline of seconds, cut short by the boot's share of the cell's; past
+        it, an error."""
+        if deadline.expired():
+            share = (f" ({deadline.seconds:g} s for each of its {self.repeat} boots)"
+                     if self.repeat > 1 else "")
+            raise GuestTimeout(f"the cell's deadline of {self.cell_s:g} s{share} passed")
+        return deadline.within(seconds)
+
+
+@dataclass
+class BootOutcome:
+    """What a boot brings back: its result and the units its steps recorded."""
+
+    position: int
+    boot: BootResult
+    units: dict[str, str] = field(default_factory=dict)
+
+
+def run_boot_task(task: BootTask) -> BootOutcome:
+    """One boot of the cell's guest, its steps, and what it left behind."""
+    s, logdir = task.scenario, task.logdir
+    started = time.monotonic()
+    boot = BootResult(task.n, logs={name: str((logdir / f"{name}.log").relative_to(task.opts.out))
+                                    for name in LOGS},
+                      position=task.position, start_s=time.time() - task.since,
+                      host_load=round(os.getloadavg()[0], 2),
+                      worker={"host": socket.gethostname()})
+    outcome = BootOutcome(task.position, boot)
+    deadline = Deadline(task.cell_s / task.repeat)
+    guest = None
+    try:
+        guest = Guest(task.kbuild, task.cell.cmdline_words, logdir=logdir, accel=task.opts.accel,
+                      memory_mb=s.memory_mb, icount=task.opts.icount, sysctls=s.sysctls,
+                      boot_deadline_s=task.within(s.boot_timeout, deadline).remaining(),
+                      restore=task.restore)
+        with guest:
+            boot.facts = guest.facts
+            _steps(task, guest, outcome, deadline)
+            boot.tainted = guest.tainted()
+            boot.faults = guest.faults()
+    except (LabError, OSError) as exc:
+        boot.error = str(exc) or repr(exc)
+    except Exception as exc:   # a bug in the lab: this cell errs, the run goes on
+        boot.error = _internal_error(exc, logdir)
+    if boot.error and guest is not None:
+        boot.faults = guest.faults()
+        if boot.facts is None:
+            _post_mortem(task, guest, outcome)
+    boot.duration_s = time.monotonic() - started
+    return outcome
+
+
+def _post_mortem(task: BootTask, guest: Guest, outcome: BootOutcome) -> None:
+    """A guest that never reached its shell: the steps that read only the boot log
+    (Step.reads_boot_log: the KUnit suites a crash cut short) report from it, as
+    errors; the others never ran."""
+    boot = outcome.boot
+    steps = [s for s in task.scenario.steps if s.applies(task.cell)]
+    for i, step in enumerate(steps):
+        if not step.reads_boot_log:
+            continue
+        ctx = _context(task, guest, outcome, i)
+        ctx.deadline = Deadline(POST_MORTEM_S)
+        try:
+            step.execute(ctx)
+        except Exception as exc:   # what it could not read is said, the boot's error stays
+            ctx.notes.append(f"reading the boot log failed: {exc}")
+        boot.steps.append(StepResult(
+            step.name, step.kind, boot.index, Status.ERROR, 0.0, None,
+            "; ".join([f"the guest never reached its shell: {boot.error}", *ctx.notes]),
+            None, tuple(ctx.tests)))
+
+
+def _context(task: BootTask, guest: Guest, outcome: BootOutcome, i: int) -> Context:
+    """Step i's view of its boot; its output file is step-<i+1>.out in the boot's logs."""
+    output = guest.logdir / f"step-{i + 1:02d}.out"
+    return Context(guest, Deadline(0), outcome.boot.samples, outcome.units, arch=task.cell.arch,
+                   output_file=output, output_label=str(output.relative_to(task.opts.out)),
+                   console_log=guest.logdir / "console.log", kernel=task.kbuild)
+
+
+def _steps(task: BootTask, guest: Guest, outcome: BootOutcome, deadline: Deadline) -> None:
+    """The cell's steps in order; an error (not a failure) ends the boot, and
+    propagates. Each step's deadline is its own, cut short by the boot's."""
+    boot, steps = outcome.boot, [s for s in task.scenario.steps if s.applies(task.cell)]
+    for i, step in enumerate(steps):
+        task.event(task.cell, phase=f"step {i + 1}/{len(steps)}: {step.name}")
+        before = len(guest.faults())
+        started = time.monotonic()
+        ctx = _context(task, guest, outcome, i)
+        try:
+            ctx.deadline = task.within(step.timeout or task.scenario.step_timeout, deadline)
+            problems = step.execute(ctx)
+        except Exception as exc:
+            # The lab's machinery failed (a guest gone, a monitor with no answer, a
+            # UART that would not connect, OSError from a socket whose QEMU died, the
+            # cell's deadline) or a bug in the lab: an error, never a test failure,
+            # and the boot ends. What a step can judge it returns as a problem.
+            _fail_boot(boot, step, steps[i + 1:], time.monotonic() - started, ctx, exc)
+            raise
+        new_faults = guest.faults()[before:]
+        if new_faults and not step.allow_faults:
+            problems += [f"kernel {f.kind}: {f.text.splitlines()[0]}" for f in new_faults]
+        boot.steps.append(StepResult(step.name, step.kind, boot.index,
+                                     Status.FAIL if problems else Status.PASS,
+                                     time.monotonic() - started, ctx.exit_code,
+                                     "; ".join(ctx.notes + problems), ctx.kept_output(),
+                                     tuple(ctx.tests)))
+        if problems and task.opts.stop_on_fail:
+            _skip(boot, steps[i + 1:])
+            return
+
+
+def _internal_error(exc: Exception, logdir: Path) -> str:
+    """The message of a lab bug that ended a boot; the traceback goes to the cell's logs."""
+    logdir.mkdir(parents=True, exist_ok=True)
+    path = logdir / "internal-error.txt"
+    path.write_text("".join(traceback.format_exception(exc)))
+    return f"internal error in the lab: {type(exc).__name__}: {exc} (traceback in {path})"
+
+
+def lost_boot(task: BootTask, error: str) -> BootOutcome:
+    """The outcome of a boot that brought nothing back (an executor lost it): an error."""
+    return BootOutcome(task.position, BootResult(task.n, error=error, position=task.position))
+
+
 @dataclass
 class _CellRun:
-    """One cell under way: its boots share its units, its options and its deadline.
-    Boots of several cells interleave; a cell ends when its last scheduled boot has
-    run, or been skipped because an earlier boot of it erred."""
+    """One cell under way, on the client: its boots run as BootTasks, anywhere, and
+    come back here in any order. A cell ends when its last scheduled boot has come
+    back, or been skipped because an earlier boot of it erred."""
 
     scenario: Scenario
     cell: Cell
@@ -235,34 +423,25 @@ class _CellRun:
     def __post_init__(self) -> None:
         self.left = self.repeat
         self.erred = False
-        self.lock = threading.Lock()
 
-    @property
-    def cell_s(self) -> float:
-        return cell_seconds(self.scenario, self.cell, self.repeat)
+    def task(self, n: int, position: int, since: float) -> BootTask:
+        self.event(self.cell, phase=f"boot {n + 1}/{self.repeat}" if self.repeat > 1 else "boot")
+        return BootTask(self.scenario, self.cell, self.kbuild, self.opts, n, self.repeat,
+                        position, since, self.event, self.restore)
 
-    def within(self, seconds: float, deadline: Deadline) -> Deadline:
-        """A deadline of seconds, cut short by the boot's share of the cell's; past
-        it, an error."""
-        if deadline.expired():
-            share = (f" ({deadline.seconds:g} s for each of its {self.repeat} boots)"
-                     if self.repeat > 1 else "")
-            raise GuestTimeout(f"the cell's deadline of {self.cell_s:g} s{share} passed")
-        return deadline.within(seconds)
-
-    def run_boot(self, n: int, position: int, since: float) -> CellResult | None:
-        """Boot n, unless an earlier boot of this cell erred; the finished cell when
-        this was its last boot, else None."""
-        boot = None if self.erred else self.boot(n, position, since)
-        with self.lock:
-            self.left -= 1
-            if boot is not None:
-                self.result.boots.append(boot)
-                self.result.duration_s += boot.duration_s
-                self.erred = self.erred or bool(boot.error)
-            if self.left:
-                return None
-        return self.finish()
+    def record(self, outcome: BootOutcome | None) -> CellResult | None:
+        """A boot that came back (None: one skipped); the finished cell when this was
+        its last boot, else None."""
+        self.left -= 1
+        if outcome is not None:
+            boot = outcome.boot
+            self.result.boots.append(boot)
+            self.result.duration_s += boot.duration_s
+            for name, unit in outcome.units.items():
+                if unit or name not in self.result.units:
+                    self.result.units[name] = unit
+            self.erred = self.erred or bool(boot.error)
+        return None if self.left else self.finish()
 
     def finish(self) -> CellResult:
         self.result.boots.sort(key=lambda b: b.index)
@@ -270,105 +449,6 @@ class _CellRun:
                          self.result.to_json())
         self.event(self.cell, phase="done", status=self.result.status.value)
         return self.result
-
-    def boot(self, n: int, position: int, since: float) -> BootResult:
-        """One boot of the cell's guest, its steps, and what it left behind."""
-        s, cell = self.scenario, self.cell
-        cdir = cell_dir(self.opts.out, s.name, cell)
-        logdir = cdir / f"boot-{n}" if self.repeat > 1 else cdir
-        started = time.monotonic()
-        boot = BootResult(n, logs={name: str((logdir / f"{name}.log").relative_to(self.opts.out))
-                                   for name in LOGS},
-                          position=position, start_s=started - since,
-                          host_load=round(os.getloadavg()[0], 2))
-        self.event(cell, phase=f"boot {n + 1}/{self.repeat}" if self.repeat > 1 else "boot")
-        deadline = Deadline(self.cell_s / self.repeat)
-        guest = None
-        try:
-            guest = Guest(self.kbuild, cell.cmdline_words, logdir=logdir, accel=self.opts.accel,
-                          memory_mb=s.memory_mb, icount=self.opts.icount, sysctls=s.sysctls,
-                          boot_deadline_s=self.within(s.boot_timeout, deadline).remaining(),
-                          restore=self.restore)
-            with guest:
-                boot.facts = guest.facts
-                self.steps(guest, boot, deadline)
-                boot.tainted = guest.tainted()
-                boot.faults = guest.faults()
-        except (LabError, OSError) as exc:
-            boot.error = str(exc) or repr(exc)
-        except Exception as exc:   # a bug in the lab: this cell errs, the run goes on
-            boot.error = _internal_error(exc, logdir)
-        if boot.error and guest is not None:
-            boot.faults = guest.faults()
-            if boot.facts is None:
-                self.post_mortem(guest, boot)
-        boot.duration_s = time.monotonic() - started
-        return boot
-
-    def post_mortem(self, guest: Guest, boot: BootResult) -> None:
-        """A guest that never reached its shell: the steps that read only the boot log
-        (Step.reads_boot_log: the KUnit suites a crash cut short) report from it, as
-        errors; the others never ran."""
-        steps = [s for s in self.scenario.steps if s.applies(self.cell)]
-        for i, step in enumerate(steps):
-            if not step.reads_boot_log:
-                continue
-            ctx = self.context(guest, boot, i)
-            ctx.deadline = Deadline(POST_MORTEM_S)
-            try:
-                step.execute(ctx)
-            except Exception as exc:   # what it could not read is said, the boot's error stays
-                ctx.notes.append(f"reading the boot log failed: {exc}")
-            boot.steps.append(StepResult(
-                step.name, step.kind, boot.index, Status.ERROR, 0.0, None,
-                "; ".join([f"the guest never reached its shell: {boot.error}", *ctx.notes]),
-                None, tuple(ctx.tests)))
-
-    def context(self, guest: Guest, boot: BootResult, i: int) -> Context:
-        """Step i's view of its boot; its output file is step-<i+1>.out in the boot's logs."""
-        output = guest.logdir / f"step-{i + 1:02d}.out"
-        return Context(guest, Deadline(0), boot.samples, self.result.units, arch=self.cell.arch,
-                       output_file=output, output_label=str(output.relative_to(self.opts.out)),
-                       console_log=guest.logdir / "console.log", kernel=self.kbuild)
-
-    def steps(self, guest: Guest, boot: BootResult, deadline: Deadline) -> None:
-        """The cell's steps in order; an error (not a failure) ends the boot, and
-        propagates. Each step's deadline is its own, cut short by the boot's."""
-        steps = [s for s in self.scenario.steps if s.applies(self.cell)]
-        for i, step in enumerate(steps):
-            self.event(self.cell, phase=f"step {i + 1}/{len(steps)}: {step.name}")
-            before = len(guest.faults())
-            started = time.monotonic()
-            ctx = self.context(guest, boot, i)
-            try:
-                ctx.deadline = self.within(step.timeout or self.scenario.step_timeout, deadline)
-                problems = step.execute(ctx)
-            except Exception as exc:
-                # The lab's machinery failed (a guest gone, a monitor with no answer, a
-                # UART that would not connect, OSError from a socket whose QEMU died, the
-                # cell's deadline) or a bug in the lab: an error, never a test failure,
-                # and the boot ends. What a step can judge it returns as a problem.
-                _fail_boot(boot, step, steps[i + 1:], time.monotonic() - started, ctx, exc)
-                raise
-            new_faults = guest.faults()[before:]
-            if new_faults and not step.allow_faults:
-                problems += [f"kernel {f.kind}: {f.text.splitlines()[0]}" for f in new_faults]
-            boot.steps.append(StepResult(step.name, step.kind, boot.index,
-                                         Status.FAIL if problems else Status.PASS,
-                                         time.monotonic() - started, ctx.exit_code,
-                                         "; ".join(ctx.notes + problems),
-                                         ctx.kept_output(), tuple(ctx.tests)))
-            if problems and self.opts.stop_on_fail:
-                _skip(boot, steps[i + 1:])
-                return
-
-
-def _internal_error(exc: Exception, logdir: Path) -> str:
-    """The message of a lab bug that ended a boot; the traceback goes to the cell's logs."""
-    logdir.mkdir(parents=True, exist_ok=True)
-    path = logdir / "internal-error.txt"
-    path.write_text("".join(traceback.format_exception(exc)))
-    return f"internal error in the lab: {type(exc).__name__}: {exc} (traceback in {path})"
 
 
 def _cell_run(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options,
@@ -384,14 +464,42 @@ def _cell_run(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options
 
 def run_cell(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options,
              event: Event) -> CellResult:
-    """Every boot of one cell (repeat) in a row, stopping at the first boot that errs.
-    Writes the cell's result.json as soon as it ends."""
+    """Every boot of one cell (repeat) in a row, here, stopping at the first boot
+    that errs. Writes the cell's result.json as soon as it ends."""
     run = _cell_run(scenario, cell, kbuild, opts, event)
-    since = time.monotonic()
+    since = time.time()
     for n in range(run.repeat):
-        if (done := run.run_boot(n, n, since)) is not None:
+        outcome = None if run.erred else run_boot_task(run.task(n, n, since))
+        if (done := run.record(outcome)) is not None:
             return done
     raise AssertionError("a cell ends with its last boot")
+
+
+class _Schedule:
+    """The run's boots, handed to the executor lazily and in schedule order, so that
+    the later boots of a cell that erred are skipped; what comes back goes to its cell."""
+
+    def __init__(self, runs: list[_CellRun], slots: list[tuple[int, int]]):
+        self.runs, self.slots, self.since = runs, slots, time.time()
+        self.done: dict[int, CellResult] = {}
+        #: Boots handed out and not back yet: position -> cell.
+        self.out: dict[int, int] = {}
+
+    def tasks(self) -> Iterator[BootTask]:
+        for position, (i, n) in enumerate(self.slots):
+            if self.runs[i].erred:
+                self._ended(i, self.runs[i].record(None))
+                continue
+            self.out[position] = i
+            yield self.runs[i].task(n, position, self.since)
+
+    def record(self, outcome: BootOutcome) -> None:
+        i = self.out.pop(outcome.position)
+        self._ended(i, self.runs[i].record(outcome))
+
+    def _ended(self, i: int, cell: CellResult | None) -> None:
+        if cell is not None:
+            self.done[i] = cell
 
 
 # ---------------------------------------------------------------- runs
@@ -436,7 +544,7 @@ def _seed(opts: Options, repeats: list[int]) -> int | None:
 
 
 def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for: Callable,
-        executor: Executor | None = None) -> RunResult:   # long: one try around the boots
+        executor: Executor | None = None) -> RunResult:
     """Runs every selected cell of every scenario; returns the run's results.
 
     The executor runs boots, not cells: with repeat >= 2 the boots of the cells
@@ -450,44 +558,28 @@ def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for: Ca
         raise UserError(f"no cell matches --only {opts.only}")
     repeats = [opts.repeat or s.repeat for s, _ in pairs]
     seed = _seed(opts, repeats)
-    slots = schedule(repeats, seed)
     started = time.monotonic()
-    runs: dict[int, _CellRun] = {}
-    done: dict[int, CellResult] = {}
-    running: set[int] = set()       # positions in the schedule
-    stopped, in_flight = "", set()
+    executor = executor or LocalPool(opts.jobs)
+    sched: _Schedule | None = None
+    stopped, in_flight = "", set[int]()
     try:
         builds = ensure_kernels((c for _, c in pairs), progress_for, opts.drivers,
                                 opts.kernel_src)
         images = guest_images(pairs, builds, progress_for)
         opts.out.mkdir(parents=True, exist_ok=True)
-        for i, (s, c) in enumerate(pairs):
-            assert c.variant is not None
-            runs[i] = _cell_run(s, c, images[i], opts, event,
-                                [c2 for s2, c2 in pairs if s2 is s])
-
-        def task(position: int) -> None:
-            i, n = slots[position]
-            running.add(position)
-            try:
-                if (cell := runs[i].run_boot(n, position, started)) is not None:
-                    done[i] = cell
-            finally:
-                running.discard(position)
-
-        for _ in (executor or LocalPool(opts.jobs)).map_unordered(task, range(len(slots))):
-            pass
+        sched = _Schedule([_cell_run(s, c, images[i], opts, event,
+                                     [c2 for s2, c2 in pairs if s2 is s])
+                           for i, (s, c) in enumerate(pairs)], schedule(repeats, seed))
+        for outcome in executor.map_unordered(run_boot_task, sched.tasks()):
+            sched.record(outcome)
     except KeyboardInterrupt as exc:
-        stopped, in_flight = getattr(exc, "name", "SIGINT"), {slots[p][0] for p in running}
+        stopped = getattr(exc, "name", "SIGINT")
         qemu.kill_all()
-        _drain(running)
-    cells = [done.get(i) or _unfinished(runs.get(i), s, c, stopped)
-             for i, (s, c) in enumerate(pairs)]
-    for i, cell in enumerate(cells):
-        if stopped and (i in in_flight or i not in done):
-            cell.interrupted = stopped   # its errors are the kill's, not the guest's
-            cache.write_json(cell_dir(opts.out, cell.scenario, cell.cell) / "result.json",
-                             cell.to_json())
+        if sched is not None:
+            in_flight = set(sched.out.values())
+            for outcome in executor.drain(DRAIN_S):
+                sched.record(outcome)
+    cells = _cells(pairs, sched, stopped, in_flight, opts.out)
     return RunResult(
         scenarios=[{"name": s.name, "description": s.description, "path": str(s.path)}
                    for s in scenarios],
@@ -497,22 +589,27 @@ def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for: Ca
         schedule={"order": "interleaved" if seed is not None else "in order", "seed": seed})
 
 
+def _cells(pairs: list[tuple[Scenario, Cell]], sched: _Schedule | None, stopped: str,
+           in_flight: set[int], out: Path) -> list[CellResult]:
+    """Every cell's result, in the scenarios' order; after a signal, the cells it
+    stopped say so, in results.json and in their own result.json."""
+    done = sched.done if sched is not None else {}
+    cells = [done.get(i) or _unfinished(sched.runs[i] if sched else None, s, c, stopped)
+             for i, (s, c) in enumerate(pairs)]
+    for i, cell in enumerate(cells):
+        if stopped and (i in in_flight or i not in done):
+            cell.interrupted = stopped   # its errors are the kill's, not the guest's
+            cache.write_json(cell_dir(out, cell.scenario, cell.cell) / "result.json",
+                             cell.to_json())
+    return cells
+
+
 def _unfinished(run: _CellRun | None, s: Scenario, c: Cell, stopped: str) -> CellResult:
     """A cell the signal stopped: the boots it had, else why it has none."""
     if run is not None and run.result.boots:
         run.result.boots.sort(key=lambda b: b.index)
         return run.result
     return CellResult(c, s.name, error=f"not run: interrupted by {stopped}")
-
-
-def _drain(running: set[int]) -> None:
-    """Waits (bounded) for the running cells to end; a second signal stops the wait."""
-    deadline = Deadline(DRAIN_S)
-    try:
-        while running and not deadline.expired():
-            time.sleep(0.05)
-    except KeyboardInterrupt:
-        pass
 
 
 def host_facts() -> dict:

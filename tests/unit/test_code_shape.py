@@ -12,7 +12,8 @@ SOURCES = sorted(LAB.rglob("*.py"))
 MAX_LINES = 50
 #: Each third-party library is imported in exactly one module.
 ONE_IMPORTER = {"qemu": "qemu.py", "pexpect": "console.py", "rich": "report.py",
-                "yaml": "scenario.py", "matplotlib": "report.py"}
+                "yaml": "scenario.py", "matplotlib": "report.py", "dask": "cluster.py",
+                "distributed": "cluster.py"}
 
 
 def _functions(path: Path):

@@ -373,12 +373,15 @@ class Reversed:
         for item in reversed(self.items):
             yield fn(item)
 
+    def drain(self, seconds):
+        return []
+
 
 def test_another_executor_replaces_the_local_pool(lab, tmp_path):
     executor = Reversed()
     result = runner.run([_two_cells()], runner.Options(out=tmp_path), Events(), None,
                         executor=executor)
-    assert executor.items == [0, 1, 2]
+    assert [task.position for task in executor.items] == [0, 1, 2]
     assert [g.logdir.name[-1] for g in lab.guests] == ["c", "b", "a"]
     assert [c.cell.cmdline for c in result.cells] == ["a", "b", "c"]
 
@@ -389,8 +392,11 @@ def test_a_signal_kills_every_qemu_and_returns_what_ran_with_the_rest_interrupte
         lab, tmp_path, signal):
     class Stopping:
         def map_unordered(self, fn, items):
-            yield fn(0)
+            yield fn(next(iter(items)))
             raise signal
+
+        def drain(self, seconds):
+            return []
     result = runner.run([_two_cells()], runner.Options(out=tmp_path), Events(), None,
                         executor=Stopping())
     name = getattr(signal, "name", "SIGINT")
@@ -416,10 +422,16 @@ def test_a_cell_running_when_the_signal_comes_is_interrupted_not_an_error(lab, t
 
     class Stopping:
         def map_unordered(self, fn, items):
-            t = threading.Thread(target=fn, args=(0,))
-            t.start()
+            self.came = []
+            self.thread = threading.Thread(target=lambda: self.came.append(fn(next(items))))
+            self.thread.start()
             started.wait(5)
             raise Interrupted(15, "SIGTERM")
+            yield
+
+        def drain(self, seconds):
+            self.thread.join(seconds)
+            return self.came
     result = runner.run([_two_cells()], runner.Options(out=tmp_path), Events(), None,
                         executor=Stopping())
     first = result.cells[0]
