@@ -369,8 +369,6 @@ class Shell:
         #: What init prints on the shell console when the lab's shell ends, and the
         #: status it ended with (group 1 of the pattern it ends).
         self._ended = rb"\r?\n@@LAB-X" + self._session.encode() + rb"@@(\d+)@@\r?\n"
-        #: How many shells this console has had (init starts a new one when one ends).
-        self.shells = 1
         self.reader = ShellReader(sock, log)
         self.reader.start()
 
@@ -450,7 +448,6 @@ class Shell:
 
     def _restart(self, status: int, what: str) -> None:
         """After init said the shell ended: wait for the new one, and set it up."""
-        self.shells += 1
         self._expect(re.escape(READY_MARKER.encode()), Deadline(SHELL_RESTART_S),
                      f"{what}: the shell exited with status {status}; its successor")
         self.setup()
