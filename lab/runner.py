@@ -167,24 +167,22 @@ def guest_images(pairs: list[tuple[Scenario, Cell]],
 
 # ---------------------------------------------------------------- cold boots or restores
 
-def boot_policy(scenario: Scenario, cell: Cell, cells: list[Cell], cold: bool
-                ) -> tuple[bool, str]:
-    """(restore, why): whether the cell's guests restore from a snapshot template
+def boot_policy(scenario: Scenario, cold: bool) -> tuple[bool, str]:
+    """(restore, why): whether a cell's guests restore from a snapshot template
     (lab/snapshot.py) instead of booting, and the sentence its result carries.
 
     The boot is the unit of replication (lab/stats.py), and clones of one template
-    are not independent boots. So a cell whose metrics are compared with another
-    cell of its arch in this run (cells: the scenario's cells that run) boots cold;
-    any other cell restores. Its restored boots still count as one boot when
-    its metrics are compared later (CellResult.boot_samples)."""
+    are not independent boots. A cell that records metrics may be compared, with
+    another cell of this run or later against another run (lab compare RUN_A RUN_B),
+    so it boots cold; a cell that records none restores. Restored boots that did
+    take samples still count as one boot in a comparison (CellResult.boot_samples)."""
     if cold:
         return False, "cold: --cold"
-    peers = [c for c in cells if c.arch == cell.arch and c != cell]
-    if scenario.metrics() and peers:
-        return False, ("cold: its metrics are compared with other cells', and clones of "
-                       "one snapshot are not independent boots")
-    return True, ("restored from a snapshot template: " + ("no other cell of its arch is "
-                  "compared with it" if scenario.metrics() else "it records no metrics"))
+    if scenario.metrics():
+        return False, ("cold: it records metrics, which may be compared (in this run or "
+                       "against another), and clones of one snapshot are not independent "
+                       "boots")
+    return True, "restored from a snapshot template: it records no metrics"
 
 
 # ---------------------------------------------------------------- cells and their steps
@@ -452,8 +450,8 @@ class _CellRun:
 
 
 def _cell_run(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options,
-              event: Event, cells: list[Cell] | None = None) -> _CellRun:
-    restore, why = boot_policy(scenario, cell, cells or [cell], opts.cold)
+              event: Event) -> _CellRun:
+    restore, why = boot_policy(scenario, opts.cold)
     meta = build.kernel_meta(kbuild)
     result = CellResult(cell, scenario.name, timing="icount" if opts.icount else "wallclock",
                         config=meta.get("options", {}), kernel_source=meta.get("source_info", {}),
@@ -567,8 +565,7 @@ def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for: Ca
                                 opts.kernel_src)
         images = guest_images(pairs, builds, progress_for)
         opts.out.mkdir(parents=True, exist_ok=True)
-        sched = _Schedule([_cell_run(s, c, images[i], opts, event,
-                                     [c2 for s2, c2 in pairs if s2 is s])
+        sched = _Schedule([_cell_run(s, c, images[i], opts, event)
                            for i, (s, c) in enumerate(pairs)], schedule(repeats, seed))
         for outcome in executor.map_unordered(run_boot_task, sched.tasks()):
             sched.record(outcome)
