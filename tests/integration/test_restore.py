@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from lab import build, snapshot
+from lab import snapshot
 from lab.guest import Guest
 from tests.conftest import lab
 
@@ -18,20 +18,9 @@ ARCHES = ["aarch64", "x86_64"]
 
 
 @pytest.fixture
-def restored(tmp_path):
-    """A factory of restored guests; all shut down at the end."""
-    guests: list[Guest] = []
-
-    def boot(arch: str, cmdline=(), **kw) -> Guest:
-        g = Guest(build.ensure_kernel(arch, "nokpti"), tuple(cmdline),
-                  logdir=tmp_path / f"guest-{len(guests)}", restore=True, **kw)
-        guests.append(g)
-        g.__enter__()
-        return g
-
-    yield boot
-    for g in guests:
-        g.close()
+def restored(lab_boot):
+    """The plugin's guest factory, nokpti guests restored from their templates."""
+    return lambda arch, cmdline=(), **kw: lab_boot(arch, "nokpti", cmdline, restore=True, **kw)
 
 
 @pytest.mark.parametrize("arch", ARCHES)

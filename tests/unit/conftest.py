@@ -9,6 +9,7 @@ import pytest
 
 from lab import qemu
 from lab.arches import ARCHES
+from lab.guest import Guest
 from lab.model import KernelBuild
 
 FAKE_BIN = Path(__file__).resolve().parent.parent / "fake" / "bin"
@@ -54,3 +55,21 @@ def fake_build(arch: str, tmp_path: Path) -> KernelBuild:
     return KernelBuild(arch=arch, kernel="fake", hash="0" * 12, image=tmp_path / "Image",
                        config=tmp_path / ".config", build_dir=tmp_path, release="6.1.0-fake",
                        initramfs=tmp_path / "initramfs.cpio")
+
+
+@pytest.fixture
+def guest(fake_qemu, tmp_path):
+    """A factory of booted guests on the fake QEMU; every one is closed at the end."""
+    guests = []
+
+    def boot(arch="x86_64", cmdline=(), **kw):
+        g = Guest(fake_build(arch, tmp_path), cmdline, accel="tcg",
+                  logdir=tmp_path / f"g{len(guests)}", boot_deadline_s=5, **kw)
+        guests.append(g)
+        g.__enter__()
+        return g
+
+    yield boot
+    for g in guests:
+        g.close()
+

@@ -19,23 +19,6 @@ from tests.conftest import lab_qemus
 from tests.unit.conftest import fake_build
 
 
-@pytest.fixture
-def guest(fake_qemu, tmp_path):
-    """A factory of booted guests on the fake QEMU; every one is closed at the end."""
-    guests = []
-
-    def boot(arch="x86_64", **kw):
-        g = Guest(fake_build(arch, tmp_path), accel="tcg", logdir=tmp_path / f"g{len(guests)}",
-                  boot_deadline_s=5, **kw)
-        guests.append(g)
-        g.__enter__()
-        return g
-
-    yield boot
-    for g in guests:
-        g.close()
-
-
 def test_a_guest_boots_runs_commands_and_shuts_down_cleanly(guest):
     g = guest()
     assert g.facts.kernel_release == "6.1.0-fake" and g.facts.accel == "tcg"

@@ -2,6 +2,7 @@
 times, each clone isolated; the key; every way a template can be bad (truncated,
 changed, another key's, written by a clone) ends in a cold boot with a note."""
 
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -19,20 +20,9 @@ from tests.unit.conftest import fake_build
 
 
 @pytest.fixture
-def guest(fake_qemu, tmp_path):
-    """A factory of guests on the fake QEMU (restored by default); all closed at the end."""
-    guests = []
-
-    def boot(arch="x86_64", cmdline=(), restore=True, **kw):
-        g = Guest(fake_build(arch, tmp_path), cmdline, accel="tcg",
-                  logdir=tmp_path / f"g{len(guests)}", boot_deadline_s=5, restore=restore, **kw)
-        guests.append(g)
-        g.__enter__()
-        return g
-
-    yield boot
-    for g in guests:
-        g.close()
+def guest(guest):
+    """The fast tier's factory of fake guests (tests/unit/conftest.py), restored by default."""
+    return functools.partial(guest, restore=True)
 
 
 def _template(g: Guest) -> snapshot.Template:
