@@ -4,7 +4,8 @@ A unit is what gc removes whole: each entry under the cache's top-level
 directories (a kernel build with its initramfs images and modules, an extracted
 source, a set of guest tools, a guest's logs), and each image with host files
 appended (kernels/*/with-files/*.cpio), which grows fastest. debs/ (the guest
-packages), locks/ and ccache/ (which ccache bounds itself) are never units;
+packages), locks/, ccache/ (which ccache bounds itself) and test-trees/ (see
+NOT_UNITS) are never units;
 nor is a scratch place (a name starting with a dot), whose builder is still at
 work or is cleared by the next attempt.
 
@@ -15,6 +16,13 @@ is in use and stays. A removed unit is first renamed to a scratch name, so that
 it is gone at once for every reader, and a gc killed halfway leaves only
 scratch. The default bound is LAB_CACHE_MAX_SIZE (e.g. 20G), else 20 GiB; it is
 enforced after every build.
+
+Enforcing it must cost little next to an incremental build of a few seconds, and
+the cache holds some 300,000 files. Entries under SETTLED directories are
+content-addressed: made once, then only added to at their top level (an initramfs
+beside a kernel). Their sizes are remembered (locks/SIZES) with the mtime of the
+entry's directory, and walked again only when it changed; build trees and logs,
+which change deep inside, are walked every time.
 """
 
 from __future__ import annotations
@@ -36,8 +44,14 @@ from lab.errors import UserError
 from lab.paths import cache_dir
 
 DEFAULT_BOUND = 20 << 30
-#: Top-level directories that hold no units.
-NOT_UNITS = ("debs", "locks", "ccache")
+#: Top-level directories that hold no units. test-trees is the integration
+#: tests' kernel tree (tests/integration/test_own_tree.py): hard links into src/,
+#: so no space of its own, and 80,000 files that every gc would walk.
+NOT_UNITS = ("debs", "locks", "ccache", "test-trees")
+#: Top-level directories whose entries change only at their first level once made.
+SETTLED = ("kernels", "src", "kselftest", "tools", "busybox", "debs-unpacked", "templates")
+#: The remembered sizes of settled units, under locks/.
+SIZES = "sizes.json"
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?", re.I)
 
 
@@ -82,16 +96,52 @@ def _disk_size(path: Path, skip: Path | None = None) -> int:
     return total
 
 
-def _locks_under(path: Path) -> list[Path]:
-    """The use locks of path and of everything under it."""
-    prefix = str(path.resolve().relative_to(cache_dir().resolve()))
+def _use_locks() -> dict[str, list[Path]]:
+    """Every use lock, by the first two parts of the cache path it stands for
+    (what a unit's path is, but for with-files images, which are found in their
+    kernel's list)."""
     use = cache_dir() / "locks" / "use"
-    found = []
+    found: dict[str, list[Path]] = {}
     for lock in use.glob("*.lock") if use.is_dir() else ():
         rel = urllib.parse.unquote(lock.name[:-len(".lock")])
-        if rel == prefix or rel.startswith(prefix + "/"):
-            found.append(lock)
+        found.setdefault("/".join(rel.split("/")[:2]), []).append(lock)
     return found
+
+
+def _locks_under(path: Path, listing: dict[str, list[Path]] | None = None) -> list[Path]:
+    """The use locks of path and of everything under it."""
+    prefix = str(path.resolve().relative_to(cache_dir().resolve()))
+    candidates = (listing if listing is not None else _use_locks()).get(
+        "/".join(prefix.split("/")[:2]), [])
+    return [lock for lock in candidates
+            if (rel := urllib.parse.unquote(lock.name[:-len(".lock")])) == prefix
+            or rel.startswith(prefix + "/")]
+
+
+def _load_sizes() -> dict[str, list[int]]:
+    """The remembered sizes: {unit: [its directory's mtime_ns, size]}; anything else
+    in the file (damage, another lab's format) is forgotten, never trusted."""
+    try:
+        data = cache.load_json(cache_dir() / "locks" / SIZES)
+    except cache.CorruptEntry:
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, list) and len(v) == 2
+            and all(type(n) is int and n >= 0 for n in v)}
+
+
+def _unit_size(path: Path, inner: Path | None, sizes: dict[str, list[int]]) -> int:
+    """path's size on disk, without inner; a settled unit's as remembered when its
+    directory has not changed since."""
+    rel = str(path.relative_to(cache_dir()))
+    settled = rel.split("/")[0] in SETTLED and path.suffix != ".cpio" and path.is_dir()
+    if settled:
+        stamp = path.stat().st_mtime_ns
+        if (known := sizes.get(rel)) and known[0] == stamp:
+            return known[1]
+    size = _disk_size(path, inner)
+    if settled:
+        sizes[rel] = [stamp, size]
+    return size
 
 
 def _held(locks: list[Path]) -> bool:
@@ -123,13 +173,17 @@ def _paths() -> Iterator[tuple[Path, Path | None]]:
 def units() -> list[Unit]:
     """Every unit in the cache, least recently used first."""
     found = []
+    listing, sizes = _use_locks(), _load_sizes()
     for path, inner in _paths():
-        locks = _locks_under(path)
-        size = _disk_size(path, inner)
+        locks = _locks_under(path, listing)
+        size = _unit_size(path, inner, sizes)
         if path.suffix == ".cpio":   # an image with its manifest beside it
             size += _disk_size(path.with_name(path.name + ".manifest.json"))
         stamps = [p.stat().st_mtime for p in (path, *locks) if p.exists()]
         found.append(Unit(path, size, max(stamps, default=0.0), _held(locks)))
+    live = {u.name for u in found}
+    cache.write_json(cache_dir() / "locks" / SIZES,
+                     {k: v for k, v in sizes.items() if k in live})
     return sorted(found, key=lambda u: u.last_use)
 
 

@@ -121,3 +121,22 @@ def test_lab_cache_gc_brings_the_cache_under_max_size(store):
         "logs/run-2", "logs/run-3"]
     bad = lab("cache", "gc", "--max-size", "lots", env={"LAB_CACHE": str(store)})
     assert bad.returncode == 2 and "not a size" in bad.stderr
+
+
+def test_a_settled_units_size_is_remembered_until_its_directory_changes(tmp_path, monkeypatch):
+    """gc runs after every build: it must not walk 300,000 unchanged files each time."""
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path))
+    entry = tmp_path / "kernels" / "aarch64-nokpti-0123456789ab"
+    (entry / "obj").mkdir(parents=True)
+    (entry / "obj" / "big").write_bytes(b"x" * 100_000)
+    first = {u.name: u.size for u in gc.units()}
+    walked: list[Path] = []
+    real = gc._disk_size
+    monkeypatch.setattr(gc, "_disk_size", lambda p, s=None: walked.append(p) or real(p, s))
+    assert {u.name: u.size for u in gc.units()} == first and entry not in walked
+    (entry / "initramfs-1.cpio").write_bytes(b"y" * 50_000)      # the entry's top level
+    again = {u.name: u.size for u in gc.units()}
+    name = str(entry.relative_to(tmp_path))
+    assert entry in walked and again[name] > first[name]
+    (tmp_path / "locks" / gc.SIZES).write_text('{"kernels/x": "garbage"')   # never trusted
+    assert {u.name: u.size for u in gc.units()} == again
