@@ -49,12 +49,15 @@ from lab.errors import InfraError
 from lab.paths import cache_dir
 
 #: Bump when what a template holds changes (the shell's setup, the meta fields).
-FORMAT = 1
+FORMAT = 2
 RAM, STATE, META, USED = "ram", "state", "meta.json", "used"
 #: What stands for the run directory in the argv a key covers.
 RUNDIR = "/lab-run-dir"
 #: Where a template's guest keeps its key (the restore checks it).
 GUEST_MARK = "/run/lab-template"
+#: The FIFOs of the guest tool images/tools/present.c, which a template's guest
+#: runs in the background: a clone's clock and random pool are set through it.
+PRESENT_IN, PRESENT_OUT = "/run/lab-present.in", "/run/lab-present.out"
 #: Templates kept at most; making one more removes the least recently used.
 MAX_TEMPLATES = 12
 #: meta.json's fields, and their types.

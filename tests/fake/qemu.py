@@ -31,7 +31,7 @@ The fake shell also knows: `flood N` (prints N bytes of 'a'), `late S TEXT`
 (prints TEXT S seconds later, as a background process would), `poweroff -f`
 and `halt -f` (the kernel's last line, then silence), `_lab_tx`, which sets
 $_lab_n to the count of bytes sent on the shell console, variables, pipes,
-`< FILE`, `read`, `wc -l` and `date`.
+`< FILE`, `read`, `wc -l`, `date`, and the guest tool `present` (its answer).
 `echo c > /proc/sysrq-trigger` panics in any mode. `--version` and the lab's
 KVM probe boot (-serial file:PATH) are answered too.
 """
@@ -201,6 +201,9 @@ class Shell:
             return ""
         if name == "date":
             return time.strftime("%a %b %d %H:%M:%S UTC %Y\n", time.gmtime())
+        if name == "/usr/bin/present":     # what a clone reads back from it (present.c)
+            self.files[rest[1]] = b"ok\n"
+            return ""
         if name == "wc":
             return f"{stdin.count(chr(10))}\n"
         if name == "read":                  # read -r NAME: the first line of stdin
