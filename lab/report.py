@@ -214,7 +214,6 @@ def junit(results: RunResult) -> str:
     by_scenario: dict[str, list[CellResult]] = {}
     for cell in results.cells:
         by_scenario.setdefault(cell.scenario, []).append(cell)
-    tags = JUNIT_TAGS
     for scenario, cells in by_scenario.items():
         suite = ET.SubElement(root, "testsuite", name=scenario)
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
@@ -225,8 +224,8 @@ def junit(results: RunResult) -> str:
                 total += seconds
                 case = ET.SubElement(suite, "testcase", classname=f"{scenario}.{cell.id}",
                                      name=_xml_text(name), time=f"{seconds:.3f}")
-                if status in tags:
-                    tag, counter = tags[status]
+                if status in JUNIT_TAGS:
+                    tag, counter = JUNIT_TAGS[status]
                     counts[counter] += 1
                     if status is Status.SKIP and not message:
                         message = "not run: an earlier step failed or errored"
