@@ -28,6 +28,7 @@ from lab import (
     testdiff,
 )
 from lab.arches import ARCHES, get_arch
+from lab.build import checks
 from lab.errors import GuestError, Interrupted, LabError, OutputLost, UserError
 from lab.guest import Guest
 from lab.model import CELL_KEYS, ArchProfile, GuestFile, KernelBuild, KernelVariant, Selector
@@ -397,6 +398,8 @@ def cmd_driver(args) -> int:
     if not args.driver_dir.is_dir():
         raise UserError(f"DRIVER_DIR {args.driver_dir}: not a directory")
     driver = args.driver_dir.resolve()
+    if args.check:
+        return _driver_check(args, driver)
     target = driverloop.driver_scenario(driver, args.arch, args.kernel, args.scenario,
                                         tuple(args.allow_put_from))
     _writable("--out", args.out)
@@ -405,6 +408,24 @@ def cmd_driver(args) -> int:
     results = _run([target], opts)
     report.driver_verdict(results, args.out)
     return _exit_code(results)
+
+
+def _driver_check(args, driver: Path) -> int:
+    """lab driver --check: the pre-submission checks, no boot. 0 when every check that
+    ran is clean, 1 when one has findings or could not run (a missing coccinelle is
+    reported, not counted)."""
+    if args.scenario:
+        raise UserError("--check runs the source checks, no scenario: drop --scenario")
+    driverloop.kbuild_modules(driver)                  # a module directory, or exit 2
+    ((arch, variant),) = _builds(args.arch, args.kernel or driverloop.DEFAULT_KERNEL)
+    out = _writable("--out", args.out)
+    with report.build_progress(f"{arch.name}/{variant.name}") as progress:
+        kbuild = build.build_kernel(arch, variant, source=args.kernel_src, progress=progress)
+    with report.build_progress(f"lab driver --check {driver.name}", done="checked") as progress:
+        run = checks.run_checks(kbuild, driver, out, progress)
+    report.write_checks(run, out)
+    report.checks_table(run, out)
+    return 0 if run.status is Status.PASS else 1
 
 
 def cmd_cache(args) -> int:
@@ -515,18 +536,24 @@ def _run_parsers(sub) -> None:
     r.set_defaults(func=cmd_run)
 
     dv = sub.add_parser("driver", help="the driver loop: build a module, boot, load it, "
-                                       "run its scenario")
+                                       "run its scenario; or, with --check, the kernel's "
+                                       "pre-submission checks on its sources")
     dv.add_argument("driver_dir", nargs="?", type=Path, default=ROOT / "drivers" / "pl011-lab",
                     metavar="DRIVER_DIR",
                     help="an out-of-tree module directory (default drivers/pl011-lab)")
     dv.add_argument("--arch", default="aarch64", help="default aarch64")
-    dv.add_argument("--kernel", help="a kernel variant or fragment (default: the scenario's)")
+    dv.add_argument("--kernel", help="a kernel variant or fragment (default: the scenario's; "
+                                     "with --check, nokpti)")
     _kernel_src_arg(dv)
     dv.add_argument("--scenario", type=Path,
                     help="default DRIVER_DIR/lab.yaml, else a smoke test of every module "
                          "DRIVER_DIR/Kbuild builds")
     dv.add_argument("--out", type=Path,
                     default=Path("out") / ("driver-" + time.strftime("%Y%m%d-%H%M%S")))
+    dv.add_argument("--check", action="store_true",
+                    help="boot nothing: run the kernel's pre-submission checks on the sources "
+                         "(checkpatch.pl --strict, W=1, sparse, coccicheck) against the "
+                         "kernel (default nokpti); exit 1 on any finding")
     _allow_put_from(dv)
     dv.set_defaults(func=cmd_driver)
 

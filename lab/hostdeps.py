@@ -61,6 +61,8 @@ DEPS: tuple[Dep, ...] = (
     Dep("git (your own kernel tree's identity; bisect)", "git", command="git"),
     Dep("ccache (rebuilds across variants)", "ccache", command="ccache"),
     Dep("rsync (kselftest's make install)", "rsync", command="rsync"),
+    Dep("sparse (lab driver --check)", "sparse", command="sparse"),
+    Dep("coccinelle (lab driver --check)", "coccinelle", command="spatch"),
     *(Dep(f"{name} ({a})", f"{name}:{a}", foreign=a) for name in GUEST_DEBS for a in GUEST_ARCHES),
 )
 

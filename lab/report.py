@@ -21,6 +21,7 @@ from rich.text import Text
 
 from lab import faults, stats
 from lab.build import cache
+from lab.build.checks import CheckResult, CheckRun
 from lab.build.command import WARNING
 from lab.compare import Comparison, RunComparison
 from lab.results import CellResult, RunResult, Status, TestResult
@@ -51,8 +52,9 @@ def print_json(data) -> None:
 
 
 @contextlib.contextmanager
-def build_progress(label: str) -> Iterator:
-    """A one-line live display of a build's current phase; yields the callback."""
+def build_progress(label: str, done: str = "built") -> Iterator:
+    """A one-line live display of a build's current phase; yields the callback.
+    At the end it says `label done (seconds)`, if any phase was reported."""
     started = time.monotonic()
     state = {"phase": "start", "detail": ""}
 
@@ -70,7 +72,7 @@ def build_progress(label: str) -> Iterator:
     with Live(render(), console=err, refresh_per_second=4, transient=True) as live:
         yield progress
     if state["phase"] != "start":   # say so only when something was built
-        err.print(Text.assemble((f"{label} ", "bold"), ("built ", "green"),
+        err.print(Text.assemble((f"{label} ", "bold"), (f"{done} ", "green"),
                                 f"({time.monotonic() - started:.1f}s)"))
 
 
@@ -201,14 +203,17 @@ def _xml_text(text: str) -> str:
     return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+#: A JUnit test case's child element for a status, and its suite's counter.
+JUNIT_TAGS = {Status.FAIL: ("failure", "failures"), Status.ERROR: ("error", "errors"),
+              Status.SKIP: ("skipped", "skipped")}
+
+
 def junit(results: RunResult) -> str:
     """JUnit XML: a testsuite per scenario, a testcase per cell and step."""
     root = ET.Element("testsuites", name="lab")
     by_scenario: dict[str, list[CellResult]] = {}
     for cell in results.cells:
         by_scenario.setdefault(cell.scenario, []).append(cell)
-    tags = {Status.FAIL: ("failure", "failures"), Status.ERROR: ("error", "errors"),
-            Status.SKIP: ("skipped", "skipped")}
     for scenario, cells in by_scenario.items():
         suite = ET.SubElement(root, "testsuite", name=scenario)
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
@@ -219,8 +224,8 @@ def junit(results: RunResult) -> str:
                 total += seconds
                 case = ET.SubElement(suite, "testcase", classname=f"{scenario}.{cell.id}",
                                      name=_xml_text(name), time=f"{seconds:.3f}")
-                if status in tags:
-                    tag, counter = tags[status]
+                if status in JUNIT_TAGS:
+                    tag, counter = JUNIT_TAGS[status]
                     counts[counter] += 1
                     if status is Status.SKIP and not message:
                         message = "not run: an earlier step failed or errored"
@@ -297,6 +302,68 @@ def driver_verdict(results: RunResult, outdir: Path) -> None:
                       if " kernel | " in line]
             out.print(Text(f"last kernel messages ({console}):", "bold"))
             out.print("\n".join(kernel[-15:]))
+
+# ---------------------------------------------------------------- lab driver --check
+
+#: How the checks table words each status.
+CHECK_WORDS = {Status.PASS: "clean", Status.FAIL: "findings", Status.ERROR: "could not run",
+               Status.SKIP: "not run"}
+
+
+def _check_row(r: CheckResult) -> tuple:
+    status = Text(f"{r.status.value} ({CHECK_WORDS[r.status]})", STATUS_STYLE[r.status])
+    return (r.name, status, str(len(r.findings)), f"{r.duration_s:.1f}", Text(r.message or r.log))
+
+
+def checks_table(run: CheckRun, outdir: Path) -> None:
+    """lab driver --check: one row per check, then every finding, file:line first."""
+    k = run.kernel
+    table = Table(title=f"lab driver --check: {run.driver.name} against {k.arch}/{k.kernel} "
+                        f"({k.release})")
+    for col in ("check", "status", "findings", "s", "log / note"):
+        table.add_column(col, justify="right" if col in ("findings", "s") else "left")
+    for r in run.results:
+        table.add_row(*_check_row(r))
+    out.print(table)
+    findings = [(r.name, f) for r in run.results for f in r.findings]
+    if findings:
+        found = Table(title="findings (files relative to the driver directory)")
+        for col in ("check", "where", "severity", "type", "message"):
+            found.add_column(col)
+        for name, f in findings:
+            found.add_row(name, Text(f.where), f.severity, f.type, Text(f.message))
+        out.print(found)
+    out.print(Text(f"{run.status.value.upper()}: results in {outdir}/checks.json and junit.xml, "
+                   f"each check's log beside them; the kernel's scripts from {run.source}",
+                   STATUS_STYLE[run.status]))
+
+
+def checks_junit(run: CheckRun) -> str:
+    """JUnit XML: one test case per check, its findings in the failure's text."""
+    root = ET.Element("testsuites", name="lab")
+    suite = ET.SubElement(root, "testsuite", name=f"driver-check {run.driver.name}")
+    counts = {"tests": len(run.results), "failures": 0, "errors": 0, "skipped": 0}
+    for r in run.results:
+        case = ET.SubElement(suite, "testcase", name=r.name, time=f"{r.duration_s:.3f}",
+                             classname=f"{run.driver.name}.{run.kernel.arch}-{run.kernel.kernel}")
+        if r.status in JUNIT_TAGS:
+            tag, counter = JUNIT_TAGS[r.status]
+            counts[counter] += 1
+            said = [r.message] if r.message else []
+            said += [f.summary for f in r.findings]
+            text = _xml_text("\n".join(said))
+            summary = r.message or f"{len(r.findings)} finding(s)"
+            ET.SubElement(case, tag, message=_xml_text(summary)[:500]).text = text
+    for key, value in counts.items():
+        suite.set(key, str(value))
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_checks(run: CheckRun, outdir: Path) -> None:
+    """checks.json and junit.xml (the logs are already there)."""
+    cache.write_json(outdir / "checks.json", run.to_json())
+    (outdir / "junit.xml").write_text(checks_junit(run))
+
 
 # ---------------------------------------------------------------- lab compare
 

@@ -117,9 +117,11 @@ def drivers(extra: tuple[Path, ...] = ()) -> list[Path]:
     return list(found.values())
 
 
-def _kernel_make(build: KernelBuild) -> list[str]:
-    """make in the kernel's source and build tree, for module builds; a clear
-    error if either is gone (then nothing that needs it can be rebuilt)."""
+def kernel_tree(build: KernelBuild) -> Path:
+    """The source tree a lab kernel was built from (Debian's, extracted into the
+    cache, or the user's own): its scripts/ serve module builds and checks; a
+    clear error if it or the kernel's build tree is gone (then nothing that
+    needs it can be rebuilt)."""
     src = Path(kernel_meta(build)["source"])
     for tree, what, mark in ((src, "source tree", "Makefile"),
                              (build.build_dir, "build tree", ".config")):
@@ -127,7 +129,31 @@ def _kernel_make(build: KernelBuild) -> list[str]:
             raise InfraError(f"{tree}: the {what} of kernel {build.arch}/{build.kernel} is gone, "
                              f"so its modules cannot be built (remove {build.image.parent} "
                              "to rebuild the kernel)")
-    return make_argv(get_arch(build.arch), src, build.build_dir)
+    return src
+
+
+def _kernel_make(build: KernelBuild) -> list[str]:
+    """make in the kernel's source and build tree, for module builds."""
+    return make_argv(get_arch(build.arch), kernel_tree(build), build.build_dir)
+
+
+def module_make(build: KernelBuild, copy: Path, *args: str) -> list[str]:
+    """make for the out-of-tree module directory copy against a lab kernel: args
+    are the target and variables (`modules`, `W=1 modules`, `coccicheck`)."""
+    return [*_kernel_make(build), f"M={copy}", *args]
+
+
+#: What an in-place build leaves in a module directory, and a git directory:
+#: never copied, so each copy is built from its sources for the lab's kernel.
+BUILD_PRODUCTS = ("*.o", "*.ko", "*.mod", "*.mod.c", ".*.cmd", "modules.order",
+                  "Module.symvers", ".tmp_versions", ".git", ".checkpatch-camelcase.*")
+
+
+def copy_driver(driver: Path, copy: Path) -> Path:
+    """A scratch copy of a module directory, without build products: kbuild writes
+    into the directory it builds, and the user's stays clean."""
+    shutil.copytree(driver, copy, ignore=shutil.ignore_patterns(*BUILD_PRODUCTS))
+    return copy
 
 
 def build_module(build: KernelBuild, driver: Path, progress: Progress = quiet) -> list[Path]:
@@ -137,9 +163,9 @@ def build_module(build: KernelBuild, driver: Path, progress: Progress = quiet) -
     out = build.image.parent / "ext" / f"{driver.name}-{key[:12]}"
 
     def make(scratch: Path) -> None:
-        shutil.copytree(driver, scratch)
+        copy_driver(driver, scratch)
         progress("module", driver.name)
-        run([*_kernel_make(build), f"M={scratch}", "modules"],
+        run(module_make(build, scratch, "modules"),
             phase=f"module {driver.name}", deadline=DEADLINE_S["module"],
             log=scratch / "build.log", progress=progress)
 
