@@ -3,8 +3,10 @@
  * A broken module for the lab's debug kernel. The bug: a sleep in atomic
  * context. atomic_sleep_init() calls msleep() while it holds a spinlock, as
  * a driver that waits for its hardware under the port lock would.
- * Detector: DEBUG_ATOMIC_SLEEP, "BUG: sleeping function called from invalid
- * context" (and the scheduler's "BUG: scheduling while atomic" when it sleeps).
+ * Detector: the scheduler's atomic check (DEBUG_ATOMIC_SLEEP's family), "BUG:
+ * scheduling while atomic". msleep() has no might_sleep() in 6.1, so "BUG:
+ * sleeping function called from invalid context" is not printed; a mutex or a
+ * GFP_KERNEL allocation under the lock would print it.
  */
 #include <linux/delay.h>
 #include <linux/init.h>

@@ -4,8 +4,9 @@
  * leak_init() allocates a buffer and keeps it in a static; leak_exit() forgets
  * to free it. While the module is loaded the static refers to the buffer;
  * once it is unloaded nothing does.
- * Detector: kmemleak, "unreferenced object ... (size 200)" on a scan after
- * the unload, with leak_init in its allocation backtrace.
+ * Detector: kmemleak, "unreferenced object 0x... (size 256)" on a scan after
+ * the unload. Not the first scan: kmemleak reports an object only when its
+ * contents are unchanged since the scan before.
  */
 #include <linux/init.h>
 #include <linux/module.h>

@@ -3,7 +3,8 @@
  * A broken module for the lab's debug kernel. The bug: a lock-order
  * inversion. The transmit path takes tx_lock then rx_lock, the receive path
  * rx_lock then tx_lock. Init runs each once, one after the other, so nothing
- * deadlocks here; two CPUs running them at once could.
+ * deadlocks here; two CPUs running them at once could. Both are noinline, so
+ * that each path has its own name in the report.
  * Detector: lockdep, "WARNING: possible circular locking dependency detected".
  */
 #include <linux/init.h>
@@ -14,7 +15,7 @@ static DEFINE_MUTEX(lock_order_tx_lock);
 static DEFINE_MUTEX(lock_order_rx_lock);
 static unsigned int lock_order_events;
 
-static void lock_order_transmit(void)
+static noinline void lock_order_transmit(void)
 {
 	mutex_lock(&lock_order_tx_lock);
 	mutex_lock(&lock_order_rx_lock);
@@ -23,7 +24,7 @@ static void lock_order_transmit(void)
 	mutex_unlock(&lock_order_tx_lock);
 }
 
-static void lock_order_receive(void)
+static noinline void lock_order_receive(void)
 {
 	/* The bug: the opposite order of lock_order_transmit(). */
 	mutex_lock(&lock_order_rx_lock);
