@@ -24,6 +24,7 @@ def _messages(lines):
     ("kasan-uaf-aarch64.log", ["kasan"]),
     ("ubsan-oob-aarch64.log", ["ubsan"]),
     ("lockdep-circular-aarch64.log", ["lockdep"]),
+    ("lockdep-circular-x86_64.log", ["lockdep"]),
     ("lockdep-unlock-balance-aarch64.log", ["lockdep"]),
     ("lockdep-rcu-aarch64.log", ["lockdep"]),
     # msleep() has no might_sleep() in 6.1: the scheduler names it, then the
@@ -44,6 +45,8 @@ def test_each_report_is_one_fault_of_its_kind(name, kinds):
     ("ubsan-oob-aarch64.log", "=" * 80),
     ("lockdep-circular-aarch64.log", " el0t_64_sync+0x148/0x14c"),
     ("lockdep-rcu-aarch64.log", " el0t_64_sync+0x148/0x14c"),
+    # x86 prints the user registers inside the trace, unindented, up to </TASK>.
+    ("lockdep-circular-x86_64.log", " </TASK>"),
     ("odebug-timer-aarch64.log", "---[ end trace 0000000000000000 ]---"),
 ])
 def test_a_report_ends_at_its_end_marker_or_after_its_last_trace(name, last):
@@ -169,6 +172,16 @@ def test_lockdep_summary_names_the_locks_the_chain_and_the_scenario():
     assert s[s.index("Call trace:") + 3] == " lock_order_receive+0x30/0x5c [lock_order]"
     _no_machinery(s)
     assert "" not in s
+
+
+def test_x86_trace_summary_skips_the_guessed_frames_and_the_user_registers():
+    s = _summary("lockdep-circular-x86_64.log")
+    assert s[0] == "WARNING: possible circular locking dependency detected"
+    at = s.index("Call Trace:")
+    assert s[at + 1:at + 3] == [" __mutex_lock+0x199/0x5c7",
+                                " lock_order_receive+0x1c/0x3a [lock_order]"]
+    assert not [line for line in s if line.startswith((" ? ", "RIP: ", " <TASK>"))]
+    _no_machinery(s)
 
 
 def test_other_lockdep_summaries_say_what_was_wrong():
