@@ -52,6 +52,7 @@ ARCHES: dict[str, ArchProfile] = {
         kpti_dmesg=r"Kernel/User page tables isolation: enabled",
         debian_arch="amd64",
         abis=(("x86_64", "gcc", ()), ("i386", "i686-linux-gnu-gcc", ())),
+        kasan_image=("bzImage", "arch/x86/boot/bzImage"),
     ),
 }
 

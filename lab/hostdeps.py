@@ -63,6 +63,7 @@ DEPS: tuple[Dep, ...] = (
     Dep("rsync (kselftest's make install)", "rsync", command="rsync"),
     Dep("sparse (lab driver --check)", "sparse", command="sparse"),
     Dep("coccinelle (lab driver --check)", "coccinelle", command="spatch"),
+    Dep("lz4 (the x86_64 debug kernel's bzImage)", "lz4", command="lz4"),
     *(Dep(f"{name} ({a})", f"{name}:{a}", foreign=a) for name in GUEST_DEBS for a in GUEST_ARCHES),
 )
 

@@ -40,6 +40,10 @@ class ArchProfile:
     #: The syscall ABIs this arch's kernels run: (name, C compiler, extra flags);
     #: images/abi/syscall_abi.c is built once per ABI.
     abis: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    #: (make target, path) of the image to boot when the kernel has KASAN, if not
+    #: the usual one: x86_64's PVH entry runs instrumented code before KASAN's
+    #: shadow exists and triple-faults, so a KASAN kernel boots as a bzImage.
+    kasan_image: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)

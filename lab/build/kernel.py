@@ -99,6 +99,9 @@ def _meta(kdir: Path) -> dict:
     if meta["arch"] not in ARCHES or Path(meta["image"]).name != meta["image"] \
             or meta["image"] in ("", ".", ".."):
         raise CorruptEntry(path, f"a bad 'arch' or 'image' ({meta['arch']!r}, {meta['image']!r})")
+    built = meta.get("image_path", "")
+    if not isinstance(built, str) or Path(built).is_absolute() or ".." in Path(built).parts:
+        raise CorruptEntry(path, f"a bad 'image_path' ({built!r})")
     if len(meta["hash"]) < 12 or not kdir.name.endswith(meta["hash"][:12]):
         raise CorruptEntry(path, f"its hash {meta['hash'][:12]!r} is not this entry's")
     return meta
@@ -113,7 +116,8 @@ def _check(kdir: Path) -> None:
     """A kernel entry's cache.Check: its meta.json, and its image as long as
     the build tree's copy of it (when the tree is there)."""
     meta = _meta(kdir)
-    image, built = kdir / meta["image"], kdir / "obj" / ARCHES[meta["arch"]].image_path
+    built = kdir / "obj" / meta.get("image_path", ARCHES[meta["arch"]].image_path)
+    image = kdir / meta["image"]
     try:
         size, want = image.stat().st_size, built.stat().st_size
     except FileNotFoundError:
@@ -182,6 +186,15 @@ class _Plan:
     jobs: int
     #: The user's tree (None: Debian's linux-source), for what results say of it.
     user_src: Path | None = None
+
+    @property
+    def image(self) -> tuple[str, str]:
+        """The make target and path of the image the lab boots: the arch's, or
+        its kasan_image when the fragments ask for KASAN."""
+        kasan = self.wanted.get("KASAN")
+        if self.arch.kasan_image and kasan is not None and kasan.value == "y":
+            return self.arch.kasan_image
+        return self.arch.image_target, self.arch.image_path
 
     @property
     def label(self) -> str:
@@ -256,7 +269,7 @@ _COMPILED = re.compile(r"^\s+CC\s+(\[M\]\s+)?\S+\.o$")
 def _compile(plan: _Plan, obj: Path, log: Path, progress: Progress) -> int:
     """make the image and the modules, incrementally; how many objects it compiled
     (kbuild's CC lines in the log, which this build started empty)."""
-    run([*plan.make(obj), *ccache_args(plan.arch), f"-j{plan.jobs}", plan.arch.image_target,
+    run([*plan.make(obj), *ccache_args(plan.arch), f"-j{plan.jobs}", plan.image[0],
          "modules"], phase="compile", deadline=DEADLINE_S["compile"], log=log, progress=progress,
         env=ccache_env())
     with open(log, encoding="utf-8", errors="replace") as fh:
@@ -298,12 +311,13 @@ def _record(plan: _Plan, scratch: Path, obj: Path, final: dict[str, str], compil
     if not answer:
         raise BuildError(f"kernel {plan.label}: make kernelrelease printed nothing",
                          str(scratch / "build.log"))
-    image = Path(plan.arch.image_path).name
-    shutil.copy2(obj / plan.arch.image_path, scratch / image)
+    built = plan.image[1]
+    image = Path(built).name
+    shutil.copy2(obj / built, scratch / image)
     shutil.copy2(obj / ".config", scratch / "config")
     return {
         "arch": plan.arch.name, "kernel": plan.variant.name, "hash": plan.key,
-        "image": image, "release": answer[-1], "source": str(plan.src),
+        "image": image, "image_path": built, "release": answer[-1], "source": str(plan.src),
         "source_id": plan.source_id, "source_info": describe(plan.user_src),
         "fragments": [str(p) for p in plan.fragments],
         "options": kconfig.variant_options(plan.wanted, plan.variant, final),

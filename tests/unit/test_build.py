@@ -291,3 +291,16 @@ class TestCacheKey:
         gcc.chmod(0o755)
         kernel.compiler_id.cache_clear()
         assert self.key() != first
+
+
+@pytest.mark.parametrize("arch, built", [(X86, "arch/x86/boot/bzImage"),
+                                         (A64, "arch/arm64/boot/Image")])
+def test_a_kasan_kernel_boots_the_image_its_arch_names_for_kasan(fake, arch, built):
+    """x86_64's PVH vmlinux runs KASAN-instrumented code before the shadow exists:
+    such a kernel is built and booted as a bzImage; arm64's Image serves both."""
+    k = build_kernel(fake, arch=arch, spec=fake.fragment("kasan.config", "CONFIG_KASAN=y"))
+    meta = build.kernel_meta(k)
+    assert (meta["image"], meta["image_path"]) == (Path(built).name, built)
+    assert k.image.name == Path(built).name and k.image.read_text().startswith("fake ")
+    plain = build_kernel(fake, arch=arch, spec="nokpti")
+    assert plain.image.name == Path(arch.image_path).name

@@ -117,7 +117,10 @@ def test_a_damaged_or_missing_initramfs_is_rebuilt(fake, damage):
 @pytest.mark.parametrize("garbage", [
     os.urandom(200), b"[]", b"{}", b'{"arch": "aarch64", "kernel": "kpti", "ha',
     b'{"arch": 1, "kernel": "kpti", "hash": "x", "image": "Image", "release": "6"}',
-    b"[" * 100_000], ids=["random", "list", "empty", "cut", "types", "deep"])
+    b"[" * 100_000,
+    b'{"arch": "aarch64", "kernel": "kpti", "hash": "H", "image": "Image", "release": "6", '
+    b'"source": "s", "options": {}, "image_path": "../../../../etc/passwd"}'],
+    ids=["random", "list", "empty", "cut", "types", "deep", "escaping-image-path"])
 def test_a_garbage_meta_json_is_rebuilt_without_a_traceback(fake, garbage):
     """Without a manifest (as a lab before manifests left it), so that the
     check of meta.json's own content is what finds it."""
