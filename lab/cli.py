@@ -401,7 +401,7 @@ def cmd_driver(args) -> int:
     if args.check:
         return _driver_check(args, driver)
     target = driverloop.driver_scenario(driver, args.arch, args.kernel, args.scenario,
-                                        tuple(args.allow_put_from))
+                                        tuple(args.allow_put_from), debug=args.debug)
     _writable("--out", args.out)
     opts = runner.Options(out=args.out, jobs=1, drivers=(driver,), stop_on_fail=True,
                           kernel_src=args.kernel_src)
@@ -417,7 +417,8 @@ def _driver_check(args, driver: Path) -> int:
     if args.scenario:
         raise UserError("--check runs the source checks, no scenario: drop --scenario")
     driverloop.kbuild_modules(driver)                  # a module directory, or exit 2
-    ((arch, variant),) = _builds(args.arch, args.kernel or driverloop.DEFAULT_KERNEL)
+    kernel = driverloop.kernel_for(args.kernel, args.debug) or driverloop.DEFAULT_KERNEL
+    ((arch, variant),) = _builds(args.arch, kernel)
     out = _writable("--out", args.out)
     with report.build_progress(f"{arch.name}/{variant.name}") as progress:
         kbuild = build.build_kernel(arch, variant, source=args.kernel_src, progress=progress)
@@ -543,7 +544,11 @@ def _run_parsers(sub) -> None:
                     help="an out-of-tree module directory (default drivers/pl011-lab)")
     dv.add_argument("--arch", default="aarch64", help="default aarch64")
     dv.add_argument("--kernel", help="a kernel variant or fragment (default: the scenario's; "
-                                     "with --check, nokpti)")
+                                     "with --check, nokpti, or debug with --debug)")
+    dv.add_argument("--debug", action="store_true",
+                    help="on the debug kernel (KASAN, UBSAN, lockdep, atomic sleep, kmemleak, "
+                         "debugobjects), with a kmemleak scan after the scenario: a report "
+                         "fails the step that caused it, a leak of the driver's fails the scan")
     _kernel_src_arg(dv)
     dv.add_argument("--scenario", type=Path,
                     help="default DRIVER_DIR/lab.yaml, else a smoke test of every module "

@@ -16,10 +16,13 @@ from lab import kconfig, scenario
 from lab.arches import get_arch
 from lab.errors import UserError
 from lab.model import Cell, Scenario, Step
+from lab.steps.kmemleak import Kmemleak
 from lab.steps.module import Module
 from lab.steps.run import Run
 
 DEFAULT_KERNEL = "nokpti"
+#: The kernel of `lab driver --debug` (kernel-configs/variants/debug*.config).
+DEBUG_KERNEL = "debug"
 #: obj-m += a.o b.o, obj-$(CONFIG_X) := c.o (what kbuild builds as modules here)
 _OBJ = re.compile(r"^\s*obj-(?:m|\$\(CONFIG_[A-Za-z0-9_]+\))\s*[:+]?=\s*(.*?)\s*(?:#.*)?$")
 
@@ -64,13 +67,31 @@ def smoke_scenario(driver: Path, arch: str, kernel: str | None) -> Scenario:
                                                         variant),), steps=steps)
 
 
+def kernel_for(kernel: str | None, debug: bool) -> str | None:
+    """The kernel the driver loop asks for: --kernel, or the debug one with --debug
+    (both at once is a user error)."""
+    if debug and kernel:
+        raise UserError(f"--debug runs on the {DEBUG_KERNEL} kernel; --kernel {kernel} asks "
+                        "for another")
+    return DEBUG_KERNEL if debug else kernel
+
+
 def driver_scenario(driver: Path, arch: str, kernel: str | None,
-                    path: Path | None = None, allow: tuple[Path, ...] = ()) -> Scenario:
-    """What `lab driver DIR` runs: --scenario, else DIR/lab.yaml, else the smoke test."""
+                    path: Path | None = None, allow: tuple[Path, ...] = (),
+                    debug: bool = False) -> Scenario:
+    """What `lab driver DIR` runs: --scenario, else DIR/lab.yaml, else the smoke test;
+    with debug, on the debug kernel and followed by a kmemleak scan."""
+    kernel = kernel_for(kernel, debug)
     own = path or driver / "lab.yaml"
     if path is None and not own.is_file():
-        return smoke_scenario(driver, arch, kernel)
-    return retarget(scenario.load(own, allow), arch, kernel)
+        target = smoke_scenario(driver, arch, kernel)
+    else:
+        target = retarget(scenario.load(own, allow), arch, kernel)
+    if not debug:
+        return target
+    scan = Kmemleak(name="kmemleak scan: no leak of " + ", ".join(kbuild_modules(driver)),
+                    line=0, modules=tuple(kbuild_modules(driver)))
+    return replace(target, steps=(*target.steps, scan))
 
 
 def retarget(scenario: Scenario, arch: str, kernel: str | None) -> Scenario:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from lab import __version__, build, hostfacts, qemu
+from lab import __version__, build, faults, hostfacts, qemu
 from lab.build import cache
 from lab.deadline import Deadline
 from lab.errors import GuestTimeout, LabError, UserError
@@ -378,7 +378,8 @@ def _steps(task: BootTask, guest: Guest, outcome: BootOutcome, deadline: Deadlin
             raise
         new_faults = guest.faults()[before:]
         if new_faults and not step.allow_faults:
-            problems += [f"kernel {f.kind}: {f.text.splitlines()[0]}" for f in new_faults]
+            problems += [f"kernel {f.kind}: {faults.message(f.text.splitlines()[0])}"
+                         for f in new_faults]
         boot.steps.append(StepResult(step.name, step.kind, boot.index,
                                      Status.FAIL if problems else Status.PASS,
                                      time.monotonic() - started, ctx.exit_code,

@@ -11,7 +11,20 @@ from collections.abc import Callable
 from lab import inputs
 from lab.model import Step
 from lab.schema import TEXT_LINE, Ctx, Fields, Node, kind_of
-from lab.steps import asserts, dmesg, hmp, kselftest, kunit, module, put, qmp, rounds, run, uart
+from lab.steps import (
+    asserts,
+    dmesg,
+    hmp,
+    kmemleak,
+    kselftest,
+    kunit,
+    module,
+    put,
+    qmp,
+    rounds,
+    run,
+    uart,
+)
 
 #: YAML key -> parser(fields, name=, line=, when=, timeout=, allow_faults=) -> step.
 PARSERS: dict[str, Callable[..., Step]] = {
@@ -25,6 +38,7 @@ PARSERS: dict[str, Callable[..., Step]] = {
     "dmesg": dmesg.Dmesg.parse,
     "kselftest": kselftest.Kselftest.parse,
     "kunit": kunit.Kunit.parse,
+    "kmemleak": kmemleak.Kmemleak.parse,
 }
 
 

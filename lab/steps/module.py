@@ -8,6 +8,7 @@ from typing import Any
 
 from lab.model import Step
 from lab.schema import TEXT_LINE, Fields
+from lab.steps import kmemleak
 from lab.steps.base import Context
 
 
@@ -40,4 +41,9 @@ class Module(Step):
     def execute(self, ctx: Context) -> list[str]:
         r = ctx.guest.run(self.command(), ctx.timeout)
         ctx.exit_code = r.exit_code
-        return [] if r.exit_code == 0 else [f"exit code {r.exit_code}: {r.output.strip()}"]
+        if r.exit_code != 0:
+            return [f"exit code {r.exit_code}: {r.output.strip()}"]
+        if self.load and kmemleak.enabled(ctx.kernel) \
+                and (record := kmemleak.record_command(kmemleak.module_name(self.load))):
+            ctx.guest.run(record, ctx.timeout)
+        return []

@@ -8,7 +8,7 @@ from tests.conftest import lab
 @pytest.mark.parametrize("args, message", [
     (["build", "--arch", "sparc"], "unknown arch 'sparc'; valid arches: aarch64, x86_64"),
     (["build", "--arch", "aarch64", "--kernel", "nokpt"],
-     "unknown kernel variant 'nokpt' for aarch64; valid variants: kpti, nokpti"),
+     "unknown kernel variant 'nokpt' for aarch64; valid variants: debug, kpti, nokpti"),
     (["build", "--kernel", "/nonexistent/x.config"], "no such file"),
     (["exec", "--arch", "riscv64", "--kernel", "kpti", "--", "true"], "unknown arch 'riscv64'"),
     (["exec", "--arch", "x86_64", "--kernel", "bogus", "--", "true"], "unknown kernel variant"),
