@@ -63,6 +63,9 @@ HMP_ERROR = re.compile(r"^.*(?:unknown command:|Cannot access memory|unknown reg
                        r"invalid char in format|^Error\b|^error:).*$|^Try \"help.*$", re.M)
 RUN_PREFIX = "lab-run-"
 SOCKETS = ("qmp", "kernel", "shell")
+#: Between two looks for QEMU's sockets: it makes them some 30 ms after it starts, and
+#: a restored guest's whole start is 0.15 s.
+SOCKET_POLL_S = 0.002
 
 
 def kernel_cmdline(arch: ArchProfile, extra: tuple[str, ...] = ()) -> str:
@@ -307,7 +310,7 @@ class Machine:
             if deadline.expired():
                 raise InfraError(f"QEMU did not create its sockets within "
                                  f"{deadline.seconds:.0f} s")
-            time.sleep(0.01)
+            time.sleep(SOCKET_POLL_S)
 
     def _connect_qmp(self, deadline: Deadline) -> None:
         """Connect and negotiate, bounded by the launch deadline.
