@@ -367,8 +367,10 @@ class Shell:
         self._session = resume.session if resume else secrets.token_hex(8)
         self._tx_base = resume.tx_base if resume else 0
         #: What init prints on the shell console when the lab's shell ends, and the
-        #: status it ended with (group 1 of the pattern it ends).
-        self._ended = rb"\r?\n@@LAB-X" + self._session.encode() + rb"@@(\d+)@@\r?\n"
+        #: status it ended with (group 1 of the pattern it ends). Only the session's
+        #: secret nonce makes it: a line start is not required, since the tty may
+        #: echo what the dead shell left unread in front of it.
+        self._ended = rb"(?:\r?\n)?@@LAB-X" + self._session.encode() + rb"@@(\d+)@@\r?\n"
         self.reader = ShellReader(sock, log)
         self.reader.start()
 
@@ -464,7 +466,10 @@ class Shell:
             output_file: Path | None = None) -> Reply:
         """Run one shell command, stdin /dev/null. Its whole output goes to
         output_file too, if given. A command that ends the shell (`exit 3`, a
-        signal) gives the shell's exit status, and a new shell (shell_reset)."""
+        signal) gives the shell's exit status, and a new shell (shell_reset).
+        `command eval` keeps a shell error (a syntax error, `$((1/0))`, assigning
+        a readonly) to the command: its status is 2 and the line goes on to the
+        end marker, where a plain eval would abandon the line."""
         deadline = timeout if isinstance(timeout, Deadline) else Deadline(max(timeout, 0))
         what = f"command {command!r} (deadline {deadline.seconds:g} s)"
         if len(command) > MAX_LINE or "\n" in command:
@@ -476,7 +481,7 @@ class Shell:
         nonce = secrets.token_hex(8)
         tx = ('_lab_tx; ', '"$_lab_n"') if self._tx else ("", "''")
         self._send(
-            f"printf '\\n@@LAB-B%s@@\\n' {nonce}; eval {shlex.quote(command)} </dev/null; "
+            f"printf '\\n@@LAB-B%s@@\\n' {nonce}; command eval {shlex.quote(command)} </dev/null; "
             f"_lab_s=$?; {tx[0]}printf '\\n@@LAB-E%s@@%d@@%s@@\\n' {nonce} $_lab_s {tx[1]}\n"
             .encode(), what)
         _, m = self._expect(rb"@@LAB-B" + nonce.encode() + rb"@@\r?\n|" + self._ended, deadline,

@@ -7,10 +7,9 @@ bytes through it and compare md5s on both ends. Every call takes a Deadline.
 A transfer that loses or mangles bytes is a result (Transfer.ok False); a
 socket that closes under the lab (QEMU gone) is GuestLost.
 
-The guest commands are the runner's of old. One limit remains: bytes lost on
-the way into the guest leave its `head` waiting, and that ends as GuestTimeout
-at the deadline. busybox `timeout` would bound it, but it leaves an orphan
-whose exit ends the shell that is PID 1 (issue #17); use it once init reaps.
+Bytes lost on the way into the guest would leave its `head` waiting for ever:
+a watchdog beside it ends it once the file it writes has not grown for
+STALL_S seconds, and the transfer is a result (what arrived), not a timeout.
 """
 
 from __future__ import annotations
@@ -34,6 +33,8 @@ Runner = Callable[[str, float], CommandResult]
 #: How much of what the UART sent `tail` keeps, for messages.
 TAIL_BYTES = 200
 _TX, _RX = "/tmp/.lab-tx", "/tmp/.lab-rx"
+#: How long the bytes arriving in the guest may stall before the rest counts as lost.
+STALL_S = 3
 
 
 @dataclass(frozen=True)
@@ -175,11 +176,15 @@ class Uart:
                   f"grep -q {dev}; do usleep 1000; done", deadline.remaining())
         started = time.monotonic()
         sent = self._send(data, deadline)
-        r = self._run(f"wait $(cat {_RX}.pid); wc -c < {_RX}; md5sum {_RX}",
+        r = self._run(f"p=$(cat {_RX}.pid); (n=-1; while sleep {STALL_S}; "
+                      f"m=$(wc -c < {_RX}); [ \"$m\" != \"$n\" ]; do n=$m; done; kill $p) "
+                      f"2>/dev/null & w=$!; wait $p; kill $w 2>/dev/null; "
+                      f"echo \"lab-rx $(wc -c < {_RX}) $(md5sum {_RX})\"",
                       max(deadline.remaining(), 1.0))
         seconds = time.monotonic() - started
-        words = r.output.split()
-        received, have = (int(words[0]), words[1]) if len(words) >= 2 else (0, "")
+        # The shell's job notices ("[1]+ Terminated ...") may come first.
+        m = re.search(r"^lab-rx (\d+) ([0-9a-f]{32}) ", r.output, re.MULTILINE)
+        received, have = (int(m[1]), m[2]) if m else (0, "")
         problems = [] if sent == nbytes else [f"the UART took {sent} of {nbytes} bytes"]
         return _result(nbytes, received, hashlib.md5(data).hexdigest(), have, seconds, problems)
 

@@ -224,6 +224,8 @@ class Shell:
             return " ".join(rest) + "\n"
         elif name == "printf":
             return printf(rest[0], rest[1:]) if rest else ""
+        elif name == "command":
+            return (yield from self.builtin(rest, stdin))
         elif name == "eval":
             return (yield from self.line(" ".join(rest)))
         elif name == "sh" and rest[:1] == ["-c"]:   # its `exit N` sets the status

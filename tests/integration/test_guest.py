@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from lab.deadline import Deadline
 from lab.errors import GuestLost, GuestPanic, GuestTimeout
 from tests.conftest import lab_qemus
 
@@ -154,7 +155,6 @@ def test_halt_ends_the_step_at_once(lab_boot):
 
 def test_a_put_ends_at_its_deadline(lab_boot):
     """1 MiB takes some 17 s through x86_64's serial console; the deadline is 2 s."""
-    from lab.deadline import Deadline
     guest = lab_boot("x86_64", "nokpti")
     started = time.monotonic()
     with pytest.raises(GuestTimeout, match="deadline 2 s"):
@@ -172,3 +172,42 @@ def test_an_orphan_that_ends_while_the_shell_idles_does_not_end_the_guest(lab_bo
     r = guest.run("echo alive")
     assert r.output == "alive\n" and r.exit_code == 0
     assert guest.faults() == []
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_a_background_job_that_ends_while_the_shell_idles_leaves_the_shell_as_it_was(
+        lab_boot, arch):
+    """busybox 1.35's line editor ends the shell when a job of its own ends while it
+    waits for a line; the lab's shell reads without it, so its state survives."""
+    guest = lab_boot(arch, "nokpti")
+    assert guest.run("kept=yes; cd /tmp; sleep 0.3 &").exit_code == 0
+    time.sleep(1.0)                  # the job ends while the shell waits
+    r = guest.run('echo "$kept $PWD"')
+    assert (r.output, r.shell_reset) == ("yes /tmp\n", False)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("command", ["if", "echo 'unterminated", "x=$((1 / 0))",
+                                     "readonly r=1; r=2", "set -o no-such-option"])
+def test_a_shell_error_is_the_commands_status_not_a_hang(lab_boot, arch, command):
+    """An interactive shell abandons the rest of a line on such an error; the lab's
+    line would lose its end marker and wait out the deadline."""
+    guest = lab_boot(arch, "nokpti")
+    guest.run("kept=yes")
+    started = time.monotonic()
+    r = guest.run(command, timeout=30)
+    assert r.exit_code != 0 and not r.shell_reset and time.monotonic() - started < 5
+    assert guest.run('echo "$kept"').output == "yes\n"
+
+
+def test_bytes_lost_on_the_way_into_the_guest_are_a_result_not_a_timeout(lab_boot):
+    """A second reader on the tty takes some of the bytes, as a driver that drops
+    them would: the transfer ends once arrivals stall, and says what arrived."""
+    guest = lab_boot("aarch64", "nokpti")
+    assert guest.run("modprobe amba-pl011 && test -c /dev/ttyAMA0").exit_code == 0
+    guest.run("cat /dev/ttyAMA0 > /dev/null &")
+    started = time.monotonic()
+    moved = guest.uart().transfer_in("/dev/ttyAMA0", 65536, Deadline(60))
+    assert not moved.ok and 0 < moved.received < 65536, moved
+    assert f"{moved.received} of 65536 bytes arrived" in moved.detail
+    assert time.monotonic() - started < 20

@@ -39,9 +39,10 @@ class ScriptedGuest:
             n = int(re.search(r"head -c (\d+)", command)[1])
             self.reader = threading.Thread(target=self._read, args=(n, timeout))
             self.reader.start()
-        elif command.startswith("wait"):
+        elif "wait $p" in command:        # until head ends, or its watchdog ends it
             self.reader.join()
-            out = f"{len(self.got)}\n{hashlib.md5(self.got).hexdigest()}  /tmp/.lab-rx\n"
+            out = (f"[1]+  Done  head\n"
+                   f"lab-rx {len(self.got)} {hashlib.md5(self.got).hexdigest()}  /tmp/.lab-rx\n")
         return CommandResult(command, out, rc, 0.0)
 
     def _read(self, n: int, timeout: float) -> None:
