@@ -530,16 +530,21 @@ class Shell:
     def interact(self, escape: bytes = b"\x1d") -> None:
         """Pass the user's terminal through to the guest shell until escape (Ctrl-]).
 
-        Echo and the line editor come back on, with the host terminal's size.
+        Echo comes back on, with the host terminal's size. A person at a terminal
+        gets bash, whose line editor has history and completion (the lab's shell
+        reads without one); its `exit` ends the session as the lab's shell's would.
         """
-        size = os.get_terminal_size() if sys.stdin.isatty() else os.terminal_size((80, 24))
-        # run() gives commands /dev/null as stdin: name the tty.
-        self.run(f"stty -F /dev/tty echo rows {size.lines} cols {size.columns}; "
-                 "PS1='lab:$PWD# '", 10)
+        person = sys.stdin.isatty()
+        size = os.get_terminal_size() if person else os.terminal_size((80, 24))
+        # run() gives commands /dev/null as stdin: name the tty. Echo comes on after
+        # bash's line is read, which is then not echoed.
+        self.run(f"stty -F /dev/tty {'' if person else 'echo '}rows {size.lines} "
+                 f"cols {size.columns}; export PS1='lab:$PWD# '", 10)
         stdin = sys.stdin.fileno()
-        saved = termios.tcgetattr(stdin) if sys.stdin.isatty() else None
+        saved = termios.tcgetattr(stdin) if person else None
         try:
             if saved:
+                self._send(b"stty echo; exec bash --norc -i\n", "interact")
                 tty.setraw(stdin)
             self._pass_through(stdin, escape)
         finally:

@@ -53,6 +53,35 @@ def test_lab_shell_runs_what_it_is_given_and_shuts_down():
     assert "Leave with Ctrl-]" in result.stderr and "guest shut down" in result.stderr
 
 
+def test_a_person_at_a_terminal_gets_a_line_editor_and_exit_ends_the_session():
+    """bash's readline: history (up arrow) and completion (tab); a background job
+    that ends meanwhile leaves the shell be; `exit` shuts the guest down."""
+    import time
+
+    import pexpect
+
+    from tests.conftest import LAB, lab_qemus
+    shell = pexpect.spawn(LAB[0], [*LAB[1:], "shell", "--arch", "aarch64", "--kernel", "nokpti"],
+                          cwd=str(ROOT), encoding="utf-8", timeout=60, dimensions=(30, 100))
+    try:
+        shell.expect("lab:/# ")
+        shell.send("sleep 0.2 &\r")
+        time.sleep(1.5)
+        shell.send("echo hi-$((6 * 7))\r")
+        shell.expect("hi-42")
+        shell.expect("lab:/# ")
+        shell.send("\x1b[A\r")                    # the up arrow: the same line again
+        shell.expect("hi-42")
+        shell.send("cd /tm\t\r")
+        shell.expect("lab:/tmp# ")
+        shell.send("exit\r")
+        shell.expect("guest shut down")
+        shell.expect(pexpect.EOF)
+    finally:
+        shell.close(force=True)
+    assert shell.exitstatus == 0 and not lab_qemus()
+
+
 def test_ctrl_c_shuts_the_guest_down_and_exits_130(tmp_path):
     import signal
     import subprocess
