@@ -56,30 +56,54 @@ def test_lab_shell_runs_what_it_is_given_and_shuts_down():
 def test_a_person_at_a_terminal_gets_a_line_editor_and_exit_ends_the_session():
     """bash's readline: history (up arrow) and completion (tab); a background job
     that ends meanwhile leaves the shell be; `exit` shuts the guest down."""
+    import fcntl
+    import os
+    import re
+    import select
+    import struct
+    import subprocess
+    import termios
     import time
 
-    import pexpect
-
     from tests.conftest import LAB, lab_qemus
-    shell = pexpect.spawn(LAB[0], [*LAB[1:], "shell", "--arch", "aarch64", "--kernel", "nokpti"],
-                          cwd=str(ROOT), encoding="utf-8", timeout=60, dimensions=(30, 100))
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    shell = subprocess.Popen([*LAB, "shell", "--arch", "aarch64", "--kernel", "nokpti"],
+                             cwd=ROOT, stdin=slave, stdout=slave, stderr=slave,
+                             start_new_session=True)
+    os.close(slave)
+    seen = b""
+
+    def expect(pattern: str, within: float = 60) -> None:
+        nonlocal seen
+        until = time.monotonic() + within
+        while not re.search(pattern.encode(), seen):
+            assert time.monotonic() < until, f"no {pattern!r} in {seen[-2000:]!r}"
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:           # the terminal closed: the lab exited
+                    assert re.search(pattern.encode(), seen), seen[-2000:]
+        seen = seen[re.search(pattern.encode(), seen).end():]
+
     try:
-        shell.expect("lab:/# ")
-        shell.send("sleep 0.2 &\r")
+        expect("lab:/# ")
+        os.write(master, b"sleep 0.2 &\r")
         time.sleep(1.5)
-        shell.send("echo hi-$((6 * 7))\r")
-        shell.expect("hi-42")
-        shell.expect("lab:/# ")
-        shell.send("\x1b[A\r")                    # the up arrow: the same line again
-        shell.expect("hi-42")
-        shell.send("cd /tm\t\r")
-        shell.expect("lab:/tmp# ")
-        shell.send("exit\r")
-        shell.expect("guest shut down")
-        shell.expect(pexpect.EOF)
+        os.write(master, b"echo hi-$((6 * 7))\r")
+        expect("hi-42")
+        expect("lab:/# ")
+        os.write(master, b"\x1b[A\r")              # the up arrow: the same line again
+        expect("hi-42")
+        os.write(master, b"cd /tm\t\r")
+        expect("lab:/tmp# ")
+        os.write(master, b"exit\r")
+        expect("guest shut down")
+        assert shell.wait(30) == 0
     finally:
-        shell.close(force=True)
-    assert shell.exitstatus == 0 and not lab_qemus()
+        shell.kill()
+        os.close(master)
+    assert not lab_qemus()
 
 
 def test_ctrl_c_shuts_the_guest_down_and_exits_130(tmp_path):
