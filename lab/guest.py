@@ -92,10 +92,14 @@ class Guest:
 
     def _argv(self, rundir: Path, ram: qemu.RamFile | None = None,
               incoming: bool = False) -> list[str]:
+        """QEMU's argv; a restore's (incoming) names stand-ins that it reads
+        faster, the template key always the real kernel and initramfs."""
         assert self.build.initramfs is not None   # checked in __init__
-        return qemu.command_line(self.arch, self.build.image, self.build.initramfs,
-                                 self.cmdline, rundir, self.accel, self.memory_mb, self.icount,
-                                 ram, incoming)
+        kernel, initramfs = self.build.image, self.build.initramfs
+        if incoming:
+            kernel, initramfs = qemu.restore_stand_ins(kernel, initramfs, rundir)
+        return qemu.command_line(self.arch, kernel, initramfs, self.cmdline, rundir,
+                                 self.accel, self.memory_mb, self.icount, ram, incoming)
 
     def _launch(self, ram: qemu.RamFile | None = None, incoming: bool = False,
                 resume: Resume | None = None) -> None:
@@ -203,15 +207,20 @@ class Guest:
     def _restore(self, template: snapshot.Template, key: str, note: str) -> BootFacts:
         """A clone: QEMU on the template's RAM (private), its state loaded, the
         consoles reconnected, then the guest brought to the present. The template
-        is checked while QEMU starts."""
+        is checked while QEMU starts and loads the state; the guest runs only
+        once the check has passed."""
         launched = time.monotonic()
         with ThreadPoolExecutor(1, thread_name_prefix="template-check") as pool:
             checked = pool.submit(snapshot.verify, template, key)
-            self._launch(qemu.RamFile(template.ram, shared=False), incoming=True,
-                         resume=template.resume())
+            try:
+                self._launch(qemu.RamFile(template.ram, shared=False), incoming=True,
+                             resume=template.resume())
+                assert self.machine and self.kernel
+                self.machine.load_state(template.state, Deadline(RESTORE_DEADLINE_S))
+            except Exception:
+                checked.result()    # a damaged template is the better explanation
+                raise
             checked.result()
-        assert self.machine and self.kernel
-        self.machine.load_state(template.state, Deadline(RESTORE_DEADLINE_S))
         if self.kernel.lines or self.kernel.faults():
             raise GuestError("the restored guest's kernel console did not start clean")
         self.machine.cont()

@@ -130,6 +130,35 @@ def command_line(arch: ArchProfile, kernel: Path, initramfs: Path, cmdline: str,
     return argv
 
 
+#: Where an arm64 Image says what it is ("ARM\\x64"), and the header QEMU reads.
+_ARM64_MAGIC = (0x38, b"ARM\x64")
+_ARM64_HEADER = 64
+
+
+def restore_stand_ins(kernel: Path, initramfs: Path, rundir: Path) -> tuple[Path, Path]:
+    """A kernel and an initramfs for QEMU to load on a restore, in rundir: the
+    initramfs empty, an arm64 Image its header alone (any other kernel as it is).
+
+    QEMU reads both files whole at startup and, while it waits for an incoming
+    migration, writes neither into guest RAM (its ROM reset skips then): the
+    clone's RAM is the template's. Reading the 14 MB on aarch64 cost some 20 ms
+    of a 0.15 s restore. Nothing of either is in the machine's migrated state.
+    """
+    with open(kernel, "rb") as fh:
+        header = fh.read(_ARM64_HEADER)
+    at, magic = _ARM64_MAGIC
+    if header[at:at + len(magic)] == magic:
+        kernel = rundir / "kernel-header"
+        kernel.write_bytes(header)
+    empty = rundir / "initramfs-none"
+    empty.write_bytes(b"\0" * 512)
+    return kernel, empty
+
+
+#: The name a migration's file descriptor has in QEMU's monitor.
+MIGRATION_FD = "lab-migration"
+
+
 # ---------------------------------------------------------------- process hygiene
 
 _live: set[Machine] = set()
@@ -524,20 +553,37 @@ class Machine:
     # -- migration: a template's state saved, a clone's loaded
 
     def save_state(self, path: Path, deadline: Deadline) -> None:
-        """Stop the guest and write its device state to path (a migration to
-        `exec:cat > path`; RAM stays out of it where the command line put it in a
-        RamFile). The guest stays stopped."""
+        """Stop the guest and write its device state to path (RAM stays out of it
+        where the command line put it in a RamFile). The guest stays stopped."""
         self.qmp("stop")
         self._ignore_shared()
-        self.qmp("migrate", uri="exec:cat > " + shlex.quote(str(path)))
+        self.qmp("migrate", uri=self._migration_file(path, write=True))
         self._migration_done("saving the guest's state", deadline)
 
     def load_state(self, path: Path, deadline: Deadline) -> None:
-        """Load a saved state into a QEMU started with incoming (migrate-incoming
-        from `exec:cat path`); the guest is then paused where the template stopped."""
+        """Load a saved state into a QEMU started with incoming; the guest is then
+        paused where the template stopped."""
         self._ignore_shared()
-        self.qmp("migrate-incoming", uri="exec:cat " + shlex.quote(str(path)))
+        self.qmp("migrate-incoming", uri=self._migration_file(path, write=False))
         self._migration_done("restoring the guest's state", deadline)
+
+    def _migration_file(self, path: Path, write: bool) -> str:
+        """The migration URI of path: the lab opens it and hands QEMU the file
+        descriptor (SCM_RIGHTS, then getfd), so no shell and no program of QEMU's
+        (`exec:cat`, which cost a restore 4 ms) ever sees the path."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC if write else os.O_RDONLY
+        fd = os.open(path, flags | os.O_CLOEXEC, 0o600)
+        try:
+            if self._qmp is None or not self.alive():
+                raise GuestLost("QMP getfd: QEMU is not running")
+            try:
+                self._qmp.send_fd_scm(fd)
+            except (QMPError, OSError) as exc:
+                raise GuestLost(f"QMP getfd: QEMU took no file descriptor ({exc})") from exc
+            self.qmp("getfd", fdname=MIGRATION_FD)
+        finally:
+            os.close(fd)
+        return f"fd:{MIGRATION_FD}"
 
     def _ignore_shared(self) -> None:
         """RAM in a file shared with the template stays out of the stream (QEMU 7.2

@@ -24,9 +24,10 @@ FAKE_QEMU_MODE picks a misbehaviour:
          virtconsole does when the host reads too slowly (still counted as sent)
   warn   print a kernel WARNING during boot
 A RAM file (-object memory-backend-file) is made as QEMU makes it; the template's
-boot (share=on) writes a page of it. migrate (to `exec:cat > PATH`) saves the
-fake shell's files and counters, migrate-incoming (`exec:cat PATH`, with
--incoming defer) loads them, and query-migrate says how it went.
+boot (share=on) writes a page of it. migrate (to `fd:NAME`, a file descriptor
+passed on QMP and named by getfd) saves the fake shell's files and counters,
+migrate-incoming (from one, with -incoming defer) loads them, and query-migrate
+says how it went.
 The fake shell also knows: `flood N` (prints N bytes of 'a'), `late S TEXT`
 (prints TEXT S seconds later, as a background process would), `poweroff -f`
 and `halt -f` (the kernel's last line, then silence), `_lab_tx`, which sets
@@ -274,6 +275,8 @@ class FakeQemu:
         self.paths = sockets
         self.ram = ram or {}
         self.migration = "none"
+        self.passed_fds: list[int] = []          # came with QMP data, not yet named
+        self.named_fds: dict[str, int] = {}      # getfd: name -> file descriptor
         self.sel = selectors.DefaultSelector()
         self.clients: dict[str, socket.socket] = {}
         self.buffers: dict[str, bytes] = {}
@@ -339,8 +342,9 @@ class FakeQemu:
                         self.qmp_send({"QMP": {"version": {"qemu": {"major": 7, "minor": 2,
                                       "micro": 0}, "package": "fake"}, "capabilities": []}})
                 elif self.clients.get(name) is key.fileobj:   # not dropped meanwhile
-                    try:
-                        data = key.fileobj.recv(65536)
+                    try:   # QMP may bring file descriptors along (getfd)
+                        data, fds, _, _ = socket.recv_fds(key.fileobj, 65536, 4)
+                        self.passed_fds += fds
                     except OSError:   # reset: the lab closed it with output unread
                         data = b""
                     if not data:
@@ -398,6 +402,9 @@ class FakeQemu:
             self.qmp_send({"return": answer, **tag})
         elif command == "migrate-set-capabilities":
             self.qmp_send({"return": {}, **tag})
+        elif command == "getfd" and self.passed_fds:   # the last one passed gets the name
+            self.named_fds[args["fdname"]] = self.passed_fds.pop()
+            self.qmp_send({"return": {}, **tag})
         elif command in ("migrate", "migrate-incoming"):
             self.migrate(command, args.get("uri", ""))
             self.qmp_send({"return": {}, **tag})
@@ -412,19 +419,22 @@ class FakeQemu:
             self.qmp_send({"error": {"class": "CommandNotFound",
                                      "desc": f"The command {command} has not been found"}, **tag})
 
-    # -- migration: `exec:cat > PATH` saves the guest (its shell's files, variables and
-    # the count of bytes sent), `exec:cat PATH` loads it; RAM in a file is left out
+    # -- migration: to `fd:NAME` (a file descriptor getfd named) saves the guest (its
+    # shell's files, variables and the count of bytes sent), from it loads it; RAM
+    # in a file is left out
 
     def migrate(self, command: str, uri: str) -> None:
-        words = shlex.split(uri.removeprefix("exec:"))
+        fd = self.named_fds.pop(uri.removeprefix("fd:"))
         if command == "migrate":
             state = {"files": {k: v.decode("latin-1") for k, v in self.shell.files.items()},
                      "vars": self.shell.vars, "sent": self.sent, "echo": self.echo}
-            Path(words[-1]).write_text(json.dumps(state))
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(state))
             self.migration = "completed"
             return
         try:
-            state = json.loads(Path(words[-1]).read_text())
+            with os.fdopen(fd) as fh:
+                state = json.loads(fh.read())
         except (OSError, ValueError) as exc:   # QEMU 7.2 exits when an incoming migration fails
             print(f"qemu-system: load of migration failed: {exc}", file=sys.stderr, flush=True)
             self.exit(1)
