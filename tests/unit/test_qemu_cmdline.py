@@ -76,3 +76,19 @@ def test_qemu_runs_under_setpriv_and_the_prefix_stays_out_of_the_pure_command_li
 ])
 def test_hmp_errors_are_told_from_answers(answer, error):
     assert bool(qemu.HMP_ERROR.search(answer)) is error
+
+
+def test_a_restore_names_stand_ins_for_the_kernel_and_initramfs_in_its_run_directory(tmp_path):
+    """QEMU reads both whole, and writes neither into RAM while a migration is incoming:
+    an arm64 Image shrinks to its header, any other kernel stays, the initramfs empties."""
+    image = tmp_path / "Image"
+    image.write_bytes(b"\0" * 0x38 + b"ARM\x64" + b"\1" * 4 + b"text" * 100_000)
+    vmlinux, initramfs = tmp_path / "vmlinux", tmp_path / "initramfs.cpio"
+    vmlinux.write_bytes(b"\x7fELF" + b"\2" * 1000)
+    initramfs.write_bytes(b"070701" * 1000)
+    rundir = tmp_path / "run"
+    rundir.mkdir()
+    kernel, empty = qemu.restore_stand_ins(image, initramfs, rundir)
+    assert kernel.parent == rundir and kernel.read_bytes() == image.read_bytes()[:64]
+    assert empty.parent == rundir and set(empty.read_bytes()) == {0}
+    assert qemu.restore_stand_ins(vmlinux, initramfs, rundir)[0] == vmlinux
