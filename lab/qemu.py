@@ -137,7 +137,7 @@ _ARM64_HEADER = 64
 
 def restore_stand_ins(kernel: Path, initramfs: Path, rundir: Path) -> tuple[Path, Path]:
     """A kernel and an initramfs for QEMU to load on a restore, in rundir: the
-    initramfs empty, an arm64 Image its header alone (any other kernel as it is).
+    initramfs 512 zero bytes, an arm64 Image its header alone (any other kernel as it is).
 
     QEMU reads both files whole at startup and, while it waits for an incoming
     migration, writes neither into guest RAM (its ROM reset skips then): the
