@@ -141,10 +141,14 @@ def cmd_doctor(args) -> int:
     if args.install:
         with report.build_progress("doctor --install") as progress:
             hostdeps.install(hostdeps.missing(), progress)
-    rows = [(d.what, d.package, d.found()) for d in hostdeps.DEPS]
+    src = None
+    if args.strict and hostdeps.KERNEL_TARBALL.exists():
+        with report.build_progress("doctor --strict") as progress:
+            src, _ = build.kernel_source(progress=progress)    # checkpatch.pl's tree
+    rows = hostdeps.status(args.strict, src)
     accel = hostfacts.accel_status(probe=True)
-    report.doctor_table(rows, accel)
-    return 0 if all(ok for _, _, ok in rows) else 2
+    report.doctor_table([(d.what, d.package, why) for d, why in rows], accel)
+    return 0 if not any(why for _, why in rows) else 2
 
 
 def _guest_args(p: argparse.ArgumentParser) -> None:
@@ -474,6 +478,10 @@ def _build_parsers(sub) -> None:
 
     d = sub.add_parser("doctor", help="check host dependencies and the accelerator")
     d.add_argument("--install", action="store_true", help="install what is missing with apt")
+    d.add_argument("--strict", action="store_true",
+                   help="also run each tool as the lab runs it, on a tiny input (a static "
+                        "hello per ABI, spatch with an OCaml script, sparse, checkpatch, "
+                        "QEMU's aarch64 board), and fail naming the package of any that fails")
     d.set_defaults(func=cmd_doctor)
 
 

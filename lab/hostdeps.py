@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab import proc
-from lab.errors import UserError
+from lab.errors import CommandError, UserError
 from lab.paths import cache_dir
 
 #: progress(phase, detail), as the build layer reports it.
@@ -23,12 +25,24 @@ GUEST_DEBS = ("busybox-static", "bash-static")
 
 
 @dataclass(frozen=True)
+class Probe:
+    """The tool run as the lab runs it, on a tiny input: argv (each word formatted
+    with {dir}, a scratch directory holding `files`), which must exit 0 in seconds."""
+
+    argv: tuple[str, ...]
+    files: tuple[tuple[str, str], ...] = ()
+    #: The kernel source's scripts/ must be there ({src}: the extracted tree).
+    kernel_source: bool = False
+
+
+@dataclass(frozen=True)
 class Dep:
     what: str          # what the lab needs, as a user would name it
     package: str       # the Debian package
     command: str = ""  # an executable on PATH, or
     path: str = ""     # a file that must exist
     foreign: str = ""  # a dpkg arch: the package is downloaded, not installed
+    probe: Probe | None = None   # lab doctor --strict runs it
 
     def found(self) -> bool:
         if self.foreign:
@@ -38,32 +52,86 @@ class Dep:
         return Path(self.path).exists()
 
 
+_HELLO = (("hello.c", "#include <stdio.h>\nint main(void) { return puts(\"hi\") < 0; }\n"),)
+
+
+def _static_cc(cc: str, *flags: str) -> Probe:
+    """A static hello built as the guest tools are (build.image)."""
+    return Probe((cc, "-static", "-Os", *flags, "-o", "{dir}/hello", "{dir}/hello.c"), _HELLO)
+
+
+def _freestanding_cc(cc: str, *flags: str) -> Probe:
+    """A freestanding static program, as the syscall-ABI tools are built (build.image)."""
+    return Probe((cc, "-static", "-nostdlib", "-ffreestanding", "-fno-pie", "-no-pie", "-O2",
+                  *flags, "-o", "{dir}/start", "{dir}/start.c"),
+                 (("start.c", "void _start(void) { for (;;) ; }\n"),))
+
+
+def _version(command: str, flag: str = "--version") -> Probe:
+    return Probe((command, flag))
+
+
+#: The host side of a kernel build: libelf (objtool, resolve_btfids) and libcrypto
+#: (sign-file, extract-cert), compiled and linked as kbuild's host programs are.
+_HOSTPROGS = Probe(("gcc", "-o", "{dir}/host", "{dir}/host.c", "-lelf", "-lcrypto"), (
+    ("host.c", "#include <libelf.h>\n#include <openssl/evp.h>\n"
+               "int main(void) { return elf_version(EV_CURRENT) == EV_NONE "
+               "|| !EVP_sha256(); }\n"),))
+#: coccicheck's semantic patches include OCaml scripts, which spatch compiles with
+#: ocamlfind ocamlopt (Debian's coccinelle does not depend on ocaml-nox).
+_SPATCH = Probe(("spatch", "--very-quiet", "--sp-file", "{dir}/probe.cocci", "{dir}/t.c"), (
+    ("probe.cocci", "@r@\nidentifier f;\n@@\nf(...) { ... }\n\n"
+                    "@script:ocaml@\nf << r.f;\n@@\nlet _ = f in ()\n"),
+    ("t.c", "int f(void) { return 0; }\n")))
+_SPARSE = Probe(("sparse", "-Wsparse-error", "{dir}/t.c"), (("t.c", "int f(void);\n"),))
+_CHECKPATCH = Probe(("perl", "{src}/scripts/checkpatch.pl", "--strict", "--no-tree", "-f",
+                     "{dir}/t.c"), (("t.c", "// SPDX-License-Identifier: GPL-2.0\n"
+                                            "static int lab_probe;\n"),), kernel_source=True)
+#: The board, CPU and virtio devices the lab's aarch64 guests use; QEMU builds the
+#: machine, writes its device tree and exits (x86_64: lab doctor's accelerator probe
+#: boots a real guest).
+_QEMU_ARM = Probe(("qemu-system-aarch64", "-machine", "virt,dumpdtb={dir}/virt.dtb", "-cpu",
+                   "cortex-a72", "-nodefaults", "-display", "none",
+                   "-device", "virtio-serial-device", "-device", "virtconsole"))
+
+
 DEPS: tuple[Dep, ...] = (
-    Dep("QEMU for aarch64", "qemu-system-arm", command="qemu-system-aarch64"),
-    Dep("QEMU for x86_64", "qemu-system-x86", command="qemu-system-x86_64"),
-    Dep("C compiler", "gcc", command="gcc"),
-    Dep("C library (static)", "libc6-dev", path="/usr/lib/x86_64-linux-gnu/libc.a"),
-    Dep("make", "make", command="make"),
-    Dep("aarch64 cross compiler", "gcc-aarch64-linux-gnu", command="aarch64-linux-gnu-gcc"),
-    Dep("aarch64 C library", "libc6-dev-arm64-cross", path="/usr/aarch64-linux-gnu/lib/libc.a"),
-    Dep("i686 cross compiler", "gcc-i686-linux-gnu", command="i686-linux-gnu-gcc"),
-    Dep("Armv7 cross compiler", "gcc-arm-linux-gnueabihf", command="arm-linux-gnueabihf-gcc"),
+    Dep("QEMU for aarch64", "qemu-system-arm", command="qemu-system-aarch64", probe=_QEMU_ARM),
+    Dep("QEMU for x86_64", "qemu-system-x86", command="qemu-system-x86_64",
+        probe=_version("qemu-system-x86_64")),
+    Dep("C compiler", "gcc", command="gcc", probe=_version("gcc")),
+    Dep("C library (static)", "libc6-dev", path="/usr/lib/x86_64-linux-gnu/libc.a",
+        probe=_static_cc("gcc")),
+    Dep("make", "make", command="make", probe=_version("make")),
+    Dep("aarch64 cross compiler", "gcc-aarch64-linux-gnu", command="aarch64-linux-gnu-gcc",
+        probe=_version("aarch64-linux-gnu-gcc")),
+    Dep("aarch64 C library", "libc6-dev-arm64-cross", path="/usr/aarch64-linux-gnu/lib/libc.a",
+        probe=_static_cc("aarch64-linux-gnu-gcc")),
+    Dep("i686 cross compiler", "gcc-i686-linux-gnu", command="i686-linux-gnu-gcc",
+        probe=_freestanding_cc("i686-linux-gnu-gcc")),
+    Dep("Armv7 cross compiler", "gcc-arm-linux-gnueabihf", command="arm-linux-gnueabihf-gcc",
+        probe=_freestanding_cc("arm-linux-gnueabihf-gcc", "-marm")),
     Dep("kernel source 6.1", "linux-source-6.1", path=str(KERNEL_TARBALL)),
-    Dep("xz", "xz-utils", command="xz"),
-    Dep("flex", "flex", command="flex"),
-    Dep("bison", "bison", command="bison"),
-    Dep("bc", "bc", command="bc"),
-    Dep("libelf headers", "libelf-dev", path="/usr/include/libelf.h"),
-    Dep("OpenSSL headers", "libssl-dev", path="/usr/include/openssl/ssl.h"),
-    Dep("cpio", "cpio", command="cpio"),
-    Dep("depmod", "kmod", command="depmod"),
-    Dep("perl", "perl", command="perl"),
-    Dep("git (your own kernel tree's identity; bisect)", "git", command="git"),
-    Dep("ccache (rebuilds across variants)", "ccache", command="ccache"),
-    Dep("rsync (kselftest's make install)", "rsync", command="rsync"),
-    Dep("sparse (lab driver --check)", "sparse", command="sparse"),
-    Dep("coccinelle (lab driver --check)", "coccinelle", command="spatch"),
-    Dep("lz4 (the x86_64 debug kernel's bzImage)", "lz4", command="lz4"),
+    Dep("xz", "xz-utils", command="xz", probe=_version("xz")),
+    Dep("flex", "flex", command="flex", probe=_version("flex")),
+    Dep("bison", "bison", command="bison", probe=_version("bison")),
+    Dep("bc", "bc", command="bc", probe=_version("bc")),
+    Dep("libelf headers", "libelf-dev", path="/usr/include/libelf.h", probe=_HOSTPROGS),
+    Dep("OpenSSL headers", "libssl-dev", path="/usr/include/openssl/ssl.h", probe=_HOSTPROGS),
+    Dep("cpio", "cpio", command="cpio", probe=_version("cpio")),
+    Dep("depmod", "kmod", command="depmod", probe=_version("depmod")),
+    Dep("perl", "perl", command="perl", probe=_CHECKPATCH),
+    Dep("git (your own kernel tree's identity; bisect)", "git", command="git",
+        probe=_version("git")),
+    Dep("ccache (rebuilds across variants)", "ccache", command="ccache",
+        probe=_version("ccache")),
+    Dep("rsync (kselftest's make install)", "rsync", command="rsync", probe=_version("rsync")),
+    Dep("sparse (lab driver --check)", "sparse", command="sparse", probe=_SPARSE),
+    Dep("coccinelle (lab driver --check)", "coccinelle", command="spatch",
+        probe=_version("spatch")),
+    Dep("OCaml compiler (coccicheck's OCaml scripts)", "ocaml-nox", command="ocamlopt",
+        probe=_SPATCH),
+    Dep("lz4 (the x86_64 debug kernel's bzImage)", "lz4", command="lz4", probe=_version("lz4")),
     *(Dep(f"{name} ({a})", f"{name}:{a}", foreign=a) for name in GUEST_DEBS for a in GUEST_ARCHES),
 )
 
@@ -116,6 +184,42 @@ def require_guest_deb(package: str, debian_arch: str) -> Path:
 
 def missing() -> list[Dep]:
     return [dep for dep in DEPS if not dep.found()]
+
+
+#: Each probe's deadline: a tool that works answers in well under a second.
+PROBE_DEADLINE_S = 30.0
+
+
+def probe(dep: Dep, src: Path | None = None) -> str | None:
+    """Run dep's probe (see Probe): None when it passed or there is none, else one
+    line saying what failed and which package to install. src is the extracted
+    kernel source, for probes of the kernel's own scripts."""
+    if dep.probe is None or not dep.found():
+        return None
+    if dep.probe.kernel_source and src is None:
+        return f"not probed: the kernel source ({KERNEL_TARBALL}) is missing"
+    with tempfile.TemporaryDirectory(prefix="lab-probe-") as tmp:
+        for name, text in dep.probe.files:
+            (Path(tmp) / name).write_text(text)
+        argv = [word.format(dir=tmp, src=src) for word in dep.probe.argv]
+        try:
+            done = proc.run(argv, deadline=PROBE_DEADLINE_S, check=False, cwd=Path(tmp),
+                            what=argv[0])
+        except (CommandError, OSError) as exc:
+            return f"{shlex.join(argv)}: {str(exc).splitlines()[0]}"
+    if done.returncode == 0:
+        return None
+    last = next((line.strip() for line in reversed(done.output.splitlines()) if line.strip()),
+                "no output")
+    return (f"{shlex.join(argv)} exited with {done.returncode}: {last[:300]} (install the "
+            f"Debian package {dep.package}: apt-get install {dep.package})")
+
+
+def status(strict: bool = False, src: Path | None = None) -> list[tuple[Dep, str]]:
+    """Each dependency and what is wrong with it: "" when it is there (and, strict,
+    its probe passed), "missing", or the failed probe's line."""
+    return [(d, "missing" if not d.found() else (probe(d, src) or "") if strict else "")
+            for d in DEPS]
 
 
 #: apt-get downloads and installs: generous, but bounded.

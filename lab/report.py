@@ -106,13 +106,16 @@ def cache_gc(removed, left: int, bound: int) -> None:
     out.print(f"cache: {left / 2**30:.2f} GiB, {verdict} the bound of {bound / 2**30:.2f} GiB")
 
 
-def doctor_table(rows: list[tuple[str, str, bool]], accel: dict) -> None:
+def doctor_table(rows: list[tuple[str, str, str]], accel: dict) -> None:
+    """rows: (what, package, what is wrong: "" when nothing, "missing", a probe's line)."""
     table = Table(title="lab doctor: host dependencies")
     table.add_column("needed")
     table.add_column("Debian package")
     table.add_column("status")
-    for what, package, ok in rows:
-        table.add_row(what, package, Text("ok", "green") if ok else Text("MISSING", "bold red"))
+    for what, package, why in rows:
+        table.add_row(what, package, Text("ok", "green") if not why
+                      else Text("MISSING", "bold red") if why == "missing"
+                      else Text(f"FAILED: {why}", "bold red"))
     out.print(table)
     out.print(Text.assemble("accelerator: ", (accel["accel"], "bold"), f" — {accel['reason']}"))
 

@@ -10,10 +10,10 @@
 Each check works on its own scratch copy of the driver (image.copy_driver) and
 builds with the same make as the lab's module builds (image.module_make). A
 check ends as one CheckResult: PASS (clean), FAIL (findings), ERROR (it could not
-run: a tool is missing, the module does not build) or SKIP (not run: coccinelle is
-optional). Its findings are parsed from its raw log, which is kept in the output
-directory: (file relative to the driver directory, line, severity, type, message).
-The parsers are pure functions of the text.
+run: a tool is missing, the module does not build) or SKIP (not run: coccinelle, and
+the OCaml compiler its scripts need, are optional). Its findings are parsed from its
+raw log, which is kept in the output directory: (file relative to the driver
+directory, line, severity, type, message). The parsers are pure functions of the text.
 """
 
 from __future__ import annotations
@@ -306,10 +306,11 @@ def _sparse(c: _Check) -> CheckResult:
 
 def _coccicheck(c: _Check) -> CheckResult:
     """Every semantic patch of the tree's scripts/coccinelle, in report mode. Optional:
-    without spatch, the check is not run (and says which package gives it)."""
-    if _missing("spatch"):
-        return c.result(Status.SKIP, message="not run: coccinelle is not installed (apt-get "
-                                             "install coccinelle, or lab doctor --install)")
+    without spatch or the OCaml compiler its scripts need, the check is not run (and
+    says which package gives it)."""
+    for command in ("spatch", "ocamlopt"):    # the tree's OCaml scripts need ocamlopt
+        if problem := _missing(command):
+            return c.result(Status.SKIP, message=f"not run: {problem}")
     copy = c.copy()
     code, text = c.log.run(module_make(c.kbuild, copy, "coccicheck", "MODE=report"),
                            DEADLINE_S["coccicheck"], copy)

@@ -124,11 +124,11 @@ sys.exit(1)
 
 @pytest.fixture
 def fake_tools(tmp_path, monkeypatch):
-    """make, perl, sparse and spatch on PATH, and a kernel tree with checkpatch.pl."""
+    """make, perl, sparse, spatch and ocamlopt on PATH, and a kernel tree with checkpatch.pl."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     for name, text in (("make", FAKE_MAKE), ("perl", FAKE_PERL), ("sparse", "#!/bin/sh\n"),
-                       ("spatch", "#!/bin/sh\n")):
+                       ("spatch", "#!/bin/sh\n"), ("ocamlopt", "#!/bin/sh\n")):
         (bindir / name).write_text(text)
         (bindir / name).chmod(0o755)
     monkeypatch.setenv("PATH", str(bindir))        # only the fakes: no real spatch
@@ -175,6 +175,17 @@ def test_without_spatch_coccicheck_is_not_run_and_names_the_package(fake_tools, 
     assert by["coccicheck"].status is Status.SKIP and "coccinelle" in by["coccicheck"].message
     assert by["coccicheck"].commands == ()
     assert by["sparse"].status is Status.ERROR and "package sparse" in by["sparse"].message
+
+
+def test_without_ocamlopt_coccicheck_is_not_run_and_names_ocaml_nox(fake_tools, tmp_path):
+    """Debian's coccinelle does not pull in the OCaml compiler that the tree's OCaml
+    scripts need: coccicheck would fail halfway ("No OCaml compiler found!")."""
+    driver, bindir = fake_tools
+    (bindir / "ocamlopt").unlink()
+    run = checks.run_checks(fake_build("aarch64", tmp_path), driver, tmp_path / "out")
+    by = {r.name: r for r in run.results}
+    assert by["coccicheck"].status is Status.SKIP and "ocaml-nox" in by["coccicheck"].message
+    assert by["coccicheck"].commands == ()
 
 
 def test_a_module_that_does_not_build_is_an_error_of_w1_with_its_errors(fake_tools, tmp_path):
