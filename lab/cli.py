@@ -34,6 +34,7 @@ from lab.guest import Guest
 from lab.model import CELL_KEYS, ArchProfile, GuestFile, KernelBuild, KernelVariant, Selector
 from lab.paths import ROOT, cache_dir
 from lab.results import RunResult, Status
+from lab.steps.kunit import suite_names
 
 KERNEL_HELP = "a variant name from kernel-configs/variants/, or a path to a .config fragment"
 
@@ -615,12 +616,13 @@ def _suite_parsers(sub) -> None:
     k.add_argument("targets", nargs="+", metavar="TARGET[:TEST]")
     k.set_defaults(func=cmd_kselftest)
 
-    u = sub.add_parser("kunit", help="build a KUnit kernel with the chosen suites, boot it, "
-                                     "report its tests")
+    u = sub.add_parser("kunit", help="boot a kernel, load the chosen KUnit suites' modules, "
+                                     "report their tests")
     _suite_args(u, "kunit")
-    u.add_argument("--kernel", help=KERNEL_HELP + " to add KUnit to (default nokpti)")
+    u.add_argument("--kernel", help=KERNEL_HELP + " (default nokpti; every lab kernel has "
+                   "the suites as modules)")
     u.add_argument("suites", nargs="+", metavar="SUITE",
-                   help=f"one of {', '.join(suites.kunit_suites())}")
+                   help=f"one of {', '.join(suite_names())}")
     u.set_defaults(func=cmd_kunit)
 
 

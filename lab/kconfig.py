@@ -142,9 +142,12 @@ def _fragment_variant(path: Path) -> KernelVariant:
 
 
 def fragments_for(arch: ArchProfile, variant: KernelVariant) -> list[Path]:
-    """base.config, the arch fragment, then the variant's, in merge order."""
-    return [KERNEL_CONFIGS / "base.config", KERNEL_CONFIGS / f"{arch.name}.config",
-            *variant.fragments]
+    """base.config, KUnit and its suites (as modules), the arch fragment, then the
+    variant's, in merge order."""
+    kunit = KERNEL_CONFIGS / "kunit"
+    return [KERNEL_CONFIGS / "base.config", kunit / "kunit.config",
+            *sorted((kunit / "suites").glob("*.config")),
+            KERNEL_CONFIGS / f"{arch.name}.config", *variant.fragments]
 
 
 def effective_requests(fragments: list[Path]) -> dict[str, KconfigRequest]:

@@ -235,10 +235,6 @@ class Step:
 
     #: Whether guest_files builds anything (the runner shows progress only then).
     builds_files: ClassVar[bool] = False
-    #: The step reads only what the kernel printed at boot (kunit): when the guest
-    #: never reached its shell (a test crashed the kernel at boot), it still runs on
-    #: the console log, and reports what it found in an error.
-    reads_boot_log: ClassVar[bool] = False
 
     def guest_files(self, kbuild: KernelBuild, progress: Any) -> tuple[GuestFile, ...]:
         """What this step needs in the guest's image, built for kbuild (kselftest's

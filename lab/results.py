@@ -139,8 +139,7 @@ class BootResult:
     @property
     def failed_to_boot(self) -> bool:
         """An error that no step owns: the boot itself (the guest never reached its
-        shell, so it has no facts; steps that read the boot log may still report, see
-        Step.reads_boot_log), or the shutdown, failed."""
+        shell, so it has no facts), or the shutdown, failed."""
         return bool(self.error) and (self.facts is None or
                                      not any(s.status is Status.ERROR for s in self.steps))
 

@@ -200,8 +200,6 @@ def _fail_boot(boot: BootResult, step: Step, rest: list[Step], seconds: float, c
     _skip(boot, rest)
 
 
-#: How long a post-mortem step may wait for the console log (it is complete by then).
-POST_MORTEM_S = 1.0
 #: Beyond its boots' and steps' own deadlines, what a cell's default deadline allows
 #: each boot for shutting its guest down.
 SHUTDOWN_S = 10.0
@@ -322,31 +320,8 @@ def run_boot_task(task: BootTask) -> BootOutcome:
         boot.error = _internal_error(exc, logdir)
     if boot.error and guest is not None:
         boot.faults = guest.faults()
-        if boot.facts is None:
-            _post_mortem(task, guest, outcome)
     boot.duration_s = time.monotonic() - started
     return outcome
-
-
-def _post_mortem(task: BootTask, guest: Guest, outcome: BootOutcome) -> None:
-    """A guest that never reached its shell: the steps that read only the boot log
-    (Step.reads_boot_log: the KUnit suites a crash cut short) report from it, as
-    errors; the others never ran."""
-    boot = outcome.boot
-    steps = [s for s in task.scenario.steps if s.applies(task.cell)]
-    for i, step in enumerate(steps):
-        if not step.reads_boot_log:
-            continue
-        ctx = _context(task, guest, outcome, i)
-        ctx.deadline = Deadline(POST_MORTEM_S)
-        try:
-            step.execute(ctx)
-        except Exception as exc:   # what it could not read is said, the boot's error stays
-            ctx.notes.append(f"reading the boot log failed: {exc}")
-        boot.steps.append(StepResult(
-            step.name, step.kind, boot.index, Status.ERROR, 0.0, None,
-            "; ".join([f"the guest never reached its shell: {boot.error}", *ctx.notes]),
-            None, tuple(ctx.tests)))
 
 
 def _context(task: BootTask, guest: Guest, outcome: BootOutcome, i: int) -> Context:

@@ -8,10 +8,9 @@ build, and the kernel variants they need.
   off by default: the standard kernels already have what the lab's CI suites need
   (kernel-configs/base.config: namespaces, System V IPC), and each distinct set of
   suites would otherwise be a kernel build of its own.
-- kunit needs a kernel of its own: KERNEL-kunit, the kernel asked for plus
-  kernel-configs/kunit/kunit.config and one fragment per suite
-  (kernel-configs/kunit/suites/SUITE.config). The same suites give the same
-  fragments, so the same cached kernel. It boots with KUNIT_CMDLINE.
+- kunit runs on the kernel asked for, too: every lab kernel has KUnit built in
+  and the suites of kernel-configs/kunit/suites/ as modules, which the `kunit:`
+  step loads in the booted (or restored) guest.
 """
 
 from __future__ import annotations
@@ -23,36 +22,14 @@ from lab import inputs, kconfig
 from lab.arches import get_arch
 from lab.build import kselftest as ksft
 from lab.build.source import kernel_source
-from lab.errors import UserError
 from lab.model import Cell, KernelVariant, Scenario
-from lab.paths import KERNEL_CONFIGS
 from lab.steps.kselftest import Kselftest
-from lab.steps.kunit import Kunit
+from lab.steps.kunit import Kunit, suite_module
 
-KUNIT = KERNEL_CONFIGS / "kunit"
-#: KUnit prints its KTAP at KERN_INFO, which the lab's `quiet` keeps off the console.
-#: (CONFIG_CONSOLE_LOGLEVEL_QUIET would do it in the kernel, but printk.h names it, so
-#: changing it recompiles nearly every object: minutes per KUnit kernel.)
-KUNIT_CMDLINE = ("loglevel=7",)
 DEFAULT_KERNEL = "nokpti"
 #: The deadline of a kselftest or kunit step (the suites' own per-test timeouts
 #: are inside it: kselftest's 45 s default, a TARGET's settings file).
 STEP_TIMEOUT_S = 1800.0
-
-
-def kunit_suites() -> list[str]:
-    return sorted(p.stem for p in (KUNIT / "suites").glob("*.config"))
-
-
-def kunit_variant(base: KernelVariant, suites: list[str]) -> KernelVariant:
-    """base with KUnit and the suites built in."""
-    known = kunit_suites()
-    unknown = [s for s in suites if s not in known]
-    if unknown:
-        raise UserError(f"no KUnit suite {', '.join(unknown)} in {KUNIT / 'suites'}; there "
-                        f"are: {', '.join(known)} (add a SUITE.config there for another)")
-    frags = [KUNIT / "kunit.config", *(KUNIT / "suites" / f"{s}.config" for s in sorted(suites))]
-    return KernelVariant(f"{base.name}-kunit", (*base.fragments, *frags))
 
 
 def suite_config_variant(base: KernelVariant, targets: list[str],
@@ -101,11 +78,11 @@ def kselftest_scenario(arches: list[str], kernels: list[str], words: tuple[str, 
 
 def kunit_scenario(arches: list[str], kernel: str, words: tuple[str, ...], suites: list[str],
                    timeout: float = STEP_TIMEOUT_S) -> Scenario:
-    """A KUnit kernel per arch, booted once; its suites' results read from its console."""
-    variants = {arch: [kunit_variant(kconfig.resolve_variant(get_arch(arch), kernel), suites)]
-                for arch in arches}
+    """The kernel asked for on each arch, booted once; its suites' modules loaded."""
+    for suite in suites:
+        suite_module(suite)                 # an unknown suite fails before any boot
+    variants = {arch: [kconfig.resolve_variant(get_arch(arch), kernel)] for arch in arches}
     step = Kunit(name=f"kunit {' '.join(suites)}", line=0, suites=tuple(suites),
                  timeout=timeout)
     return Scenario("kunit", f"KUnit {' '.join(suites)}", Path("kunit"),
-                    _cells(arches, variants, words, KUNIT_CMDLINE), (step,),
-                    step_timeout=timeout)
+                    _cells(arches, variants, words), (step,), step_timeout=timeout)

@@ -1,6 +1,6 @@
 """kselftest and KUnit as result rows, with no QEMU and no compiler: the rows of
 recorded logs, the kernel faults each test saw, the emulation list, the steps
-against a fake guest, what the target builds report, and the KUnit variants."""
+against a fake guest, what the target builds report, and the KUnit suites' modules."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ import pytest
 from lab import ktap
 from lab.build import kselftest as ksft
 from lab.errors import GuestPanic, UserError
-from lab.model import KernelVariant
 from lab.paths import ROOT
 from lab.results import Status
 from lab.steps import testrows
 from lab.steps.kselftest import Kselftest
-from lab.steps.kunit import Kunit
-from lab.suites import cmdline_name, kunit_suites, kunit_variant
+from lab.steps.kunit import Kunit, suite_module, suite_names
+from lab.suites import cmdline_name
 from tests.unit.fakes import FakeGuest, context
 
 DATA = ROOT / "tests" / "data" / "ktap"
@@ -142,14 +141,99 @@ def test_a_kselftest_step_that_crashes_the_guest_keeps_its_rows_and_raises(tmp_p
     assert len(ctx.tests) == 21 and ctx.tests[0].status is P
 
 
-def test_the_kunit_step_reads_the_kernel_lines_of_the_console_log(tmp_path):
-    lines = [f"    0.500 kernel | {x}" for x in read("kunit-boot-x86_64.log").splitlines()]
-    ctx = _ctx(FakeGuest(), tmp_path, ["    0.100 shell  | KTAP version 1", *lines])
-    step = Kunit(name="k", line=1, suites=("list-kunit-test", "nonesuch"))
-    step.execute(ctx)
-    names = [t.name for t in ctx.tests]
-    assert names[0].startswith("list-kunit-test.") and names[-1] == "nonesuch"
-    assert ctx.tests[-1].status is E and "did not run" in ctx.tests[-1].message
+#: The marker the recorded KUnit run (real-*-kunit-modules-aarch64.log) wrote.
+RECORDED_MARKER = "lab-kunit-21fb5f94b3ed"
+
+
+def _kunit_guest(console: list[str] | None = None, crash: bool = False) -> FakeGuest:
+    """A guest that answers the kunit step's command with the recorded run's dmesg
+    (its marker made this run's); crash: it writes the recorded kernel console lines
+    up to the middle of `list-kunit-test` into console.log instead, and panics."""
+    def answer(guest):
+        marker = guest.ran[-1][0].split("echo ", 1)[1].split(" ", 1)[0]
+        if crash:
+            kept = "".join(f"{x}\n" for x in console or [])
+            guest.console_log.write_text(kept.replace(RECORDED_MARKER, marker))
+            raise GuestPanic("Kernel panic - not syncing: Oops")
+        return read("real-dmesg-kunit-modules-aarch64.log").replace(RECORDED_MARKER, marker), 0
+    return FakeGuest({"modprobe": answer})
+
+
+def _kunit_ctx(guest: FakeGuest, tmp_path: Path):
+    ctx = _ctx(guest, tmp_path)
+    guest.console_log = ctx.console_log
+    return ctx
+
+
+def test_the_kunit_step_loads_each_suites_module_once_and_reads_the_ktap_after_its_marker(
+        tmp_path):
+    guest = _kunit_guest()
+    ctx = _kunit_ctx(guest, tmp_path)
+    Kunit(name="k", line=1, suites=("example", "list-kunit-test", "hlist")).execute(ctx)
+    (command, _), = guest.ran
+    assert "modprobe $m" in command and "for m in kunit-example-test list-test;" in command
+    assert "modprobe -r $m" in command           # a later step can run the suites again
+    by = {t.name: t.status for t in ctx.tests}
+    assert len(by) == 4 + 39 + 18 and ctx.exit_code == 0
+    assert [n for n, st in by.items() if st is not P] == [
+        "example.example_skip_test", "example.example_mark_skipped_test"]
+    assert list(by)[0].startswith("example.") and list(by)[-1].startswith("hlist.")
+
+
+def test_a_suite_whose_module_printed_nothing_is_an_error_row(tmp_path):
+    ctx = _kunit_ctx(_kunit_guest(), tmp_path)
+    dmesg = read("real-dmesg-kunit-modules-aarch64.log")
+    cut = dmesg[:dmesg.index("    # Subtest: time_test_cases")]
+    ctx.guest.commands = {"modprobe": lambda g: (cut.replace(
+        RECORDED_MARKER, g.ran[-1][0].split("echo ", 1)[1].split(" ", 1)[0]), 0)}
+    problems = Kunit(name="k", line=1, suites=("sysctl_test", "time_test_cases")).execute(ctx)
+    assert ctx.tests[-1].name == "time_test_cases" and ctx.tests[-1].status is E
+    assert "module time_test did not load" in ctx.tests[-1].message
+    assert ctx.tests[0].name.startswith("sysctl_test.") and problems
+
+
+def test_lines_before_the_marker_are_not_this_steps(tmp_path):
+    """The boot's own `KTAP version 1` / `1..0` (KUnit built in, no suite built in) and
+    an earlier step's suites come before this step's marker."""
+    ctx = _kunit_ctx(_kunit_guest(), tmp_path)
+    dmesg = read("real-dmesg-kunit-modules-aarch64.log")
+    assert dmesg.index("1..0") < dmesg.index(RECORDED_MARKER)
+    ctx.guest.commands = {"modprobe": lambda g: (
+        dmesg.replace(RECORDED_MARKER, "lab-kunit-elsewhere") + "[   13.0] "
+        + g.ran[-1][0].split("echo ", 1)[1].split(" ", 1)[0] + "\n", 0)}
+    Kunit(name="k", line=1, suites=("example",)).execute(ctx)
+    assert [(t.name, t.status) for t in ctx.tests] == [("example", E)]
+
+
+def test_a_kunit_step_that_crashes_the_guest_keeps_the_console_rows_and_raises(tmp_path):
+    """A suite that oopses the kernel: the step sends kernel messages to the console
+    while it runs, so console.log has the KTAP up to the crash."""
+    lines = read("real-console-kunit-modules-aarch64.log").splitlines()
+    upto = next(i for i, x in enumerate(lines) if x.endswith(" list_test_list_splice"))
+    ctx = _kunit_ctx(_kunit_guest(lines[:upto], crash=True), tmp_path)
+    with pytest.raises(GuestPanic):
+        Kunit(name="k", line=1, suites=("example", "list-kunit-test", "sysctl_test")
+              ).execute(ctx)
+    by = {t.name: t.status for t in ctx.tests}
+    assert by["example.example_simple_test"] is P
+    assert by["list-kunit-test.list_test_list_init"] is P
+    assert by["sysctl_test"] is E            # never ran
+
+
+def test_every_suite_fragment_names_its_module():
+    assert {"example", "list-kunit-test", "hlist"} <= set(suite_names())
+    assert suite_module("example") == "kunit-example-test"
+    assert suite_module("hlist") == suite_module("list-kunit-test") == "list-test"
+    for name in suite_names():
+        assert suite_module(name)
+    with pytest.raises(UserError, match="no KUnit suite nonesuch"):
+        suite_module("nonesuch")
+
+
+def test_a_suite_fragment_without_a_module_line_is_a_user_error(tmp_path):
+    (tmp_path / "mine.config").write_text("CONFIG_MINE_KUNIT_TEST=m\n")
+    with pytest.raises(UserError, match="mine.config: no '# module: NAME' line"):
+        suite_module("mine", tmp_path)
 
 
 # ---------------------------------------------------------------- builds and variants
@@ -182,17 +266,6 @@ def test_picking_tests_from_a_target_build(tmp_path):
     assert ksft._pick(tb, ["posix_timers"]) == (["posix_timers"], {})
     with pytest.raises(UserError, match="no test nope"):
         ksft._pick(tb, ["nope"])
-
-
-def test_a_kunit_variant_is_the_kernel_plus_kunit_and_the_suites_in_a_fixed_order():
-    base = KernelVariant("nokpti", (Path("/v/nokpti.config"),))
-    a = kunit_variant(base, ["list-kunit-test", "example"])
-    b = kunit_variant(base, ["example", "list-kunit-test"])
-    assert a == b and a.name == "nokpti-kunit"
-    assert a.fragments[0] == base.fragments[0] and a.fragments[1].name == "kunit.config"
-    assert {"example", "list-kunit-test"} <= set(kunit_suites())
-    with pytest.raises(UserError, match="no KUnit suite nonesuch"):
-        kunit_variant(base, ["nonesuch"])
 
 
 def test_a_cells_command_line_name_is_a_name():
@@ -248,25 +321,3 @@ def test_the_step_writes_its_own_list_of_what_built_before_it_runs_it():
     assert step.command(ksft.SuiteBuild((), (), (), {"proc.x": "no"})) == "true"
 
 
-def test_a_real_kunit_boot_console_log_gives_a_row_per_case(tmp_path):
-    ctx = _ctx(FakeGuest(), tmp_path, read("real-console-kunit-x86_64.log").splitlines())
-    Kunit(name="k", line=1, suites=("example", "list-kunit-test")).execute(ctx)
-    by = {t.name: t.status for t in ctx.tests}
-    assert len(by) == 43 and sum(n.startswith("list-kunit-test.") for n in by) == 39
-    assert [n for n, s in by.items() if s is not P] == [
-        "example.example_skip_test", "example.example_mark_skipped_test"]
-
-
-def test_kunit_reads_the_ring_buffer_when_the_console_lost_the_start(tmp_path):
-    """aarch64's virtio console lost the first 150 lines of a loglevel=7 boot; the
-    lab's own `dmesg` at boot (shell lines of the same console.log) has them all."""
-    log = read("real-console-kunit-lossy-aarch64.log").splitlines()
-    dmesg = "\n".join(x.split(" | ", 1)[1] for x in log if " shell  | [" in x)
-    no_shell = _ctx(FakeGuest(facts=None), tmp_path, log)      # the console log alone
-    Kunit(name="k", line=1, suites=("example", "hlist")).execute(no_shell)
-    assert no_shell.tests[0].name == "example" and no_shell.tests[0].status is E
-    assert {t.status for t in no_shell.tests[1:]} == {P}
-    ctx = _ctx(FakeGuest({"^dmesg$": (dmesg, 0)}), tmp_path, log)
-    Kunit(name="k", line=1, suites=("example", "list-kunit-test", "hlist")).execute(ctx)
-    assert len(ctx.tests) == 4 + 39 + 18
-    assert not [t for t in ctx.tests if t.status in (F, E)]
