@@ -169,6 +169,42 @@ def build_tree(arch: ArchProfile, variant: KernelVariant, src: Path) -> Path:
     return trees_dir() / f"{arch.name}-{variant.name}-{cache.sha(str(src))[:12]}"
 
 
+#: A new build tree starts as a copy of a built sibling's (the same source tree and
+#: arch, another variant) whose .config differs from its own in at most this many
+#: options: kbuild then compiles what the changed options touch (fixdep records
+#: which options each object read), not every object. kpti and nokpti differ in a
+#: handful; a debug kernel's sanitizers change every object's flags, and it starts
+#: empty.
+SEED_MAX_OPTIONS = 40
+
+
+def _seed(plan: _Plan, tree: Path, progress: Progress) -> str | None:
+    """Fill a just-configured, never-built tree from its closest built sibling, if one
+    is close enough; the sibling's name, or None. The tree keeps its own .config (made
+    newer than the copied auto.conf, so make's syncconfig marks the changed options)."""
+    obj = tree / "obj"
+    mine = kconfig.parse_config(obj / ".config")
+    suffix = tree.name.rsplit("-", 1)[1]
+    best: tuple[int, Path] | None = None
+    for sib in trees_dir().glob(f"{plan.arch.name}-*-{suffix}"):
+        if sib == tree or not (sib / "obj" / "vmlinux").is_file():
+            continue                    # not built (or being built for the first time)
+        theirs = kconfig.parse_config(sib / "obj" / ".config")
+        differ = sum(mine.get(k, "n") != theirs.get(k, "n") for k in {*mine, *theirs})
+        if differ <= SEED_MAX_OPTIONS and (best is None or differ < best[0]):
+            best = (differ, sib)
+    if best is None:
+        return None
+    differ, sib = best
+    progress("seed", f"from {sib.name} ({differ} options differ)")
+    config = (obj / ".config").read_bytes()
+    shutil.rmtree(obj)
+    with cache.locked(f"tree-{sib.name}"):
+        shutil.copytree(sib / "obj", obj, symlinks=True)
+    (obj / ".config").write_bytes(config)       # written last: newer than auto.conf
+    return sib.name
+
+
 # ---------------------------------------------------------------- one build
 
 @dataclass(frozen=True)
@@ -334,13 +370,16 @@ def _build(plan: _Plan, progress: Progress) -> Callable[[Path], dict]:
         cache.hold(tree)
         with cache.locked(f"tree-{tree.name}"):
             log, obj = tree / "build.log", tree / "obj"
+            fresh = not (obj / "vmlinux").exists()
             tree.mkdir(parents=True, exist_ok=True)
             log.write_text("")
             _maybe_configure(plan, tree, log, progress)
+            seeded = _seed(plan, tree, progress) if fresh else None
             compiled = _compile(plan, obj, log, progress)
             final = _verify(plan, obj, progress)
             shutil.copy2(log, scratch / "build.log")
             meta = _record(plan, scratch, obj, final, compiled, started)
+            meta["seeded_from"] = seeded
         progress("done", plan.label)
         return meta
     return build

@@ -31,6 +31,7 @@ CONFIGS = {
     "base.config": ["# every fake kernel", "CONFIG_PRINTK=y", "CONFIG_MODULES=y"],
     "aarch64.config": ["CONFIG_VIRTIO_MENU=y", "CONFIG_VIRTIO_MMIO=y"],
     "x86_64.config": ["CONFIG_PVH=y"],
+    "kunit/kunit.config": ["# KUnit: the fake tree has none"],
     "variants/kpti.aarch64.config": ["CONFIG_UNMAP_KERNEL_AT_EL0=y"],
     "variants/nokpti.aarch64.config": ["# CONFIG_UNMAP_KERNEL_AT_EL0 is not set"],
     "variants/kpti.x86_64.config": ["CONFIG_PAGE_TABLE_ISOLATION=y"],

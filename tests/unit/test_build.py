@@ -16,8 +16,9 @@ from lab.arches import ARCHES
 from lab.build import kernel
 from lab.errors import BuildError, UserError
 from lab.model import READY_MARKER
-from tests.conftest import LAB, ROOT, lab
+from tests.conftest import LAB, ROOT
 from tests.fake.kernel import FakeLab, ctrl_c_when_started, gone, make_fake_lab, wait_for_pid
+from tests.unit.inprocess import lab
 
 A64, X86 = ARCHES["aarch64"], ARCHES["x86_64"]
 
@@ -94,6 +95,29 @@ def test_each_variant_compiles_in_a_tree_that_stays_and_an_edit_recompiles_there
     history = (tree / "obj" / "compile.history").read_text().splitlines()
     assert len(history) == 2                     # the same tree built twice, never copied
     assert kpti.image.exists() and edited.image.exists()   # both results stay named
+
+
+def test_a_new_variants_tree_starts_from_a_close_built_siblings(fake, monkeypatch):
+    """kpti then nokpti: the nokpti tree starts as a copy of the kpti tree (its objects),
+    with its own .config, so kbuild compiles only what the changed option touched."""
+    kpti = build_kernel(fake, arch=X86, spec="kpti")
+    nokpti = build_kernel(fake, arch=X86, spec="nokpti")
+    mine, theirs = (Path(build.kernel_meta(k)["build_tree"]) for k in (nokpti, kpti))
+    assert build.kernel_meta(nokpti)["seeded_from"] == theirs.name
+    assert build.kernel_meta(kpti)["seeded_from"] is None
+    assert "# CONFIG_PAGE_TABLE_ISOLATION is not set" in (mine / "obj" / ".config").read_text()
+    assert "CONFIG_PAGE_TABLE_ISOLATION=y" in (theirs / "obj" / ".config").read_text()
+    history = (mine / "obj" / "compile.history").read_text().splitlines()
+    assert len(history) == 2                     # kpti's compile, copied, then its own
+
+
+def test_a_sibling_whose_config_is_far_off_is_not_copied(fake, monkeypatch):
+    monkeypatch.setattr(kernel, "SEED_MAX_OPTIONS", 0)
+    build_kernel(fake, arch=X86, spec="kpti")
+    nokpti = build_kernel(fake, arch=X86, spec="nokpti")
+    assert build.kernel_meta(nokpti)["seeded_from"] is None
+    tree = Path(build.kernel_meta(nokpti)["build_tree"])
+    assert len((tree / "obj" / "compile.history").read_text().splitlines()) == 1
 
 
 def test_an_unchanged_configuration_is_not_configured_again(fake):
