@@ -15,7 +15,7 @@ from lab.errors import (
     OutputLost,
     UserError,
 )
-from tests.conftest import lab
+from tests.unit.inprocess import lab
 
 
 @pytest.mark.parametrize("code, expect", [

@@ -1,12 +1,10 @@
 """The build layer against the fake kernel tree (tests/fake/linux): the cache,
-seeding, the .config verification, deadlines, Ctrl-C and failing phases, in
-seconds, with no real kernel, compiler or QEMU."""
+seeding, the .config verification and failing phases, in seconds, with no real
+kernel, compiler or QEMU. A build stopped by its deadline or a signal is in
+tests/process/test_build_interrupts.py."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -16,8 +14,8 @@ from lab.arches import ARCHES
 from lab.build import kernel
 from lab.errors import BuildError, UserError
 from lab.model import READY_MARKER
-from tests.conftest import LAB, ROOT
-from tests.fake.kernel import FakeLab, ctrl_c_when_started, gone, make_fake_lab, wait_for_pid
+from tests.conftest import ROOT
+from tests.fake.kernel import FakeLab, make_fake_lab
 from tests.unit.inprocess import lab
 
 A64, X86 = ARCHES["aarch64"], ARCHES["x86_64"]
@@ -192,58 +190,6 @@ def test_a_failing_phase_raises_build_error_with_the_log_tail(fake, monkeypatch,
     monkeypatch.delenv("FAIL")
     kbuild = build_kernel(fake)
     assert fake.entries() == [kbuild.image.parent.name]
-
-
-def test_a_build_that_hangs_silently_is_killed_at_its_deadline(fake, monkeypatch):
-    pidfile = fake.tmp / "hang.pid"
-    monkeypatch.setenv("HANG", "Image")
-    monkeypatch.setenv("HANG_PIDFILE", str(pidfile))
-    monkeypatch.setitem(kernel.DEADLINE_S, "compile", 1.0)
-    started = time.monotonic()
-    with pytest.raises(BuildError) as err:
-        build_kernel(fake)
-    assert time.monotonic() - started < 10
-    assert "compile: did not finish within its deadline of 1 s (killed)" in str(err.value)
-    assert gone(int(pidfile.read_text()))
-    assert all(name.startswith(".partial-") for name in fake.entries())
-
-
-def test_ctrl_c_during_a_build_kills_make_and_leaves_no_entry(fake, monkeypatch):
-    pidfile = fake.tmp / "hang.pid"
-    monkeypatch.setenv("HANG", "Image")
-    monkeypatch.setenv("HANG_PIDFILE", str(pidfile))
-    pid = ctrl_c_when_started(pidfile)
-    with pytest.raises(KeyboardInterrupt):
-        build_kernel(fake)
-    assert gone(pid[0])
-    assert fake.entries() == []                  # no entry, and no scratch either
-    monkeypatch.delenv("HANG")
-    assert build_kernel(fake).image.exists()      # the next build does it all
-
-
-def test_sigint_to_a_lab_build_process_kills_its_make_and_the_next_build_redoes_it(fake):
-    pidfile = fake.tmp / "hang.pid"
-    argv = [*LAB, "build", "--arch", "aarch64", "--kernel", "kpti"]
-    child = subprocess.Popen([*argv, "--kernel-src", str(fake.src)], cwd=ROOT,
-                             env=fake.env(HANG="Image", HANG_PIDFILE=str(pidfile)),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        pid = wait_for_pid(pidfile)
-        child.send_signal(signal.SIGINT)
-        _, err = child.communicate(timeout=20)
-    finally:
-        child.kill()
-        child.wait()
-    assert child.returncode == 130, err
-    assert "interrupted" in err
-    assert gone(pid)
-    assert fake.entries() == []
-    # $LAB_KERNEL_SRC is --kernel-src's default
-    again = subprocess.run(argv, cwd=ROOT, env=fake.env(LAB_KERNEL_SRC=str(fake.src)),
-                           capture_output=True, text=True, timeout=60, check=False)
-    assert again.returncode == 0, again.stderr
-    (name,) = fake.entries()
-    assert f"aarch64/kpti: {fake.kernels / name / 'Image'}  initramfs initramfs-" in again.stdout
 
 
 # ---------------------------------------------------------------- source and key

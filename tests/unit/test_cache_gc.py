@@ -13,7 +13,7 @@ import pytest
 
 from lab.build import cache, gc
 from lab.errors import UserError
-from tests.conftest import lab
+from tests.unit.inprocess import lab
 
 MIB = 1 << 20
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import lab
+from tests.unit.inprocess import lab
 
 
 @pytest.mark.parametrize("args, message", [

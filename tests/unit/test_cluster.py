@@ -239,7 +239,7 @@ def test_a_scheduler_that_does_not_answer_is_an_infrastructure_error(monkeypatch
 
 def test_lab_run_checks_cluster_before_any_build_and_reads_lab_cluster(tmp_path):
     from tests.conftest import ROOT
-    from tests.conftest import lab as lab_cli
+    from tests.unit.inprocess import lab as lab_cli
     kpti = str(ROOT / "scenarios" / "kpti.yaml")
     for args, env in (([kpti, "--cluster", "local:0"], {}), ([kpti], {"LAB_CLUSTER": "local:x"})):
         done = lab_cli("run", *args, "--out", str(tmp_path / "out"), env=env, timeout=60)

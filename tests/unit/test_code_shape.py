@@ -1,6 +1,7 @@
 """The shape rules of DESIGN.md that a reader would otherwise check by hand."""
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -35,14 +36,16 @@ def test_no_function_is_long_without_a_reason(path):
     assert not long, f"{path.name}: {', '.join(long)}"
 
 
-def _imports(path: Path) -> set[str]:
+@functools.cache
+def _imports(path: Path) -> frozenset[str]:
+    """The top-level names path imports (parsed once, for every library's test)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module.split(".")[0])
-    return found
+    return frozenset(found)
 
 
 @pytest.mark.parametrize("library, home", sorted(ONE_IMPORTER.items()))

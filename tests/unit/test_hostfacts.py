@@ -1,5 +1,5 @@
-"""Host facts: the probe cache written once, atomically, under a lock; the probe boot
-and QEMU's version against the fake QEMU."""
+"""Host facts: the probe cache written once, atomically, under a lock; QEMU's version
+against the fake QEMU. The probe boot is in tests/process/test_hostfacts_probe.py."""
 
 import json
 import threading
@@ -58,19 +58,6 @@ def test_lab_accel_overrides_the_probe(counted_probe, monkeypatch):
     assert hostfacts.accel_status() == {"accel": "tcg", "kvm": False,
                                         "reason": "set by LAB_ACCEL"}
     assert not counted_probe
-
-
-def test_the_probe_boot_passes_fails_and_hangs_within_its_deadline(fake_qemu, monkeypatch):
-    assert hostfacts.probe_boot("tcg", "qemu64") == (True, "a probe boot reached its serial output")
-    fake_qemu("exit")
-    ok, reason = hostfacts.probe_boot("tcg", "qemu64")
-    assert not ok and "probe boot failed" in reason and "told to exit" in reason
-    fake_qemu("hang")
-    monkeypatch.setattr(hostfacts, "PROBE_DEADLINE_S", 1.0)
-    started = time.monotonic()
-    ok, reason = hostfacts.probe_boot("tcg", "qemu64")
-    assert not ok and "hung" in reason
-    assert time.monotonic() - started < 1.0 + 3
 
 
 def test_the_host_part_of_a_results_document(fake_qemu, monkeypatch):

@@ -159,6 +159,13 @@ def _kunit_guest(console: list[str] | None = None, crash: bool = False) -> FakeG
     return FakeGuest({"modprobe": answer})
 
 
+@pytest.fixture(autouse=True)
+def _short_kunit_stall(monkeypatch):
+    """The kunit step waits this long for a console that stopped growing."""
+    from lab.steps import kunit
+    monkeypatch.setattr(kunit, "STALL_S", 0.3)
+
+
 def _kunit_ctx(guest: FakeGuest, tmp_path: Path):
     ctx = _ctx(guest, tmp_path)
     guest.console_log = ctx.console_log
@@ -305,7 +312,7 @@ def test_a_real_aarch64_console_log_reads_as_the_step_output_does():
     (["kunit", "--arch", "sparc", "example"], "invalid choice: 'sparc'"),
 ])
 def test_bad_suite_input_exits_2_with_one_line(args, message):
-    from tests.conftest import lab
+    from tests.unit.inprocess import lab
     result = lab(*args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr + result.stdout

@@ -8,7 +8,8 @@ import pytest
 
 from lab import scenario
 from lab.errors import UserError
-from tests.conftest import ROOT, lab
+from tests.conftest import ROOT
+from tests.unit.inprocess import lab
 
 BAD = sorted((Path(__file__).parent.parent / "data" / "bad-scenarios").glob("*.yaml"))
 

@@ -23,7 +23,7 @@ from lab.model import Cell
 from lab.results import BootResult, CellResult, RunResult, Status, StepResult
 from lab.steps import hmp
 from tests.badinputs import HEAD, corpus_class, encodings, make
-from tests.conftest import lab
+from tests.unit.inprocess import lab
 from tests.unit.test_scenario import BAD, expectation
 
 
