@@ -21,7 +21,11 @@ from pathlib import Path
 import pytest
 
 from lab import hostdeps, kconfig, paths
+from lab.arches import ARCHES
 from lab.build import kernel
+from lab.build.command import quiet
+from lab.build.kernel import build_kernel
+from lab.model import KernelVariant
 
 FAKE = Path(__file__).resolve().parent
 COMPILERS = ("gcc", "aarch64-linux-gnu-gcc", "arm-linux-gnueabihf-gcc", "i686-linux-gnu-gcc")
@@ -96,6 +100,15 @@ def make_fake_lab(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> FakeLab:
     monkeypatch.setattr(kconfig, "KERNEL_CONFIGS", root / "kernel-configs")
     kernel.compiler_id.cache_clear()
     return FakeLab(src, root, cache, tmp)
+
+
+def fake_variant(arch, spec) -> KernelVariant:
+    return kconfig.resolve_variant(arch, str(spec))
+
+
+def build_fake_kernel(fake: FakeLab, arch=ARCHES["aarch64"], spec="kpti", progress=quiet):
+    """build.build_kernel of the fake tree for an arch profile and a variant spec."""
+    return build_kernel(arch, fake_variant(arch, spec), source=fake.src, progress=progress)
 
 
 def ctrl_c_when_started(pidfile: Path) -> list[int]:

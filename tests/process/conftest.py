@@ -5,6 +5,6 @@ in all: fake QEMUs booted, signals, deadlines waited out, processes that must be
 killed. They run against the same fakes as the fast tier, with no kernel and no QEMU.
 """
 
-from tests.unit.conftest import fake_qemu, guest, machine
+from tests.unit.conftest import fake, fake_qemu, guest, machine
 
-__all__ = ["fake_qemu", "guest", "machine"]
+__all__ = ["fake", "fake_qemu", "guest", "machine"]

@@ -15,23 +15,11 @@ from lab.arches import ARCHES
 from lab.build import image, kernel
 from lab.errors import BuildError
 from tests.conftest import LAB, ROOT
-from tests.fake.kernel import FakeLab, ctrl_c_when_started, gone, make_fake_lab, wait_for_pid
+from tests.fake.kernel import FakeLab, ctrl_c_when_started, gone, wait_for_pid
+from tests.fake.kernel import build_fake_kernel as build_kernel
+from tests.fake.kernel import fake_variant as variant
 
 A64 = ARCHES["aarch64"]
-
-
-@pytest.fixture
-def fake(tmp_path, monkeypatch) -> FakeLab:
-    yield make_fake_lab(tmp_path, monkeypatch)
-    kernel.compiler_id.cache_clear()
-
-
-def variant(arch, spec):
-    return kconfig.resolve_variant(arch, str(spec))
-
-
-def build_kernel(fake: FakeLab, arch=A64, spec="kpti", progress=build.quiet):
-    return build.build_kernel(arch, variant(arch, spec), source=fake.src, progress=progress)
 
 
 def ensure(fake: FakeLab, spec: str = "kpti"):

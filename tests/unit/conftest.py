@@ -9,10 +9,20 @@ import pytest
 
 from lab import qemu
 from lab.arches import ARCHES
+from lab.build import kernel
 from lab.guest import Guest
 from lab.model import KernelBuild
+from tests.fake.kernel import FakeLab, make_fake_lab
 
 FAKE_BIN = Path(__file__).resolve().parent.parent / "fake" / "bin"
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch) -> FakeLab:
+    """A fake lab (tests/fake/kernel.py) for one test; the build layer's remembered
+    compiler ids are forgotten after it."""
+    yield make_fake_lab(tmp_path, monkeypatch)
+    kernel.compiler_id.cache_clear()
 
 
 @pytest.fixture

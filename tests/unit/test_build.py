@@ -15,24 +15,11 @@ from lab.build import kernel
 from lab.errors import BuildError, UserError
 from lab.model import READY_MARKER
 from tests.conftest import ROOT
-from tests.fake.kernel import FakeLab, make_fake_lab
+from tests.fake.kernel import build_fake_kernel as build_kernel
+from tests.fake.kernel import fake_variant as variant
 from tests.unit.inprocess import lab
 
 A64, X86 = ARCHES["aarch64"], ARCHES["x86_64"]
-
-
-@pytest.fixture
-def fake(tmp_path, monkeypatch) -> FakeLab:
-    yield make_fake_lab(tmp_path, monkeypatch)
-    kernel.compiler_id.cache_clear()
-
-
-def variant(arch, spec):
-    return kconfig.resolve_variant(arch, str(spec))
-
-
-def build_kernel(fake: FakeLab, arch=A64, spec="kpti", progress=build.quiet):
-    return build.build_kernel(arch, variant(arch, spec), source=fake.src, progress=progress)
 
 
 # ---------------------------------------------------------------- the cache
