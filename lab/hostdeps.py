@@ -18,6 +18,9 @@ from lab.paths import cache_dir
 Progress = Callable[[str, str], None]
 
 KERNEL_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
+#: What spatch loads to run a semantic patch's Python scripts, and its package.
+PYTHON_LIBRARY = "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0"
+PYTHON_LIBRARY_PACKAGE = "libpython3.11"
 #: The Debian arches of the guests, whose static userland is downloaded, not installed.
 GUEST_ARCHES = ("amd64", "arm64")
 #: Debian packages whose static binaries go into every guest image (see build.image).
@@ -33,6 +36,8 @@ class Probe:
     files: tuple[tuple[str, str], ...] = ()
     #: The kernel source's scripts/ must be there ({src}: the extracted tree).
     kernel_source: bool = False
+    #: Text the output must hold (some tools exit 0 after a failure they print).
+    expect: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,12 +82,20 @@ _HOSTPROGS = Probe(("gcc", "-o", "{dir}/host", "{dir}/host.c", "-lelf", "-lcrypt
     ("host.c", "#include <libelf.h>\n#include <openssl/evp.h>\n"
                "int main(void) { return elf_version(EV_CURRENT) == EV_NONE "
                "|| !EVP_sha256(); }\n"),))
+def _spatch(language: str, body: str) -> Probe:
+    """spatch with a script rule in language that prints lab-probe-f."""
+    return Probe(("spatch", "--very-quiet", "--sp-file", "{dir}/probe.cocci", "{dir}/t.c"), (
+        ("probe.cocci", "@r@\nidentifier f;\n@@\nf(...) { ... }\n\n"
+                        f"@script:{language}@\nf << r.f;\n@@\n{body}\n"),
+        ("t.c", "int f(void) { return 0; }\n")), expect="lab-probe-f")
+
+
 #: coccicheck's semantic patches include OCaml scripts, which spatch compiles with
-#: ocamlfind ocamlopt (Debian's coccinelle does not depend on ocaml-nox).
-_SPATCH = Probe(("spatch", "--very-quiet", "--sp-file", "{dir}/probe.cocci", "{dir}/t.c"), (
-    ("probe.cocci", "@r@\nidentifier f;\n@@\nf(...) { ... }\n\n"
-                    "@script:ocaml@\nf << r.f;\n@@\nlet _ = f in ()\n"),
-    ("t.c", "int f(void) { return 0; }\n")))
+#: ocamlfind ocamlopt (Debian's coccinelle does not depend on ocaml-nox), and Python
+#: scripts, for which spatch loads libpython (nor does it depend on that; spatch then
+#: prints "Py.find_library: unable to find the Python library" and exits 0).
+_SPATCH_OCAML = _spatch("ocaml", 'print_endline ("lab-probe-" ^ f)')
+_SPATCH_PYTHON = _spatch("python", 'print("lab-probe-" + f)')
 _SPARSE = Probe(("sparse", "-Wsparse-error", "{dir}/t.c"), (("t.c", "int f(void);\n"),))
 _CHECKPATCH = Probe(("perl", "{src}/scripts/checkpatch.pl", "--strict", "--no-tree", "-f",
                      "{dir}/t.c"), (("t.c", "// SPDX-License-Identifier: GPL-2.0\n"
@@ -130,7 +143,9 @@ DEPS: tuple[Dep, ...] = (
     Dep("coccinelle (lab driver --check)", "coccinelle", command="spatch",
         probe=_version("spatch")),
     Dep("OCaml compiler (coccicheck's OCaml scripts)", "ocaml-nox", command="ocamlopt",
-        probe=_SPATCH),
+        probe=_SPATCH_OCAML),
+    Dep("Python library (coccicheck's Python scripts)", PYTHON_LIBRARY_PACKAGE,
+        path=PYTHON_LIBRARY, probe=_SPATCH_PYTHON),
     Dep("lz4 (the x86_64 debug kernel's bzImage)", "lz4", command="lz4", probe=_version("lz4")),
     *(Dep(f"{name} ({a})", f"{name}:{a}", foreign=a) for name in GUEST_DEBS for a in GUEST_ARCHES),
 )
@@ -207,12 +222,14 @@ def probe(dep: Dep, src: Path | None = None) -> str | None:
                             what=argv[0])
         except (CommandError, OSError) as exc:
             return f"{shlex.join(argv)}: {str(exc).splitlines()[0]}"
-    if done.returncode == 0:
+    if done.returncode == 0 and dep.probe.expect in done.output:
         return None
     last = next((line.strip() for line in reversed(done.output.splitlines()) if line.strip()),
                 "no output")
-    return (f"{shlex.join(argv)} exited with {done.returncode}: {last[:300]} (install the "
-            f"Debian package {dep.package}: apt-get install {dep.package})")
+    said = f"exited with {done.returncode}" if done.returncode else \
+        f"did not print {dep.probe.expect!r}"
+    return (f"{shlex.join(argv)} {said}: {last[:300]} (install the Debian package "
+            f"{dep.package}: apt-get install {dep.package})")
 
 
 def status(strict: bool = False, src: Path | None = None) -> list[tuple[Dep, str]]:

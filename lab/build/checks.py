@@ -311,6 +311,11 @@ def _coccicheck(c: _Check) -> CheckResult:
     for command in ("spatch", "ocamlopt"):    # the tree's OCaml scripts need ocamlopt
         if problem := _missing(command):
             return c.result(Status.SKIP, message=f"not run: {problem}")
+    if not Path(hostdeps.PYTHON_LIBRARY).exists():   # and its Python scripts libpython
+        package = hostdeps.PYTHON_LIBRARY_PACKAGE
+        return c.result(Status.SKIP, message=f"not run: {hostdeps.PYTHON_LIBRARY} not found: "
+                        f"install the Debian package {package} (apt-get install {package}, "
+                        "or lab doctor --install)")
     copy = c.copy()
     code, text = c.log.run(module_make(c.kbuild, copy, "coccicheck", "MODE=report"),
                            DEADLINE_S["coccicheck"], copy)

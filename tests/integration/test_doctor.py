@@ -58,6 +58,21 @@ def test_strict_doctor_runs_spatch_with_an_ocaml_script(tmp_path):
         result.stdout
 
 
+def test_strict_doctor_reads_what_spatch_prints_not_only_its_exit_code(tmp_path):
+    """Without libpython, spatch prints "Py.find_library: unable to find the Python
+    library" for a Python script rule and exits 0 (a fresh machine's coccicheck failed
+    so): the probe wants the script's own output."""
+    bindir = fake_path(tmp_path, "spatch")
+    (bindir / "spatch").write_text("#!/bin/sh\necho 'Py.find_library: unable to find the "
+                                   "Python library [libpython3.11m.so]' >&2\nexit 0\n")
+    (bindir / "spatch").chmod(0o755)
+    result = lab("doctor", "--strict", env={"PATH": str(bindir), "COLUMNS": "400"})
+    assert result.returncode == 2
+    failed = [line for line in result.stdout.splitlines() if "FAILED" in line]
+    assert any("libpython3.11" in line and "did not print" in line for line in failed) \
+        or ("did not print" in result.stdout and "libpython3.11" in result.stdout), result.stdout
+
+
 def test_strict_doctor_passes_on_this_machine():
     result = lab("doctor", "--strict", env={"COLUMNS": "200"})
     assert result.returncode == 0, result.stdout + result.stderr

@@ -132,6 +132,9 @@ def fake_tools(tmp_path, monkeypatch):
         (bindir / name).write_text(text)
         (bindir / name).chmod(0o755)
     monkeypatch.setenv("PATH", str(bindir))        # only the fakes: no real spatch
+    libpython = tmp_path / "libpython3.11.so.1.0"  # what spatch's Python scripts load
+    libpython.write_text("")
+    monkeypatch.setattr(checks.hostdeps, "PYTHON_LIBRARY", str(libpython))
     tree = tmp_path / "linux"
     (tree / "scripts").mkdir(parents=True)
     (tree / "scripts" / "checkpatch.pl").write_text("")
@@ -186,6 +189,18 @@ def test_without_ocamlopt_coccicheck_is_not_run_and_names_ocaml_nox(fake_tools, 
     by = {r.name: r for r in run.results}
     assert by["coccicheck"].status is Status.SKIP and "ocaml-nox" in by["coccicheck"].message
     assert by["coccicheck"].commands == ()
+
+
+def test_without_libpython_coccicheck_is_not_run_and_names_libpython(fake_tools, tmp_path,
+                                                                    monkeypatch):
+    """spatch runs the tree's Python scripts through libpython, which Debian's coccinelle
+    does not pull in; without it spatch prints an error and exits 0."""
+    driver, _ = fake_tools
+    monkeypatch.setattr(checks.hostdeps, "PYTHON_LIBRARY", str(tmp_path / "nonesuch.so"))
+    run = checks.run_checks(fake_build("aarch64", tmp_path), driver, tmp_path / "out")
+    by = {r.name: r for r in run.results}
+    assert by["coccicheck"].status is Status.SKIP
+    assert "libpython3.11" in by["coccicheck"].message and by["coccicheck"].commands == ()
 
 
 def test_a_module_that_does_not_build_is_an_error_of_w1_with_its_errors(fake_tools, tmp_path):
