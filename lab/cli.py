@@ -480,9 +480,10 @@ def _build_parsers(sub) -> None:
     d = sub.add_parser("doctor", help="check host dependencies and the accelerator")
     d.add_argument("--install", action="store_true", help="install what is missing with apt")
     d.add_argument("--strict", action="store_true",
-                   help="also run each tool as the lab runs it, on a tiny input (a static "
-                        "hello per ABI, spatch with an OCaml script, sparse, checkpatch, "
-                        "QEMU's aarch64 board), and fail naming the package of any that fails")
+                   help="also run each tool as the lab runs it, on a tiny input (a program "
+                        "per ABI, spatch with an OCaml and a Python script, sparse, "
+                        "checkpatch, QEMU's aarch64 board), and fail naming the package of "
+                        "any that fails")
     d.set_defaults(func=cmd_doctor)
 
 
