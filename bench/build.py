@@ -9,9 +9,10 @@ Per default kernel (every arch x {kpti, nokpti}):
 - warm: `lab build --arch A --kernel K` with the kernel cached, a whole
   process as the user runs it;
 - new variant: the same kernel with CONFIG_LOCALVERSION changed, as a new
-  variant: a new build tree, built from scratch, with ccache serving what the
-  cached kernel's build compiled; the new build and its tree are removed
-  afterwards. (An option toggled in a variant's own fragment is bench/edit.py's.)
+  variant: a new build tree, seeded from the cached kernel's tree (a sibling
+  whose .config differs in one option), so kbuild compiles what that option
+  touches; the new build and its tree are removed afterwards. (An option
+  toggled in a variant's own fragment is bench/edit.py's.)
 Ratios are against the cold build.
 """
 

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from lab import build, kconfig  # noqa: E402
 from lab.arches import ARCHES  # noqa: E402
 from lab.build.command import REPRODUCIBLE_ENV  # noqa: E402
-from lab.build.kernel import build_tree, ccache_args, ccache_env, make_argv  # noqa: E402
+from lab.build.kernel import build_tree, make_argv  # noqa: E402
 from lab.guest import Guest  # noqa: E402
 from lab.model import KernelBuild  # noqa: E402
 
@@ -46,7 +46,7 @@ HEADER = Path("include/linux/kthread.h")
 
 
 def edit_c(tree: Path, n: int) -> None:
-    """New in every run, so that ccache never serves a change an earlier run compiled."""
+    """New in every run, so that no run boots a kernel an earlier run built."""
     tag = f"{n}_{time.time_ns()}"
     with open(tree / "init/main.c", "a") as fh:
         fh.write(f"\nstatic int __init lab_bench_{tag}(void)\n{{\n"
@@ -55,8 +55,7 @@ def edit_c(tree: Path, n: int) -> None:
 
 
 def edit_h(tree: Path, n: int) -> None:
-    """A declaration, not a comment: the preprocessor drops a comment, and ccache
-    would then serve every object the other side compiled."""
+    """A declaration, not a comment: code the compiler sees, as a real edit is."""
     with open(tree / HEADER, "a") as fh:
         fh.write(f"extern int lab_bench_{n}_{time.time_ns()};\n")   # new in every run
 
@@ -65,8 +64,8 @@ def kbuild(arch, tree: Path, variant, booted: KernelBuild, option: bool) -> floa
     """kbuild's own incremental make in the lab's build tree (after olddefconfig
     when an option changed), then a boot of the image it made."""
     obj = build_tree(arch, variant, tree.resolve()) / "obj"
-    make = [*make_argv(arch, tree.resolve(), obj), *ccache_args(arch)]
-    env = {**os.environ, **REPRODUCIBLE_ENV, **ccache_env()}
+    make = [*make_argv(arch, tree.resolve(), obj)]
+    env = {**os.environ, **REPRODUCIBLE_ENV}
     started = time.monotonic()
     if option:
         flag = "--disable" if "CONFIG_PRINTK_TIME=y" in (obj / ".config").read_text() \

@@ -136,8 +136,6 @@ DEPS: tuple[Dep, ...] = (
     Dep("perl", "perl", command="perl", probe=_CHECKPATCH),
     Dep("git (your own kernel tree's identity; bisect)", "git", command="git",
         probe=_version("git")),
-    Dep("ccache (rebuilds across variants)", "ccache", command="ccache",
-        probe=_version("ccache")),
     Dep("rsync (kselftest's make install)", "rsync", command="rsync", probe=_version("rsync")),
     Dep("sparse (lab driver --check)", "sparse", command="sparse", probe=_SPARSE),
     Dep("coccinelle (lab driver --check)", "coccinelle", command="spatch",

@@ -4,8 +4,8 @@ A unit is what gc removes whole: each entry under the cache's top-level
 directories (a kernel build with its initramfs images and modules, an extracted
 source, a set of guest tools, a guest's logs), and each image with host files
 appended (kernels/*/with-files/*.cpio), which grows fastest. debs/ (the guest
-packages), locks/, ccache/ (which ccache bounds itself) and test-trees/ (see
-NOT_UNITS) are never units;
+packages), locks/ and test-trees/ (see NOT_UNITS) are never units; the ccache/
+of an older lab, which built through ccache, is units like any other;
 nor is a scratch place (a name starting with a dot), whose builder is still at
 work or is cleared by the next attempt.
 
@@ -47,7 +47,7 @@ DEFAULT_BOUND = 20 << 30
 #: Top-level directories that hold no units. test-trees is the integration
 #: tests' kernel tree (tests/integration/test_own_tree.py): hard links into src/,
 #: so no space of its own, and 80,000 files that every gc would walk.
-NOT_UNITS = ("debs", "locks", "ccache", "test-trees")
+NOT_UNITS = ("debs", "locks", "test-trees")
 #: Top-level directories whose entries change only at their first level once made.
 SETTLED = ("kernels", "src", "kselftest", "tools", "busybox", "debs-unpacked", "templates")
 #: The remembered sizes of settled units, under locks/.
