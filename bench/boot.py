@@ -24,11 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab import qemu
+from lab.app.pytest_plugin import lab_kernel
 from lab.arches import ARCHES
-from lab.guest import Guest
-from lab.model import READY_MARKER
-from lab.pytest_plugin import lab_kernel
+from lab.core.model import READY_MARKER
+from lab.guest import qemu
+from lab.guest.guest import Guest
 
 
 def raw_boot(build, arch) -> float:

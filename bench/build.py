@@ -30,9 +30,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab import build, kconfig  # noqa: E402
 from lab.arches import ARCHES  # noqa: E402
-from lab.paths import cache_dir  # noqa: E402
+from lab.artifacts import (  # noqa: E402
+    build,
+    kconfig,
+)
+from lab.core.paths import cache_dir  # noqa: E402
 
 LAB = [sys.executable, "-m", "lab"]
 

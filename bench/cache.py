@@ -26,8 +26,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab import build  # noqa: E402
-from lab.build import cache, image, kernel  # noqa: E402
+from lab.artifacts import (  # noqa: E402
+    build,
+    image,
+    kernel,
+)
+from lab.host import cache  # noqa: E402
 
 
 def median_ms(fn, rounds: int, before=lambda: None) -> float:

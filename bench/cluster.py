@@ -34,8 +34,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab import cluster, runner, scenario  # noqa: E402
-from lab.build.command import quiet  # noqa: E402
+from lab.host.command import quiet  # noqa: E402
+from lab.run import (  # noqa: E402
+    cluster,
+    runner,
+)
+from lab.scenario import scenario  # noqa: E402
 
 DASK = str(Path(sys.executable).parent / "dask")
 CELLS = """\

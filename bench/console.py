@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab.guest import Guest
-from lab.pytest_plugin import lab_kernel
+from lab.app.pytest_plugin import lab_kernel
+from lab.guest.guest import Guest
 
 
 def measure(arch: str, nbytes: int) -> tuple[float, bool]:

@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab.guest import Guest  # noqa: E402
-from lab.pytest_plugin import lab_kernel  # noqa: E402
+from lab.app.pytest_plugin import lab_kernel  # noqa: E402
+from lab.guest.guest import Guest  # noqa: E402
 
 KERNELS = ("nokpti", "debug")
 WORKLOAD = "forkcow 16 3"

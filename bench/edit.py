@@ -34,12 +34,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab import build, kconfig  # noqa: E402
 from lab.arches import ARCHES  # noqa: E402
-from lab.build.command import REPRODUCIBLE_ENV  # noqa: E402
-from lab.build.kernel import build_tree, make_argv  # noqa: E402
-from lab.guest import Guest  # noqa: E402
-from lab.model import KernelBuild  # noqa: E402
+from lab.artifacts import (  # noqa: E402
+    build,
+    kconfig,
+)
+from lab.artifacts.kernel import build_tree, make_argv  # noqa: E402
+from lab.core.model import KernelBuild  # noqa: E402
+from lab.guest.guest import Guest  # noqa: E402
+from lab.host.command import REPRODUCIBLE_ENV  # noqa: E402
 
 LAB = [sys.executable, "-m", "lab"]
 HEADER = Path("include/linux/kthread.h")

@@ -25,11 +25,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab import build
+from lab.app.pytest_plugin import lab_kernel
 from lab.arches import ARCHES
-from lab.guest import Guest
-from lab.model import GuestFile
-from lab.pytest_plugin import lab_kernel
+from lab.artifacts import build
+from lab.core.model import GuestFile
+from lab.guest.guest import Guest
 
 MEMORY_MB = 512
 

@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab import scenario  # noqa: E402
-from lab.errors import UserError  # noqa: E402
+from lab.core.errors import UserError  # noqa: E402
+from lab.scenario import scenario  # noqa: E402
 from tests.badinputs import corpus_class, make  # noqa: E402
 
 CORPUS = ROOT / "tests" / "data" / "bad-scenarios"

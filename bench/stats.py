@@ -9,7 +9,8 @@ then --samples samples around it (log-normal, sd --within). The defaults are wha
 three boots per cell of scenarios/kpti.yaml showed on a shared 2-core host: boot
 medians spread by a few percent, samples within a boot by about 10%. Prints, per k:
 the A/A false-positive rate (higher or lower where nothing differs) of the two-level
-method (lab.stats.difference) and of the pooled one it replaced (lab.stats.ratio over
+method (lab.analysis.stats.difference) and of the pooled one it replaced
+(lab.analysis.stats.ratio over
 every sample, as if independent), and the power of each to call a 10% effect higher.
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab import stats
+from lab.analysis import stats
 
 
 def cell(rng: random.Random, k: int, n: int, effect: float, between: float,

@@ -22,9 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab import compare, scenario  # noqa: E402
-from lab.model import Metric, Scenario  # noqa: E402
-from lab.results import CellResult, RunResult, Status  # noqa: E402
+from lab.analysis import compare  # noqa: E402
+from lab.core.model import Metric, Scenario  # noqa: E402
+from lab.core.results import CellResult, RunResult, Status  # noqa: E402
+from lab.scenario import scenario  # noqa: E402
 
 ORDER = ["kpti", "fork-cow", "proc-self-mem", "demand-paging", "syscall-abi", "mmio",
          "pl011-driver"]

@@ -20,12 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from lab import hostdeps, kconfig, paths
+from lab.host import packages
+from lab.artifacts import kconfig
+from lab.core import paths
 from lab.arches import ARCHES
-from lab.build import kernel
-from lab.build.command import quiet
-from lab.build.kernel import build_kernel
-from lab.model import KernelVariant
+from lab.artifacts import kernel
+from lab.host.command import quiet
+from lab.artifacts.kernel import build_kernel
+from lab.core.model import KernelVariant
 
 FAKE = Path(__file__).resolve().parent
 COMPILERS = ("gcc", "aarch64-linux-gnu-gcc", "arm-linux-gnueabihf-gcc", "i686-linux-gnu-gcc")
@@ -90,7 +92,7 @@ def make_fake_lab(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> FakeLab:
     cache = tmp / "cache"
     (cache / "debs").mkdir(parents=True)
     for arch in ("amd64", "arm64"):
-        for package in hostdeps.GUEST_DEBS:
+        for package in packages.GUEST_DEBS:
             (cache / "debs" / f"{package}_1.0_{arch}.deb").write_text(f"fake {package} {arch}\n")
     monkeypatch.setenv("LAB_CACHE", str(cache))
     monkeypatch.setenv("LAB_ROOT", str(root))

@@ -123,7 +123,7 @@ def printf(fmt: str, args: list[str]) -> str:
 
 
 class Shell:
-    """Just enough of busybox sh for lab.console.Shell; every command is emulated."""
+    """Just enough of busybox sh for lab.guest.guest.guest.console.Shell; every command is emulated."""
 
     def __init__(self) -> None:
         self.status = 0

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from lab.app.pytest_plugin import lab_kernel
 from lab.arches import ARCHES
-from lab.pytest_plugin import lab_kernel
 from tests.conftest import lab
 
 pytestmark = pytest.mark.qemu

@@ -13,10 +13,9 @@ import time
 
 import pytest
 
-from lab import build, kconfig
 from lab.arches import ARCHES
-from lab.build import kernel
-from lab.errors import LabError
+from lab.artifacts import build, kconfig, kernel
+from lab.core.errors import LabError
 from tests.conftest import lab, lab_qemus
 
 pytestmark = pytest.mark.qemu

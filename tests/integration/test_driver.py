@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from lab import build
+from lab.artifacts import build
 from tests.conftest import ROOT, cells_of, lab, lab_qemus
 
 pytestmark = pytest.mark.qemu

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from lab.deadline import Deadline
-from lab.errors import GuestLost, GuestPanic, GuestTimeout
+from lab.core.deadline import Deadline
+from lab.core.errors import GuestLost, GuestPanic, GuestTimeout
 from tests.conftest import lab_qemus
 
 pytestmark = pytest.mark.qemu
@@ -100,7 +100,7 @@ def test_a_killed_lab_leaves_no_qemu_the_next_lab_sweeps_it(tmp_path):
     """SIGKILL the lab process itself: PDEATHSIG takes its QEMU down."""
     import subprocess
     import sys
-    code = ("from lab.pytest_plugin import lab_kernel\nfrom lab.guest import Guest\n"
+    code = ("from lab.app.pytest_plugin import lab_kernel\nfrom lab.guest.guest import Guest\n"
             f"g = Guest(lab_kernel('aarch64', 'nokpti'), logdir={str(tmp_path)!r})\ng.boot()\n"
             "print('booted', flush=True)\nimport time; time.sleep(600)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import build, kconfig
 from lab.arches import get_arch
-from lab.build.kernel import build_tree
-from lab.paths import cache_dir
+from lab.artifacts import build, kconfig
+from lab.artifacts.kernel import build_tree
+from lab.core.paths import cache_dir
 from tests.conftest import LAB, ROOT, lab
 
 pytestmark = pytest.mark.qemu

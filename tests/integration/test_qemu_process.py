@@ -5,8 +5,9 @@ import time
 
 import pytest
 
-from lab import hostfacts, qemu
-from lab.errors import InfraError, LaunchFailure
+from lab.core.errors import InfraError, LaunchFailure
+from lab.guest import qemu
+from lab.host import facts
 
 pytestmark = pytest.mark.qemu
 
@@ -28,9 +29,9 @@ def test_a_launch_that_fails_reports_the_command_line_and_what_qemu_said(tmp_pat
 
 def test_the_probe_boot_can_pass_under_tcg():
     """The KVM probe's boot sector really boots (so a failing probe means KVM)."""
-    ok, reason = hostfacts.probe_boot("tcg", "qemu64")
+    ok, reason = facts.probe_boot("tcg", "qemu64")
     assert ok, reason
     started = time.monotonic()
-    ok, reason = hostfacts.probe_boot("tcg", "no-such-cpu")
+    ok, reason = facts.probe_boot("tcg", "no-such-cpu")
     assert not ok and "probe boot failed" in reason
-    assert time.monotonic() - started < hostfacts.PROBE_DEADLINE_S + 2
+    assert time.monotonic() - started < facts.PROBE_DEADLINE_S + 2

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from lab import snapshot
-from lab.guest import Guest
+from lab.guest import snapshot
+from lab.guest.guest import Guest
 from tests.conftest import lab
 
 pytestmark = pytest.mark.qemu

@@ -10,10 +10,9 @@ import time
 
 import pytest
 
-from lab import build, kconfig
 from lab.arches import ARCHES
-from lab.build import image, kernel
-from lab.errors import BuildError
+from lab.artifacts import build, image, kconfig, kernel
+from lab.core.errors import BuildError
 from tests.conftest import LAB, ROOT
 from tests.fake.kernel import FakeLab, ctrl_c_when_started, gone, wait_for_pid
 from tests.fake.kernel import build_fake_kernel as build_kernel

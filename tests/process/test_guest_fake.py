@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from lab import console
-from lab.deadline import Deadline
-from lab.errors import GuestError, GuestLost, GuestPanic, GuestTimeout, OutputLost
-from lab.guest import Guest
+from lab.core.deadline import Deadline
+from lab.core.errors import GuestError, GuestLost, GuestPanic, GuestTimeout, OutputLost
+from lab.guest import console
+from lab.guest.guest import Guest
 from tests.conftest import lab_qemus
 from tests.unit.conftest import fake_build
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from lab import qemu
-from lab.errors import AbnormalShutdown, GuestLost, InfraError, LaunchFailure
+from lab.core.errors import AbnormalShutdown, GuestLost, InfraError, LaunchFailure
+from lab.guest import qemu
 
 
 def test_launch_then_a_soft_quit_leaves_nothing_behind(machine):

@@ -5,7 +5,7 @@ import signal
 import sys
 import time
 
-from lab import proc
+from lab.host import proc
 
 SILENT = [sys.executable, "-c", "import time; time.sleep(600)"]
 

@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab import qemu
+from lab.guest import qemu
 
 
 def test_sweep_kills_the_qemu_of_a_dead_lab_and_removes_its_run_directory():
@@ -43,7 +43,7 @@ def test_a_run_directory_is_never_swept_while_it_is_made():
     """Another lab sweeps without pause while this one makes 300 run directories:
     each appears with its owner file already inside, so none is taken for stale."""
     sweeper = subprocess.Popen([sys.executable, "-c",
-                                "from lab import qemu\nwhile True: qemu.sweep_stale()"])
+                                "from lab.guest import qemu\nwhile True: qemu.sweep_stale()"])
     made = []
     try:
         time.sleep(0.3)                    # the sweeper is under way

@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 
-from lab import snapshot
-from lab.errors import OutputLost
-from lab.guest import Guest
+from lab.core.errors import OutputLost
+from lab.guest import snapshot
+from lab.guest.guest import Guest
 
 
 @pytest.fixture

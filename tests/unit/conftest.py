@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from lab import qemu
 from lab.arches import ARCHES
-from lab.build import kernel
-from lab.guest import Guest
-from lab.model import KernelBuild
+from lab.artifacts import kernel
+from lab.core.model import KernelBuild
+from lab.guest import qemu
+from lab.guest.guest import Guest
 from tests.fake.kernel import FakeLab, make_fake_lab
 
 FAKE_BIN = Path(__file__).resolve().parent.parent / "fake" / "bin"

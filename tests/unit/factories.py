@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lab.model import BootFacts, Cell
-from lab.results import BootResult, CellResult, RunResult, Status, StepResult
+from lab.core.model import BootFacts, Cell
+from lab.core.results import BootResult, CellResult, RunResult, Status, StepResult
 
 
 def facts(boot_s: float = 0.5, accel: str = "tcg", kpti: bool | None = None) -> BootFacts:

@@ -1,4 +1,4 @@
-"""A guest without QEMU: the GuestCapabilities of lab/steps/base.py, scripted.
+"""A guest without QEMU: the GuestCapabilities of lab/scenario/steps/base.py, scripted.
 
 Commands answer from a table (the first regex that matches the command wins);
 an answer can be a CommandResult, an (output, exit code) pair, or a callable
@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from lab.deadline import Deadline
-from lab.model import BootFacts, CommandResult, KernelMessage
-from lab.steps.base import Context
-from lab.uart import Transfer
+from lab.core.deadline import Deadline
+from lab.core.model import BootFacts, CommandResult, KernelMessage
+from lab.guest.uart import Transfer
+from lab.scenario.steps.base import Context
 
 FACTS = BootFacts("6.1.0-lab", "tcg", "console=hvc0 quiet", 0.5, True)
 

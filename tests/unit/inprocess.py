@@ -1,4 +1,4 @@
-"""The lab CLI in the test's own process: lab.cli.main on the arguments, with the
+"""The lab CLI in the test's own process: lab.app.cli.main on the arguments, with the
 environment, working directory and standard streams a `python -m lab` child of
 tests.conftest.lab would have, and the same result (a CompletedProcess).
 
@@ -19,12 +19,12 @@ import traceback
 
 from rich.console import Console
 
-from lab import cli, report
+from lab.app import cli, report
 from tests.conftest import LAB, ROOT
 
 
 def _console(file: io.StringIO) -> Console:
-    """A console of lab/report.py as a lab whose output is not a terminal makes it."""
+    """A console of lab/app/report.py as a lab whose output is not a terminal makes it."""
     return Console(file=file, highlight=False, markup=False, emoji=False, width=180)
 
 

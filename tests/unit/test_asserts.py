@@ -1,19 +1,19 @@
 """Step executors against a fake guest: what passes, what fails and what the
-failure says (lab/steps/: asserts, run, hmp, qmp, module, put, uart)."""
+failure says (lab/scenario/steps/: asserts, run, hmp, qmp, module, put, uart)."""
 
 import random
 import re
 
 import pytest
 
-from lab.model import BootFacts, Metric
-from lab.steps.asserts import FactAssert, MetricAssert
-from lab.steps.hmp import Hmp
-from lab.steps.module import Module
-from lab.steps.put import Put
-from lab.steps.qmp import Qmp
-from lab.steps.run import OUTPUT_TAIL, Run, excerpt
-from lab.steps.uart import UartExpect, UartTransfer
+from lab.core.model import BootFacts, Metric
+from lab.scenario.steps.asserts import FactAssert, MetricAssert
+from lab.scenario.steps.hmp import Hmp
+from lab.scenario.steps.module import Module
+from lab.scenario.steps.put import Put
+from lab.scenario.steps.qmp import Qmp
+from lab.scenario.steps.run import OUTPUT_TAIL, Run, excerpt
+from lab.scenario.steps.uart import UartExpect, UartTransfer
 from tests.unit.fakes import FakeGuest, FakeTransfer, context
 
 
@@ -117,7 +117,7 @@ def test_ratio_to_fails_when_the_whole_interval_is_below_min():
 
 def test_ratio_to_passes_while_the_interval_still_reaches_the_bound():
     """Median ratio past the bound, but the noise of a shared machine does not fail it."""
-    from lab import stats
+    from lab.analysis import stats
     samples, base = _noisy(120, spread=0.3, seed=1), _noisy(100, spread=0.3, seed=2)
     r = stats.ratio(samples, base)
     assert r.value > 1.0 and r.ci[0] < 1.0                  # the premise of this test
@@ -302,7 +302,7 @@ def test_uart_transfer_records_kib_per_second_and_reports_a_bad_transfer():
 
 
 def test_a_monitor_that_refuses_a_command_fails_the_step_with_qemus_words():
-    from lab.errors import MonitorError
+    from lab.core.errors import MonitorError
     guest = FakeGuest()
     guest.hmp_answer = MonitorError("HMP 'xp /1wx 0x7fffffffff00' failed: Cannot access memory")
     step = Hmp(name="h", line=1, command="xp /1wx 0x7fffffffff00")
@@ -315,7 +315,7 @@ def test_a_monitor_that_refuses_a_command_fails_the_step_with_qemus_words():
 
 
 def test_a_monitor_that_does_not_answer_is_an_error_not_a_failure():
-    from lab.errors import InfraError
+    from lab.core.errors import InfraError
     guest = FakeGuest()
     guest.hmp_answer = InfraError("QMP human-monitor-command: no answer within 10 s")
     with pytest.raises(InfraError):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.cli import bisect_code
-from lab.errors import (
+from lab.app.cli import bisect_code
+from lab.core.errors import (
     BuildError,
     GuestLost,
     GuestPanic,

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import build, kconfig
 from lab.arches import ARCHES
-from lab.build import kernel
-from lab.errors import BuildError, UserError
-from lab.model import READY_MARKER
+from lab.artifacts import build, kconfig, kernel
+from lab.core.errors import BuildError, UserError
+from lab.core.model import READY_MARKER
 from tests.conftest import ROOT
 from tests.fake.kernel import build_fake_kernel as build_kernel
 from tests.fake.kernel import fake_variant as variant

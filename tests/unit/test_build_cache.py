@@ -1,4 +1,4 @@
-"""lab.build.cache: the one protocol for a cache entry, locks, the JSON write,
+"""lab.host.cache: the one protocol for a cache entry, locks, the JSON write,
 and the manifests that find a corrupt entry."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
-from lab.build import cache
-from lab.errors import BuildError, InfraError
+from lab.core.errors import BuildError, InfraError
+from lab.host import cache
 
 
 @pytest.fixture(autouse=True)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import build, kconfig
 from lab.arches import ARCHES
-from lab.build import cache, kernel
-from lab.errors import InfraError
+from lab.artifacts import build, kconfig, kernel
+from lab.core.errors import InfraError
+from lab.host import cache
 from tests.fake.kernel import FakeLab, make_fake_lab
 from tests.unit.inprocess import lab
 
@@ -38,7 +38,7 @@ def ensure(fake: FakeLab, said: list | None = None, spec: str = "kpti"):
 
 
 def let_go(place: Path) -> None:
-    """Drop this process's holds (lab.build.cache.hold) on entries under place, as the
+    """Drop this process's holds (lab.host.cache.hold) on entries under place, as the
     end of the lab process that took them would: place's cache is about to be replaced."""
     with cache._held_lock:
         for lock in [lock for lock in cache._held if place in lock.parents]:

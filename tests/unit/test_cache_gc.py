@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.build import cache, gc
-from lab.errors import UserError
+from lab.core.errors import UserError
+from lab.host import cache, gc
 from tests.unit.inprocess import lab
 
 MIB = 1 << 20
@@ -38,7 +38,7 @@ def entry(root: Path, name: str, mib: int, age_s: float) -> Path:
 def holder(path: Path) -> subprocess.Popen:
     """Another lab process that uses path until it is killed."""
     p = subprocess.Popen([sys.executable, "-c",
-                          "import sys, time\nfrom lab.build import cache\n"
+                          "import sys, time\nfrom lab.host import cache\n"
                           "cache.hold(__import__('pathlib').Path(sys.argv[1]))\n"
                           "print('held', flush=True)\ntime.sleep(600)", str(path)],
                          stdout=subprocess.PIPE, text=True, env=os.environ)

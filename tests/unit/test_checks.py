@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.build import checks
-from lab.build.checks import CheckResult, CheckRun, Finding
-from lab.results import Status
+from lab.app import checks
+from lab.app.checks import CheckResult, CheckRun, Finding
+from lab.core.results import Status
 from tests.unit.conftest import fake_build
 
 #: Real output, recorded (tests/data/checks/): checkpatch.pl --strict --show-types
@@ -134,7 +134,7 @@ def fake_tools(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(bindir))        # only the fakes: no real spatch
     libpython = tmp_path / "libpython3.11.so.1.0"  # what spatch's Python scripts load
     libpython.write_text("")
-    monkeypatch.setattr(checks.hostdeps, "PYTHON_LIBRARY", str(libpython))
+    monkeypatch.setattr(checks.packages, "PYTHON_LIBRARY", str(libpython))
     tree = tmp_path / "linux"
     (tree / "scripts").mkdir(parents=True)
     (tree / "scripts" / "checkpatch.pl").write_text("")
@@ -196,7 +196,7 @@ def test_without_libpython_coccicheck_is_not_run_and_names_libpython(fake_tools,
     """spatch runs the tree's Python scripts through libpython, which Debian's coccinelle
     does not pull in; without it spatch prints an error and exits 0."""
     driver, _ = fake_tools
-    monkeypatch.setattr(checks.hostdeps, "PYTHON_LIBRARY", str(tmp_path / "nonesuch.so"))
+    monkeypatch.setattr(checks.packages, "PYTHON_LIBRARY", str(tmp_path / "nonesuch.so"))
     run = checks.run_checks(fake_build("aarch64", tmp_path), driver, tmp_path / "out")
     by = {r.name: r for r in run.results}
     assert by["coccicheck"].status is Status.SKIP

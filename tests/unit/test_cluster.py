@@ -1,4 +1,4 @@
-"""The Dask executor (lab.cluster) on an in-process LocalCluster, with fake guests:
+"""The Dask executor (lab.run.cluster) on an in-process LocalCluster, with fake guests:
 boots as tasks, logs shipped back, artifacts by content, lost boots as errors,
 Ctrl-C cancelling what has not started. The real two-worker cluster, with real
 kernels and a killed worker, is tests/integration/test_cluster.py."""
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from lab import cluster, runner
-from lab.build import cache
-from lab.deadline import Deadline
-from lab.errors import InfraError, UserError
-from lab.results import Status
+from lab.core.deadline import Deadline
+from lab.core.errors import InfraError, UserError
+from lab.core.results import Status
+from lab.host import cache
+from lab.run import cluster, runner
 from tests.unit.test_runner import KBUILD, Events, cell, lab, run, scenario  # noqa: F401
 
 distributed = pytest.importorskip("distributed")   # lab[cluster]: bootstrap installs it

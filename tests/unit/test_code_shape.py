@@ -12,9 +12,10 @@ SOURCES = sorted(LAB.rglob("*.py"))
 #: A function longer than this needs a comment that says why: `# long: <reason>`.
 MAX_LINES = 50
 #: Each third-party library is imported in exactly one module.
-ONE_IMPORTER = {"qemu": "qemu.py", "pexpect": "console.py", "rich": "report.py",
-                "yaml": "scenario.py", "matplotlib": "report.py", "dask": "cluster.py",
-                "distributed": "cluster.py"}
+ONE_IMPORTER = {"qemu": "guest/qemu.py", "pexpect": "guest/console.py",
+                "rich": "app/report.py", "yaml": "scenario/scenario.py",
+                "matplotlib": "app/report.py", "dask": "run/cluster.py",
+                "distributed": "run/cluster.py"}
 
 
 def _functions(path: Path):
@@ -55,7 +56,7 @@ def test_each_third_party_library_is_imported_in_one_module(library, home):
 
 
 def test_no_subprocess_outside_the_one_path():
-    """Every external command runs through lab/proc.py (deadline, process group)."""
+    """Every external command runs through lab/host/proc.py (deadline, process group)."""
     call = re.compile(r"\bsubprocess\.(run|Popen|call|check_call|check_output)\(")
     users = [p.name for p in SOURCES if p.name != "proc.py" and call.search(p.read_text())]
     assert not users, f"subprocess used directly in {users}"

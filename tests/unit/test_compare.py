@@ -1,4 +1,4 @@
-"""lab.compare on results built by hand: baselines, ratios, units, flags and the
+"""lab.analysis.compare on results built by hand: baselines, ratios, units, flags and the
 user errors; and loading results.json files, old and broken ones included."""
 
 import json
@@ -6,9 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from lab import compare, results
-from lab.errors import UserError
-from lab.results import Status
+from lab.analysis import compare
+from lab.core import results
+from lab.core.errors import UserError
+from lab.core.results import Status
 from tests.unit.factories import boot, cell, run
 
 #: KPTI-like costs: kpti is about 10x nokpti on both arches.
@@ -306,7 +307,7 @@ def test_a_change_is_named_by_its_unit(verdict, unit, word):
 # ---------------------------------------------------------------- lab compare RUN_A RUN_B
 
 def _main(*argv) -> int:
-    from lab import cli
+    from lab.app import cli
     with pytest.raises(SystemExit) as exit_:
         cli.main([str(a) for a in argv])
     return exit_.value.code

@@ -2,7 +2,7 @@
 
 import subprocess
 
-from lab.build import Cpio
+from lab.artifacts.build import Cpio
 
 
 def test_cpio_archive_lists_and_extracts_with_gnu_cpio(tmp_path):

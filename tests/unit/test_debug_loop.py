@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from lab import driverloop, scenario
-from lab.errors import UserError
-from lab.model import KernelBuild
-from lab.steps import kmemleak
-from lab.steps.kmemleak import Kmemleak
-from lab.steps.module import Module
+from lab.app import driverloop
+from lab.core.errors import UserError
+from lab.core.model import KernelBuild
+from lab.scenario import scenario
+from lab.scenario.steps import kmemleak
+from lab.scenario.steps.kmemleak import Kmemleak
+from lab.scenario.steps.module import Module
 from tests.unit.fakes import FakeGuest, context
 
 HELLO = Path(__file__).resolve().parent.parent / "data" / "drivers" / "hello"

@@ -2,9 +2,9 @@
 
 import pytest
 
-from lab import scenario
-from lab.errors import UserError
-from lab.steps.dmesg import Dmesg
+from lab.core.errors import UserError
+from lab.scenario import scenario
+from lab.scenario.steps.dmesg import Dmesg
 from tests.unit.fakes import FakeGuest, context
 
 

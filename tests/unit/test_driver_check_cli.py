@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import cli
-from lab.build import checks
-from lab.build.checks import CheckResult, CheckRun, Finding
-from lab.results import Status
+from lab.app import checks, cli
+from lab.app.checks import CheckResult, CheckRun, Finding
+from lab.core.results import Status
 from tests.unit.conftest import fake_build
 
 

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from lab import faults
 from lab.arches import ARCHES
+from lab.parse import faults
 
 DATA = Path(__file__).parent.parent / "data"
 

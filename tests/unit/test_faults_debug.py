@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import faults
+from lab.parse import faults
 
 DATA = Path(__file__).parent.parent / "data"
 REPORTS = DATA / "debug-reports"

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from lab import build, inputs, scenario
-from lab.build.image import Cpio
-from lab.errors import UserError
-from lab.model import GuestFile, KernelBuild
+from lab.artifacts import build
+from lab.artifacts.image import Cpio
+from lab.core import inputs
+from lab.core.errors import UserError
+from lab.core.model import GuestFile, KernelBuild
+from lab.scenario import scenario
 
 
 def base_build(tmp_path: Path) -> KernelBuild:

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from lab import hostfacts
 from lab.arches import ARCHES
+from lab.host import facts
 
 
 @pytest.fixture
@@ -22,13 +22,13 @@ def counted_probe(monkeypatch, fake_qemu):
         time.sleep(0.3)
         return True, "probed"
 
-    monkeypatch.setattr(hostfacts, "probe_kvm", probe)
+    monkeypatch.setattr(facts, "probe_kvm", probe)
     return calls
 
 
 def test_concurrent_labs_probe_once_and_write_the_cache_once(counted_probe, tmp_path):
     results = []
-    threads = [threading.Thread(target=lambda: results.append(hostfacts.accel_status()))
+    threads = [threading.Thread(target=lambda: results.append(facts.accel_status()))
                for _ in range(4)]
     for t in threads:
         t.start()
@@ -40,29 +40,29 @@ def test_concurrent_labs_probe_once_and_write_the_cache_once(counted_probe, tmp_
     written = json.loads((cache / "accel.json").read_text())
     assert written["kvm"] is True and "fake QEMU" in written["stamp"]
     assert not list(cache.glob("*.tmp")) and not list(cache.glob(".accel-*"))
-    hostfacts.accel_status()
+    facts.accel_status()
     assert len(counted_probe) == 1                            # read from the cache
-    hostfacts.accel_status(probe=True)
+    facts.accel_status(probe=True)
     assert len(counted_probe) == 2                            # lab doctor probes again
 
 
 def test_a_stale_cache_is_probed_again(counted_probe, tmp_path):
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "accel.json").write_text('{"stamp": "old", "kvm": false, "reason": "x"}')
-    assert hostfacts.accel_status()["kvm"] is True and len(counted_probe) == 1
-    assert hostfacts.choose_accel(ARCHES["x86_64"], "tcg") == "tcg"
+    assert facts.accel_status()["kvm"] is True and len(counted_probe) == 1
+    assert facts.choose_accel(ARCHES["x86_64"], "tcg") == "tcg"
 
 
 def test_lab_accel_overrides_the_probe(counted_probe, monkeypatch):
     monkeypatch.setenv("LAB_ACCEL", "tcg")
-    assert hostfacts.accel_status() == {"accel": "tcg", "kvm": False,
+    assert facts.accel_status() == {"accel": "tcg", "kvm": False,
                                         "reason": "set by LAB_ACCEL"}
     assert not counted_probe
 
 
 def test_the_host_part_of_a_results_document(fake_qemu, monkeypatch):
     monkeypatch.setenv("LAB_ACCEL", "tcg")
-    host = hostfacts.summary()
+    host = facts.summary()
     assert host["qemu"].startswith("QEMU emulator version 7.2.0 (fake")
     assert host["accel_available"] == "tcg" and host["accel_reason"] == "set by LAB_ACCEL"
     assert host["cpu"] and host["cores"] >= 1

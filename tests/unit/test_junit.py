@@ -4,8 +4,8 @@ result types and messages agree with the RunResult they came from."""
 import pytest
 from junitparser import Error, Failure, JUnitXml, Skipped
 
-from lab import report
-from lab.results import RunResult, Status
+from lab.app import report
+from lab.core.results import RunResult, Status
 from tests.unit.factories import boot, cell, run, step
 
 P, F, E, S = Status.PASS, Status.FAIL, Status.ERROR, Status.SKIP

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import kconfig
 from lab.arches import ARCHES
-from lab.errors import UserError
+from lab.artifacts import kconfig
+from lab.core.errors import UserError
 
 A64, X86 = ARCHES["aarch64"], ARCHES["x86_64"]
 

@@ -5,7 +5,7 @@ buffer in a static and forgets it on unload (scanned after the unload);
 
 from pathlib import Path
 
-from lab import kmemleak
+from lab.parse import kmemleak
 
 REPORTS = Path(__file__).parent.parent / "data" / "debug-reports"
 LEAK = REPORTS / "kmemleak-leak-aarch64"

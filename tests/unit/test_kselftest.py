@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from lab import ktap
-from lab.build import kselftest as ksft
-from lab.errors import GuestPanic, UserError
-from lab.paths import ROOT
-from lab.results import Status
-from lab.steps import testrows
-from lab.steps.kselftest import Kselftest
-from lab.steps.kunit import Kunit, suite_module, suite_names
-from lab.suites import cmdline_name
+from lab.app.suites import cmdline_name
+from lab.artifacts import kselftest as ksft
+from lab.core.errors import GuestPanic, UserError
+from lab.core.paths import ROOT
+from lab.core.results import Status
+from lab.parse import ktap
+from lab.scenario.steps import testrows
+from lab.scenario.steps.kselftest import Kselftest
+from lab.scenario.steps.kunit import Kunit, suite_module, suite_names
 from tests.unit.fakes import FakeGuest, context
 
 DATA = ROOT / "tests" / "data" / "ktap"
@@ -162,7 +162,7 @@ def _kunit_guest(console: list[str] | None = None, crash: bool = False) -> FakeG
 @pytest.fixture(autouse=True)
 def _short_kunit_stall(monkeypatch):
     """The kunit step waits this long for a console that stopped growing."""
-    from lab.steps import kunit
+    from lab.scenario.steps import kunit
     monkeypatch.setattr(kunit, "STALL_S", 0.3)
 
 

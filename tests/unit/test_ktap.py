@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import ktap
-from lab.console import ConsoleLog
-from lab.ktap import KtapParser, KtapStatus, KtapTest, flatten, parse
-from lab.results import Status
+from lab.core.results import Status
+from lab.guest.console import ConsoleLog
+from lab.parse import ktap
+from lab.parse.ktap import KtapParser, KtapStatus, KtapTest, flatten, parse
 
 DATA = Path(__file__).parent.parent / "data" / "ktap"
 PASS, FAIL, SKIP, XFAIL = KtapStatus.PASS, KtapStatus.FAIL, KtapStatus.SKIP, KtapStatus.XFAIL

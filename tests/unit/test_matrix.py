@@ -5,10 +5,10 @@ import textwrap
 
 import pytest
 
-from lab import scenario
-from lab.errors import UserError
-from lab.model import Cell, Selector
-from lab.paths import KERNEL_CONFIGS
+from lab.core.errors import UserError
+from lab.core.model import Cell, Selector
+from lab.core.paths import KERNEL_CONFIGS
+from lab.scenario import scenario
 
 VARIANTS = KERNEL_CONFIGS / "variants"
 

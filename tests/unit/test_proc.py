@@ -1,4 +1,4 @@
-"""lab.proc.run, the one subprocess path, against small real processes."""
+"""lab.host.proc.run, the one subprocess path, against small real processes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from lab import proc
-from lab.errors import BuildError, CommandError, UserError
+from lab.core.errors import BuildError, CommandError, UserError
+from lab.host import proc
 from tests.fake.kernel import gone, wait_for_pid
 
 

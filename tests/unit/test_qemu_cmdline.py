@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import qemu
 from lab.arches import ARCHES
+from lab.guest import qemu
 
 RUN = Path("/tmp/lab-run-x")
 

@@ -1,13 +1,13 @@
-"""lab.results: status derived from the children, pooled metrics, and a lossless
+"""lab.core.results: status derived from the children, pooled metrics, and a lossless
 results.json (format 3, with formats 1 and 2 still read)."""
 
 import json
 
 import pytest
 
-from lab import results
-from lab.model import BootFacts, Cell, KernelMessage
-from lab.results import BootResult, CellResult, RunResult, Status, StepResult
+from lab.core import results
+from lab.core.model import BootFacts, Cell, KernelMessage
+from lab.core.results import BootResult, CellResult, RunResult, Status, StepResult
 from tests.unit.factories import boot, cell, run, step
 
 P, F, E, S = Status.PASS, Status.FAIL, Status.ERROR, Status.SKIP

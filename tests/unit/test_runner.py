@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import build, qemu, runner
-from lab.errors import GuestPanic, GuestTimeout, InfraError, Interrupted, UserError
-from lab.model import (
+from lab.artifacts import build
+from lab.core.errors import GuestPanic, GuestTimeout, InfraError, Interrupted, UserError
+from lab.core.model import (
     Cell,
     CommandResult,
     KernelBuild,
@@ -24,9 +24,11 @@ from lab.model import (
     Scenario,
     Selector,
 )
-from lab.results import CellResult, Status
-from lab.steps.asserts import FactAssert, MetricAssert
-from lab.steps.run import Run
+from lab.core.results import CellResult, Status
+from lab.guest import qemu
+from lab.run import runner
+from lab.scenario.steps.asserts import FactAssert, MetricAssert
+from lab.scenario.steps.run import Run
 from tests.unit.fakes import FakeGuest
 
 P, F, E, S = Status.PASS, Status.FAIL, Status.ERROR, Status.SKIP

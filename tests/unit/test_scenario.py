@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import scenario
-from lab.errors import UserError
+from lab.core.errors import UserError
+from lab.scenario import scenario
 from tests.conftest import ROOT
 from tests.unit.inprocess import lab
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from lab import qemu, snapshot
 from lab.arches import ARCHES
-from lab.build import cache
-from lab.model import BootFacts
-from lab.results import BootResult, CellResult
+from lab.core.model import BootFacts
+from lab.core.results import BootResult, CellResult
+from lab.guest import qemu, snapshot
+from lab.host import cache
 from tests.unit.conftest import fake_build
 
 # ---------------------------------------------------------------- the command line
@@ -62,7 +62,7 @@ def test_results_say_how_a_guest_booted_and_old_results_still_load():
 
 
 def test_the_boots_of_one_template_are_one_boot_to_the_statistics():
-    from lab.model import Cell
+    from lab.core.model import Cell
 
     def boot(i, how, template=""):
         return BootResult(i, BootFacts("6.1", "tcg", "", 0.1, None, how, template),
@@ -76,7 +76,7 @@ def test_the_boots_of_one_template_are_one_boot_to_the_statistics():
 
 
 def test_lab_exec_restores_unless_cold_and_lab_run_takes_cold(monkeypatch, tmp_path):
-    from lab import cli
+    from lab.app import cli
     monkeypatch.setattr(cli, "_ensure", lambda *a, **kw: fake_build("x86_64", tmp_path))
     for extra, restore in (([], True), (["--cold"], False)):
         args = cli.parser().parse_args(["exec", "--arch", "x86_64", "--kernel", "nokpti",

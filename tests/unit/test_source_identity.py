@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.build.source import describe, kernel_source, tree_id
-from lab.errors import UserError
+from lab.artifacts.source import describe, kernel_source, tree_id
+from lab.core.errors import UserError
 
 FAKE_TREE = Path(__file__).resolve().parent.parent / "fake" / "linux"
 

@@ -1,11 +1,11 @@
-"""lab.stats: the numbers `lab compare` and ratio asserts give verdicts from."""
+"""lab.analysis.stats: the numbers `lab compare` and ratio asserts give verdicts from."""
 
 import math
 import random
 
 import pytest
 
-from lab import stats
+from lab.analysis import stats
 
 # ---------------------------------------------------------------- quantile
 

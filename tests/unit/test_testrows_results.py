@@ -1,5 +1,5 @@
 """Tests that steps report one by one, through results.json, JUnit, the runner and
-the comparison across kernels (lab.testdiff)."""
+the comparison across kernels (lab.analysis.testdiff)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from junitparser import Error, Failure, JUnitXml, Skipped
 
-from lab import report, testdiff
-from lab.errors import UserError
-from lab.model import KernelMessage
-from lab.results import RunResult, Status, StepResult, TestResult
+from lab.analysis import testdiff
+from lab.app import report
+from lab.core.errors import UserError
+from lab.core.model import KernelMessage
+from lab.core.results import RunResult, Status, StepResult, TestResult
 from tests.unit.factories import boot, cell, run, step
 from tests.unit.test_runner import lab  # noqa: F401  (the fixture)
 
@@ -95,7 +96,7 @@ def test_the_diff_is_per_arch_and_needs_a_baseline_with_tests():
 
 
 def test_lab_compare_shows_the_test_diff_of_results_without_metrics(tmp_path, capsys):
-    from lab import cli
+    from lab.app import cli
     base, other = suite_cell("nokpti", ("a", P)), suite_cell("kpti", ("a", F))
     (tmp_path / "results.json").write_text(json.dumps(run(base, other).to_json()))
     with pytest.raises(SystemExit) as done:
@@ -118,8 +119,9 @@ def test_a_count_per_cell_and_a_row_per_test_are_printed(capsys):
 
 
 def test_the_runner_builds_each_steps_guest_files_into_the_cells_image(monkeypatch, tmp_path):
-    from lab import build, runner
-    from lab.model import Cell, GuestFile, KernelBuild, KernelVariant, Scenario, Step
+    from lab.artifacts import build
+    from lab.core.model import Cell, GuestFile, KernelBuild, KernelVariant, Scenario, Step
+    from lab.run import runner
 
     class Brings(Step):
         kind = "brings"
@@ -151,9 +153,9 @@ def test_a_kunit_suite_that_crashes_the_kernel_keeps_its_rows_in_the_result(lab,
                                                                           monkeypatch):
     """The kunit step's module oopses the kernel mid-suite: the step is an error that
     quotes the panic, and the rows read from the console so far stay in the result."""
-    from lab.errors import GuestPanic
-    from lab.steps import kunit
-    from lab.steps.kunit import Kunit
+    from lab.core.errors import GuestPanic
+    from lab.scenario.steps import kunit
+    from lab.scenario.steps.kunit import Kunit
     from tests.unit import test_runner as tr
     monkeypatch.setattr(kunit, "STALL_S", 0.3)    # the console stopped growing: no wait
     console = (Path(__file__).parent.parent / "data" / "ktap"

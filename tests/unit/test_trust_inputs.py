@@ -17,11 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from lab import inputs, kconfig, report, scenario
-from lab.errors import UserError
-from lab.model import Cell
-from lab.results import BootResult, CellResult, RunResult, Status, StepResult
-from lab.steps import hmp
+from lab.app import report
+from lab.artifacts import kconfig
+from lab.core import inputs
+from lab.core.errors import UserError
+from lab.core.model import Cell
+from lab.core.results import BootResult, CellResult, RunResult, Status, StepResult
+from lab.scenario import scenario
+from lab.scenario.steps import hmp
 from tests.badinputs import HEAD, corpus_class, encodings, make
 from tests.unit.inprocess import lab
 from tests.unit.test_scenario import BAD, expectation

@@ -8,10 +8,10 @@ import threading
 
 import pytest
 
-from lab.deadline import Deadline
-from lab.errors import GuestLost
-from lab.model import CommandResult
-from lab.uart import Uart
+from lab.core.deadline import Deadline
+from lab.core.errors import GuestLost
+from lab.core.model import CommandResult
+from lab.guest.uart import Uart
 
 
 class ScriptedGuest:

@@ -1,0 +1,608 @@
+"""QEMU: the command line (a pure function), the process, and QMP.
+
+The only module that imports qemu.qmp, and only its synchronous API
+(qemu.qmp.legacy.QEMUMonitorProtocol). Machine's lifecycle has the shape of
+QEMU's own python/qemu/machine/machine.py:
+
+- launch() = _pre_launch (logs, reproduce.sh) + _launch (the process) +
+  _post_launch (sockets, QMP); any failure cleans up and becomes a
+  LaunchFailure that keeps QEMU's argv and output.
+- shutdown() = a soft quit (QMP quit, a bounded wait), else a hard kill and
+  AbnormalShutdown; then _post_shutdown(), which always runs.
+
+Every QEMU runs paused (-S) in a private run directory (mode 0700) holding
+its unix sockets. It is in its own process group, dies with the thread that
+started it (setpriv --pdeathsig, see proc.with_pdeathsig), is killed at
+interpreter exit, and the run directories left by a lab that was killed
+outright are swept, with their QEMU, by the next lab that starts one.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from qemu.qmp import QMPError
+from qemu.qmp.legacy import QEMUMonitorProtocol
+from qemu.qmp.qmp_client import ExecuteError
+
+from lab.core.deadline import Deadline
+from lab.core.errors import (
+    AbnormalShutdown,
+    GuestLost,
+    InfraError,
+    LabError,
+    LaunchFailure,
+    MonitorError,
+    UserError,
+)
+from lab.core.model import ArchProfile
+from lab.host import packages, proc
+
+log = logging.getLogger("lab.guest.qemu")
+
+#: How QEMU 7.2's HMP says a command failed, inside a normal answer: "unknown
+#: command: 'info x'", a usage error followed by 'Try "help xp"', "Cannot access
+#: memory" from x/xp, "unknown register" from p.
+HMP_ERROR = re.compile(r"^.*(?:unknown command:|Cannot access memory|unknown register|"
+                       r"invalid char in format|^Error\b|^error:).*$|^Try \"help.*$", re.M)
+RUN_PREFIX = "lab-run-"
+SOCKETS = ("qmp", "kernel", "shell")
+#: Between two looks for QEMU's sockets: it makes them some 30 ms after it starts, and
+#: a restored guest's whole start is 0.15 s.
+SOCKET_POLL_S = 0.002
+
+
+def kernel_cmdline(arch: ArchProfile, extra: tuple[str, ...] = ()) -> str:
+    return " ".join((*arch.cmdline, f"labshell={arch.shell_console}", *extra))
+
+
+@dataclass(frozen=True)
+class RamFile:
+    """Guest RAM in a file (a snapshot template's): shared, the guest writes it (the
+    template's boot); private, a copy-on-write view the guest never writes back (a
+    clone: QEMU maps it MAP_PRIVATE, so the file stays as the template left it)."""
+
+    path: Path
+    shared: bool
+
+
+#: The id of the RAM backend a RamFile gives the machine.
+RAM_ID = "lab-ram"
+
+
+def _opt(value: object) -> str:
+    """A value inside a QEMU option list, where a comma is written twice."""
+    return str(value).replace(",", ",,")
+
+
+def command_line(arch: ArchProfile, kernel: Path, initramfs: Path, cmdline: str,
+                 rundir: Path, accel: str = "tcg", memory_mb: int | None = None,
+                 icount: bool = False, ram: RamFile | None = None,
+                 incoming: bool = False) -> list[str]:
+    """The whole QEMU argv for one guest. Pure: no I/O, same input, same argv.
+
+    ram puts guest RAM in a file (which save_state and load_state leave out of
+    the migration stream: x-ignore-shared); incoming makes
+    QEMU wait for migrate-incoming (a restore) instead of booting.
+    """
+    sock = lambda name: f"socket,id={name},path={rundir / (name + '.sock')},server=on,wait=off"
+    memory = memory_mb or arch.memory_mb
+    argv = [
+        arch.qemu, "-M", arch.machine + (f",memory-backend={RAM_ID}" if ram else ""),
+        "-cpu", arch.kvm_cpu if accel == "kvm" else arch.cpu,
+        "-accel", accel, "-m", str(memory), "-smp", "1",
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-S",
+        "-kernel", str(kernel), "-initrd", str(initramfs), "-append", cmdline,
+        "-qmp", f"unix:{rundir / 'qmp.sock'},server=on,wait=off",
+        "-chardev", sock("kernel"), "-chardev", sock("shell"),
+    ]
+    if icount:
+        argv += ["-icount", "shift=0"]
+    if arch.console_kind == "virtconsole":
+        argv += ["-device", "virtio-serial-device",
+                 "-device", "virtconsole,chardev=kernel",
+                 "-device", "virtconsole,chardev=shell"]
+    else:
+        argv += ["-serial", "chardev:kernel", "-serial", "chardev:shell"]
+    if arch.dut_uart:
+        argv += ["-chardev", sock("dut"), "-serial", "chardev:dut"]
+    if ram:
+        argv += ["-object", f"memory-backend-file,id={RAM_ID},size={memory}M,"
+                 f"mem-path={_opt(ram.path)},share={'on' if ram.shared else 'off'}"]
+    if incoming:
+        argv += ["-incoming", "defer"]
+    return argv
+
+
+#: Where an arm64 Image says what it is ("ARM\\x64"), and the header QEMU reads.
+_ARM64_MAGIC = (0x38, b"ARM\x64")
+_ARM64_HEADER = 64
+
+
+def restore_stand_ins(kernel: Path, initramfs: Path, rundir: Path) -> tuple[Path, Path]:
+    """A kernel and an initramfs for QEMU to load on a restore, in rundir: the
+    initramfs 512 zero bytes, an arm64 Image its header alone (any other kernel as it is).
+
+    QEMU reads both files whole at startup and, while it waits for an incoming
+    migration, writes neither into guest RAM (its ROM reset skips then): the
+    clone's RAM is the template's. Reading the 14 MB on aarch64 cost some 20 ms
+    of a 0.15 s restore. Nothing of either is in the machine's migrated state.
+    """
+    with open(kernel, "rb") as fh:
+        header = fh.read(_ARM64_HEADER)
+    at, magic = _ARM64_MAGIC
+    if header[at:at + len(magic)] == magic:
+        kernel = rundir / "kernel-header"
+        kernel.write_bytes(header)
+    empty = rundir / "initramfs-none"
+    empty.write_bytes(b"\0" * 512)
+    return kernel, empty
+
+
+#: The name a migration's file descriptor has in QEMU's monitor.
+MIGRATION_FD = "lab-migration"
+
+
+# ---------------------------------------------------------------- process hygiene
+
+_live: set[Machine] = set()
+_live_lock = threading.Lock()
+_swept = False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+#: A run directory being made: its owner file is written before it gets its name.
+NEW_PREFIX = ".lab-new-"
+#: A directory being made whose owner file is missing is left alone this long.
+NEW_GRACE_S = 60.0
+
+
+def _stale(rundir: Path) -> bool:
+    """Whether rundir's lab process is gone. A directory without an owner file is
+    stale only if it is a run directory (those appear with theirs) or an old
+    one still being made (its maker died before it wrote the file)."""
+    try:
+        return not _pid_alive(int((rundir / "owner.pid").read_text()))
+    except (OSError, ValueError):
+        if rundir.name.startswith(RUN_PREFIX):
+            return True
+        try:
+            return time.time() - rundir.stat().st_mtime > NEW_GRACE_S
+        except OSError:
+            return False
+
+
+def sweep_stale() -> int:
+    """Kill the QEMU of every run directory whose lab process is gone; remove them.
+    A directory whose owner lives is never touched."""
+    swept = 0
+    tmp = Path(tempfile.gettempdir())
+    for rundir in [*tmp.glob(RUN_PREFIX + "*"), *tmp.glob(NEW_PREFIX + "*")]:
+        if not _stale(rundir):
+            continue
+        try:
+            pid = int((rundir / "qemu.pid").read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if str(rundir).encode() in cmdline:
+                os.killpg(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+        shutil.rmtree(rundir, ignore_errors=True)
+        swept += 1
+    return swept
+
+
+def kill_all(thread: int | None = None) -> None:
+    """Kill every QEMU this process started (or only those the thread with that
+    ident started) and has not shut down yet.
+
+    Only SIGKILL and reaping, which is safe from any thread (Ctrl-C, atexit):
+    the owners' shutdown() still runs its cleanup where it can.
+    """
+    with _live_lock:
+        machines = [m for m in _live if thread is None or m.thread == thread]
+    for m in machines:
+        m.kill()
+
+
+atexit.register(kill_all)
+
+
+def make_rundir() -> Path:
+    global _swept
+    if not _swept:
+        sweep_stale()
+        _swept = True
+    # The directory appears under its run name with its owner file already in it
+    # (made under a temporary name, then renamed): a sweep by another lab never
+    # sees a run directory without an owner, so never removes a live one.
+    # The name is 64 random bits: no other directory has it (rename would replace
+    # only an empty one, and fail on another run's).
+    new = Path(tempfile.mkdtemp(prefix=NEW_PREFIX))   # mode 0700
+    os.chmod(new, 0o700)
+    (new / "owner.pid").write_text(str(os.getpid()))
+    rundir = new.with_name(RUN_PREFIX + secrets.token_hex(8))
+    os.rename(new, rundir)
+    return rundir
+
+
+# ---------------------------------------------------------------- machine
+
+#: From starting QEMU to a greeted QMP connection.
+LAUNCH_DEADLINE_S = 10.0
+#: QMP quit, then this long for QEMU to exit, before the hard kill.
+SOFT_QUIT_S = 3.0
+#: Every QMP command has a timeout; this is the default.
+QMP_TIMEOUT_S = 10.0
+#: How much of qemu.log an error quotes.
+OUTPUT_TAIL_CHARS = 3000
+
+
+class Machine:
+    """One QEMU process, its consoles' sockets and its QMP connection.
+
+    argv is QEMU's own command line (command_line()); the process runs
+    full_argv, which adds the pdeathsig prefix, and reproduce.sh shows that.
+    """
+
+    def __init__(self, argv: list[str], rundir: Path, logdir: Path):
+        self.argv = list(argv)
+        self.full_argv = proc.with_pdeathsig(self.argv)
+        self.rundir = rundir
+        self.logdir = logdir
+        self.proc: subprocess.Popen | None = None
+        #: The thread that launched it: QEMU dies with it (pdeathsig), kill_all(thread=).
+        self.thread: int | None = None
+        self._qmp: QEMUMonitorProtocol | None = None
+        self._qmp_log: IO[str] | None = None
+        self._sockets: list[socket.socket] = []
+
+    # -- launch
+
+    def launch(self, deadline: Deadline | float = LAUNCH_DEADLINE_S) -> None:
+        """Start QEMU paused and connect QMP; the guest runs only on cont().
+
+        On any failure everything is cleaned up (QEMU killed, run directory
+        removed) and a LaunchFailure keeps QEMU's argv and output; a user
+        error (QEMU not installed) and Ctrl-C pass through unwrapped.
+        """
+        if self.proc is not None:
+            raise InfraError(f"QEMU in {self.rundir} was launched already")
+        if not isinstance(deadline, Deadline):
+            deadline = Deadline(deadline)
+        try:
+            self._launch(deadline)
+        except BaseException as exc:
+            self._hard_shutdown()
+            output = self.output_tail()
+            self._post_shutdown()
+            if isinstance(exc, Exception) and not isinstance(exc, UserError):
+                raise LaunchFailure(str(exc) or type(exc).__name__, self.argv, output,
+                                    self.exitcode) from exc
+            raise
+
+    def _pre_launch(self) -> None:
+        """What must exist before QEMU starts: the binary, the log directory, the logs."""
+        packages.require(self.argv[0])
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        script = self.logdir / "reproduce.sh"
+        script.write_text(
+            "#!/bin/sh\n# The exact QEMU command line of this guest, as the lab ran it "
+            "(setpriv: QEMU dies with its parent).\n# It starts paused (-S): connect to the "
+            "sockets, then send 'cont' on QMP.\n" + shlex.join(self.full_argv) + "\n")
+        script.chmod(0o755)
+        self._qmp_log = open(self.logdir / "qmp.log", "a", encoding="utf-8")
+
+    def _launch(self, deadline: Deadline) -> None:
+        self._pre_launch()
+        with open(self.logdir / "qemu.log", "wb") as qemu_log, _live_lock:
+            self.proc = proc.popen(self.full_argv, stdout=qemu_log)
+            self.thread = threading.get_ident()
+            _live.add(self)
+        (self.rundir / "qemu.pid").write_text(str(self.proc.pid))
+        self._post_launch(deadline)
+
+    def _post_launch(self, deadline: Deadline) -> None:
+        self._wait_for_sockets(deadline)
+        self._connect_qmp(deadline)
+
+    def _wait_for_sockets(self, deadline: Deadline) -> None:
+        assert self.proc is not None
+        while not all((self.rundir / f"{s}.sock").exists() for s in SOCKETS):
+            if self.proc.poll() is not None:
+                raise InfraError(f"QEMU exited with code {self.proc.returncode}")
+            if deadline.expired():
+                raise InfraError(f"QEMU did not create its sockets within "
+                                 f"{deadline.seconds:.0f} s")
+            time.sleep(SOCKET_POLL_S)
+
+    def _connect_qmp(self, deadline: Deadline) -> None:
+        """Connect and negotiate, bounded by the launch deadline.
+
+        QEMUMonitorProtocol.connect() takes no timeout: a watchdog kills QEMU
+        at the deadline, which ends the connect with an EOF.
+        """
+        self._qmp = QEMUMonitorProtocol(str(self.rundir / "qmp.sock"), nickname=self.rundir.name)
+        fired = threading.Event()
+
+        def watchdog() -> None:
+            fired.set()
+            self.kill()
+
+        timer = threading.Timer(deadline.remaining(), watchdog)
+        timer.start()
+        try:
+            self._qmp.connect()
+        except (QMPError, OSError, EOFError) as exc:
+            if fired.is_set():
+                raise InfraError(f"QEMU did not greet on QMP within {deadline.seconds:.0f} s "
+                                 "(killed)") from exc
+            raise InfraError(f"cannot connect to QMP: {exc!r}") from exc
+        finally:
+            timer.cancel()
+
+    # -- state
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else None
+
+    def _exited(self, grace_s: float = 1.0) -> bool:
+        """Whether QEMU is gone, giving it grace_s to finish exiting (a closed
+        QMP socket comes a moment before the exit status)."""
+        if self.proc is None:
+            return True
+        try:
+            self.proc.wait(timeout=grace_s)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def output_tail(self) -> str:
+        """The end of what QEMU printed (qemu.log)."""
+        try:
+            return (self.logdir / "qemu.log").read_text(errors="replace")[-OUTPUT_TAIL_CHARS:]
+        except OSError:
+            return ""
+
+    # -- shutdown
+
+    def shutdown(self, timeout: float = SOFT_QUIT_S, hard: bool = False) -> None:
+        """Soft quit (QMP quit, then timeout s for QEMU to exit), else a hard kill;
+        then the post-shutdown cleanup, which always runs. Idempotent.
+
+        Raises AbnormalShutdown, after the cleanup, when QEMU had to be killed
+        although a soft quit was asked for. A QEMU that had already exited
+        (a panic with -no-reboot) is not abnormal: there was nothing to quit.
+        """
+        try:
+            if self.proc is not None:
+                if hard:
+                    self._hard_shutdown()
+                else:
+                    self._do_shutdown(Deadline(timeout))
+        finally:
+            self._post_shutdown()
+
+    def _early_cleanup(self) -> None:
+        """Close the console sockets first. A QEMU blocked writing to a console
+        that nobody reads never gets to the quit, and the wait would deadlock
+        (QEMU's machine.py does the same). Idempotent."""
+        for sock in self._sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)   # wakes a thread blocked in recv()
+            except OSError:
+                pass
+            sock.close()
+        self._sockets.clear()
+
+    def _soft_shutdown(self, deadline: Deadline) -> None:
+        """Ask QEMU to quit; raises subprocess.TimeoutExpired if it is still there."""
+        assert self.proc is not None
+        self._early_cleanup()
+        if self.alive() and self._qmp is not None:
+            try:
+                self.qmp("quit", timeout=deadline.remaining())
+            except LabError as exc:   # a QEMU on its way out may not answer: the wait decides
+                log.debug("QMP quit: %s", exc)
+        self.proc.wait(timeout=deadline.remaining())
+
+    def _do_shutdown(self, deadline: Deadline) -> None:
+        try:
+            self._soft_shutdown(deadline)
+        except subprocess.TimeoutExpired as exc:
+            self._hard_shutdown()
+            raise AbnormalShutdown(f"QEMU did not quit within {deadline.seconds:g} s of a "
+                                   "QMP quit; it was killed", self.argv, self.output_tail(),
+                                   self.exitcode) from exc
+
+    def _hard_shutdown(self) -> None:
+        self._early_cleanup()
+        self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the process group and reap it (bounded). Safe from any thread, twice."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:   # pragma: no cover - an unkillable QEMU
+            log.error("QEMU pid %d did not die after SIGKILL", self.proc.pid)
+
+    def _post_shutdown(self) -> None:
+        """Always runs, after a shutdown or a failed launch (which may be half done):
+        QEMU dead, QMP and the consoles closed, the run directory removed, and
+        the machine out of the live set."""
+        if self.alive():   # only if the shutdown itself was interrupted (Ctrl-C)
+            self._hard_shutdown()
+        if self._qmp is not None:
+            try:
+                self._qmp.close()
+            except Exception as exc:
+                log.debug("closing QMP: %r", exc)
+            self._qmp = None
+        if self._qmp_log is not None:
+            self._qmp_log.close()
+            self._qmp_log = None
+        self._early_cleanup()
+        shutil.rmtree(self.rundir, ignore_errors=True)
+        with _live_lock:
+            _live.discard(self)
+
+    # -- consoles and QMP
+
+    def connect(self, name: str, deadline: Deadline | float = 5.0) -> socket.socket:
+        """A connected unix socket to one of QEMU's chardevs (kernel, shell, dut).
+
+        The machine keeps it, and closes it before shutting QEMU down.
+        """
+        if not isinstance(deadline, Deadline):
+            deadline = Deadline(deadline)
+        path = self.rundir / f"{name}.sock"
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(str(path))
+                self._sockets.append(s)
+                return s
+            except OSError as exc:
+                s.close()
+                if deadline.expired() or not self.alive():
+                    raise InfraError(f"cannot connect to {path}: {exc.strerror}") from exc
+                time.sleep(0.01)
+
+    def qmp(self, command: str, timeout: float = QMP_TIMEOUT_S,
+            arguments: dict[str, Any] | None = None, **args: Any) -> Any:
+        """Run a QMP command within timeout; returns its 'return' value.
+
+        arguments (a dict, for names such as `timeout`) and args are the command's
+        arguments. An error reply is a MonitorError with QEMU's message; no answer
+        within timeout is an InfraError; a QEMU that is gone is GuestLost.
+        """
+        args = {**args, **(arguments or {})}
+        if self._qmp is None or not self.alive():
+            raise GuestLost(f"QMP {command}: QEMU is not running")
+        self._log_qmp(">", {"execute": command, "arguments": args})
+        self._qmp.settimeout(timeout)
+        try:
+            reply = self._qmp.cmd(command, **args)
+        except ExecuteError as exc:
+            self._log_qmp("<", dict(exc.received))
+            raise MonitorError(f"QMP {command} failed: {exc}") from exc
+        except TimeoutError as exc:
+            if self._exited():
+                raise GuestLost(f"QMP {command}: QEMU exited") from exc
+            raise InfraError(f"QMP {command}: no answer within {timeout:g} s") from exc
+        except (QMPError, OSError, EOFError) as exc:
+            if self._exited():
+                raise GuestLost(f"QMP {command}: QEMU exited") from exc
+            raise InfraError(f"QMP {command} failed: {exc}") from exc
+        self._log_qmp("<", reply)
+        return reply
+
+    def _log_qmp(self, direction: str, data: object) -> None:
+        if self._qmp_log:
+            self._qmp_log.write(f"{time.time():.3f} {direction} {json.dumps(data)}\n")
+            self._qmp_log.flush()
+
+    def hmp(self, command_line: str, timeout: float = QMP_TIMEOUT_S) -> str:
+        """A human-monitor command, e.g. 'xp /4wx 0x9000030'. HMP reports its errors
+        as text in a normal answer; those become a MonitorError too."""
+        answer = self.qmp("human-monitor-command", timeout,
+                          arguments={"command-line": command_line})
+        if isinstance(answer, str) and (m := HMP_ERROR.search(answer)):
+            raise MonitorError(f"HMP {command_line!r} failed: {m.group(0).strip()}")
+        return answer
+
+    def cont(self) -> None:
+        self.qmp("cont")
+
+    # -- migration: a template's state saved, a clone's loaded
+
+    def save_state(self, path: Path, deadline: Deadline) -> None:
+        """Stop the guest and write its device state to path (RAM stays out of it
+        where the command line put it in a RamFile). The guest stays stopped."""
+        self.qmp("stop")
+        self._ignore_shared()
+        self.qmp("migrate", uri=self._migration_file(path, write=True))
+        self._migration_done("saving the guest's state", deadline)
+
+    def load_state(self, path: Path, deadline: Deadline) -> None:
+        """Load a saved state into a QEMU started with incoming; the guest is then
+        paused where the template stopped."""
+        self._ignore_shared()
+        self.qmp("migrate-incoming", uri=self._migration_file(path, write=False))
+        self._migration_done("restoring the guest's state", deadline)
+
+    def _migration_file(self, path: Path, write: bool) -> str:
+        """The migration URI of path: the lab opens it and hands QEMU the file
+        descriptor (SCM_RIGHTS, then getfd), so no shell and no program of QEMU's
+        (`exec:cat`, which cost a restore 4 ms) ever sees the path."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC if write else os.O_RDONLY
+        fd = os.open(path, flags | os.O_CLOEXEC, 0o600)
+        try:
+            if self._qmp is None or not self.alive():
+                raise GuestLost("QMP getfd: QEMU is not running")
+            try:
+                self._qmp.send_fd_scm(fd)
+            except (QMPError, OSError) as exc:
+                raise GuestLost(f"QMP getfd: QEMU took no file descriptor ({exc})") from exc
+            self.qmp("getfd", fdname=MIGRATION_FD)
+        finally:
+            os.close(fd)
+        return f"fd:{MIGRATION_FD}"
+
+    def _ignore_shared(self) -> None:
+        """RAM in a file shared with the template stays out of the stream (QEMU 7.2
+        has no command-line property for the capability)."""
+        self.qmp("migrate-set-capabilities",
+                 capabilities=[{"capability": "x-ignore-shared", "state": True}])
+
+    def _migration_done(self, what: str, deadline: Deadline) -> None:
+        """Waits for the migration to complete; its failure, or no end within the
+        deadline, is an InfraError (a QEMU that exited on it is GuestLost)."""
+        while True:
+            info = self.qmp("query-migrate", timeout=max(deadline.remaining(), 0.1))
+            status = info.get("status") if isinstance(info, dict) else None
+            if status == "completed":
+                return
+            if status in ("failed", "cancelled"):
+                raise InfraError(f"{what}: the migration {status}: "
+                                 f"{info.get('error-desc', 'QEMU gave no reason')}")
+            if deadline.expired():
+                raise InfraError(f"{what}: not done within {deadline.seconds:g} s "
+                                 f"(migration status {status!r})")
+            time.sleep(0.002)

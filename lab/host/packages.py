@@ -1,0 +1,272 @@
+"""Host tools the lab needs, and the Debian package that provides each."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.core.errors import CommandError, UserError
+from lab.core.paths import cache_dir
+from lab.host import proc
+
+#: progress(phase, detail), as the build layer reports it.
+Progress = Callable[[str, str], None]
+
+KERNEL_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
+#: What spatch loads to run a semantic patch's Python scripts, and its package.
+PYTHON_LIBRARY = "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0"
+PYTHON_LIBRARY_PACKAGE = "libpython3.11"
+#: The Debian arches of the guests, whose static userland is downloaded, not installed.
+GUEST_ARCHES = ("amd64", "arm64")
+#: Debian packages whose static binaries go into every guest image (see build.image).
+GUEST_DEBS = ("busybox-static", "bash-static")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The tool run as the lab runs it, on a tiny input: argv (each word formatted
+    with {dir}, a scratch directory holding `files`), which must exit 0 in seconds."""
+
+    argv: tuple[str, ...]
+    files: tuple[tuple[str, str], ...] = ()
+    #: The kernel source's scripts/ must be there ({src}: the extracted tree).
+    kernel_source: bool = False
+    #: Text the output must hold (some tools exit 0 after a failure they print).
+    expect: str = ""
+
+
+@dataclass(frozen=True)
+class Dep:
+    what: str          # what the lab needs, as a user would name it
+    package: str       # the Debian package
+    command: str = ""  # an executable on PATH, or
+    path: str = ""     # a file that must exist
+    foreign: str = ""  # a dpkg arch: the package is downloaded, not installed
+    probe: Probe | None = None   # lab doctor --strict runs it
+
+    def found(self) -> bool:
+        if self.foreign:
+            return guest_deb(self.package.split(":")[0], self.foreign) is not None
+        if self.command:
+            return shutil.which(self.command) is not None
+        return Path(self.path).exists()
+
+
+_HELLO = (("hello.c", "#include <stdio.h>\nint main(void) { return puts(\"hi\") < 0; }\n"),)
+
+
+def _static_cc(cc: str, *flags: str) -> Probe:
+    """A static hello built as the guest tools are (build.image)."""
+    return Probe((cc, "-static", "-Os", *flags, "-o", "{dir}/hello", "{dir}/hello.c"), _HELLO)
+
+
+def _freestanding_cc(cc: str, *flags: str) -> Probe:
+    """A freestanding static program, as the syscall-ABI tools are built (build.image)."""
+    return Probe((cc, "-static", "-nostdlib", "-ffreestanding", "-fno-pie", "-no-pie", "-O2",
+                  *flags, "-o", "{dir}/start", "{dir}/start.c"),
+                 (("start.c", "void _start(void) { for (;;) ; }\n"),))
+
+
+def _version(command: str, flag: str = "--version") -> Probe:
+    return Probe((command, flag))
+
+
+#: The host side of a kernel build: libelf (objtool, resolve_btfids) and libcrypto
+#: (sign-file, extract-cert), compiled and linked as kbuild's host programs are.
+_HOSTPROGS = Probe(("gcc", "-o", "{dir}/host", "{dir}/host.c", "-lelf", "-lcrypto"), (
+    ("host.c", "#include <libelf.h>\n#include <openssl/evp.h>\n"
+               "int main(void) { return elf_version(EV_CURRENT) == EV_NONE "
+               "|| !EVP_sha256(); }\n"),))
+def _spatch(language: str, body: str) -> Probe:
+    """spatch with a script rule in language that prints lab-probe-f."""
+    return Probe(("spatch", "--very-quiet", "--sp-file", "{dir}/probe.cocci", "{dir}/t.c"), (
+        ("probe.cocci", "@r@\nidentifier f;\n@@\nf(...) { ... }\n\n"
+                        f"@script:{language}@\nf << r.f;\n@@\n{body}\n"),
+        ("t.c", "int f(void) { return 0; }\n")), expect="lab-probe-f")
+
+
+#: coccicheck's semantic patches include OCaml scripts, which spatch compiles with
+#: ocamlfind ocamlopt (Debian's coccinelle does not depend on ocaml-nox), and Python
+#: scripts, for which spatch loads libpython (nor does it depend on that; spatch then
+#: prints "Py.find_library: unable to find the Python library" and exits 0).
+_SPATCH_OCAML = _spatch("ocaml", 'print_endline ("lab-probe-" ^ f)')
+_SPATCH_PYTHON = _spatch("python", 'print("lab-probe-" + f)')
+_SPARSE = Probe(("sparse", "-Wsparse-error", "{dir}/t.c"), (("t.c", "int f(void);\n"),))
+_CHECKPATCH = Probe(("perl", "{src}/scripts/checkpatch.pl", "--strict", "--no-tree", "-f",
+                     "{dir}/t.c"), (("t.c", "// SPDX-License-Identifier: GPL-2.0\n"
+                                            "static int lab_probe;\n"),), kernel_source=True)
+#: The board, CPU and virtio devices the lab's aarch64 guests use; QEMU builds the
+#: machine, writes its device tree and exits (x86_64: lab doctor's accelerator probe
+#: boots a real guest).
+_QEMU_ARM = Probe(("qemu-system-aarch64", "-machine", "virt,dumpdtb={dir}/virt.dtb", "-cpu",
+                   "cortex-a72", "-nodefaults", "-display", "none",
+                   "-device", "virtio-serial-device", "-device", "virtconsole"))
+
+
+DEPS: tuple[Dep, ...] = (
+    Dep("QEMU for aarch64", "qemu-system-arm", command="qemu-system-aarch64", probe=_QEMU_ARM),
+    Dep("QEMU for x86_64", "qemu-system-x86", command="qemu-system-x86_64",
+        probe=_version("qemu-system-x86_64")),
+    Dep("C compiler", "gcc", command="gcc", probe=_version("gcc")),
+    Dep("C library (static)", "libc6-dev", path="/usr/lib/x86_64-linux-gnu/libc.a",
+        probe=_static_cc("gcc")),
+    Dep("make", "make", command="make", probe=_version("make")),
+    Dep("aarch64 cross compiler", "gcc-aarch64-linux-gnu", command="aarch64-linux-gnu-gcc",
+        probe=_version("aarch64-linux-gnu-gcc")),
+    Dep("aarch64 C library", "libc6-dev-arm64-cross", path="/usr/aarch64-linux-gnu/lib/libc.a",
+        probe=_static_cc("aarch64-linux-gnu-gcc")),
+    Dep("i686 cross compiler", "gcc-i686-linux-gnu", command="i686-linux-gnu-gcc",
+        probe=_freestanding_cc("i686-linux-gnu-gcc")),
+    Dep("Armv7 cross compiler", "gcc-arm-linux-gnueabihf", command="arm-linux-gnueabihf-gcc",
+        probe=_freestanding_cc("arm-linux-gnueabihf-gcc", "-marm")),
+    Dep("kernel source 6.1", "linux-source-6.1", path=str(KERNEL_TARBALL)),
+    Dep("xz", "xz-utils", command="xz", probe=_version("xz")),
+    Dep("flex", "flex", command="flex", probe=_version("flex")),
+    Dep("bison", "bison", command="bison", probe=_version("bison")),
+    Dep("bc", "bc", command="bc", probe=_version("bc")),
+    Dep("libelf headers", "libelf-dev", path="/usr/include/libelf.h", probe=_HOSTPROGS),
+    Dep("OpenSSL headers", "libssl-dev", path="/usr/include/openssl/ssl.h", probe=_HOSTPROGS),
+    Dep("cpio", "cpio", command="cpio", probe=_version("cpio")),
+    Dep("depmod", "kmod", command="depmod", probe=_version("depmod")),
+    Dep("perl", "perl", command="perl", probe=_CHECKPATCH),
+    Dep("git (your own kernel tree's identity; bisect)", "git", command="git",
+        probe=_version("git")),
+    Dep("rsync (kselftest's make install)", "rsync", command="rsync", probe=_version("rsync")),
+    Dep("sparse (lab driver --check)", "sparse", command="sparse", probe=_SPARSE),
+    Dep("coccinelle (lab driver --check)", "coccinelle", command="spatch",
+        probe=_version("spatch")),
+    Dep("OCaml compiler (coccicheck's OCaml scripts)", "ocaml-nox", command="ocamlopt",
+        probe=_SPATCH_OCAML),
+    Dep("Python library (coccicheck's Python scripts)", PYTHON_LIBRARY_PACKAGE,
+        path=PYTHON_LIBRARY, probe=_SPATCH_PYTHON),
+    Dep("lz4 (the x86_64 debug kernel's bzImage)", "lz4", command="lz4", probe=_version("lz4")),
+    *(Dep(f"{name} ({a})", f"{name}:{a}", foreign=a) for name in GUEST_DEBS for a in GUEST_ARCHES),
+)
+
+
+def require(command: str) -> str:
+    """The path of a host command, or a user error naming its package."""
+    found = shutil.which(command)
+    if found:
+        return found
+    for dep in DEPS:
+        if dep.command == command:
+            raise UserError(
+                f"{command} not found: install the Debian package {dep.package} "
+                f"(apt-get install {dep.package}, or lab doctor --install)"
+            )
+    raise UserError(f"{command} not found on PATH")
+
+
+def require_path(path: Path) -> Path:
+    if path.exists():
+        return path
+    for dep in DEPS:
+        if dep.path == str(path):
+            raise UserError(
+                f"{path} not found: install the Debian package {dep.package} "
+                f"(apt-get install {dep.package}, or lab doctor --install)"
+            )
+    raise UserError(f"{path} not found")
+
+
+def debs_dir() -> Path:
+    return cache_dir() / "debs"
+
+
+def guest_deb(package: str, debian_arch: str) -> Path | None:
+    """The downloaded .deb of a guest package (GUEST_DEBS) for an arch, if any."""
+    found = sorted(debs_dir().glob(f"{package}_*_{debian_arch}.deb"))
+    return found[-1] if found else None
+
+
+def require_guest_deb(package: str, debian_arch: str) -> Path:
+    deb = guest_deb(package, debian_arch)
+    if deb is None:
+        raise UserError(
+            f"{package} for {debian_arch} is missing from {debs_dir()}: run lab doctor "
+            f"--install (it runs apt-get download {package}:{debian_arch})"
+        )
+    return deb
+
+
+def missing() -> list[Dep]:
+    return [dep for dep in DEPS if not dep.found()]
+
+
+#: Each probe's deadline: a tool that works answers in well under a second.
+PROBE_DEADLINE_S = 30.0
+
+
+def probe(dep: Dep, src: Path | None = None) -> str | None:
+    """Run dep's probe (see Probe): None when it passed or there is none, else one
+    line saying what failed and which package to install. src is the extracted
+    kernel source, for probes of the kernel's own scripts."""
+    if dep.probe is None or not dep.found():
+        return None
+    if dep.probe.kernel_source and src is None:
+        return f"not probed: the kernel source ({KERNEL_TARBALL}) is missing"
+    with tempfile.TemporaryDirectory(prefix="lab-probe-") as tmp:
+        for name, text in dep.probe.files:
+            (Path(tmp) / name).write_text(text)
+        argv = [word.format(dir=tmp, src=src) for word in dep.probe.argv]
+        try:
+            done = proc.run(argv, deadline=PROBE_DEADLINE_S, check=False, cwd=Path(tmp),
+                            what=argv[0])
+        except (CommandError, OSError) as exc:
+            return f"{shlex.join(argv)}: {str(exc).splitlines()[0]}"
+    if done.returncode == 0 and dep.probe.expect in done.output:
+        return None
+    last = next((line.strip() for line in reversed(done.output.splitlines()) if line.strip()),
+                "no output")
+    said = f"exited with {done.returncode}" if done.returncode else \
+        f"did not print {dep.probe.expect!r}"
+    return (f"{shlex.join(argv)} {said}: {last[:300]} (install the Debian package "
+            f"{dep.package}: apt-get install {dep.package})")
+
+
+def status(strict: bool = False, src: Path | None = None) -> list[tuple[Dep, str]]:
+    """Each dependency and what is wrong with it: "" when it is there (and, strict,
+    its probe passed), "missing", or the failed probe's line."""
+    return [(d, "missing" if not d.found() else (probe(d, src) or "") if strict else "")
+            for d in DEPS]
+
+
+#: apt-get downloads and installs: generous, but bounded.
+APT_DEADLINE_S = 1800.0
+DPKG_DEADLINE_S = 120.0
+
+
+def _apt(verb: str, *args: str, options: tuple[str, ...] = (),
+         progress: Progress | None = None, cwd: Path | None = None) -> None:
+    proc.run(["apt-get", *options, verb, *args], deadline=APT_DEADLINE_S, cwd=cwd,
+             env={"DEBIAN_FRONTEND": "noninteractive"}, what=f"apt-get {verb}",
+             progress=(lambda line: progress("apt-get " + verb, line)) if progress else None,
+             keep_output=False)
+
+
+def install(deps: list[Dep], progress: Progress | None = None) -> None:
+    """Install missing packages with apt, and download the guests' static packages."""
+    if not deps:
+        return
+    if os.geteuid() != 0:
+        raise UserError("lab doctor --install must run as root (it calls apt-get)")
+    if shutil.which("apt-get") is None:
+        raise UserError("apt-get not found: lab doctor --install needs Debian")
+    foreign = [d for d in deps if d.foreign]
+    native = sorted({d.package for d in deps if not d.foreign})
+    if foreign:
+        proc.run(["dpkg", "--add-architecture", "arm64"], deadline=DPKG_DEADLINE_S)
+    _apt("update", "-q", progress=progress)
+    if native:
+        _apt("install", "-y", "-q", "--no-install-recommends", *native, progress=progress)
+    if foreign:
+        debs_dir().mkdir(parents=True, exist_ok=True)
+        # root downloads into the lab's cache, which apt's _apt user cannot write
+        _apt("download", *(d.package for d in foreign), progress=progress, cwd=debs_dir(),
+             options=("-o", "APT::Sandbox::User=root"))
