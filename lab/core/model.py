@@ -233,6 +233,9 @@ class Step:
         """The metrics this step records samples of."""
         return ()
 
+    #: Whether the step drives the board's UART as the device under test (only an
+    #: arch with a free one, ArchProfile.dut_uart, can run it).
+    uses_dut_uart: ClassVar[bool] = False
     #: Whether guest_files builds anything (the runner shows progress only then).
     builds_files: ClassVar[bool] = False
 

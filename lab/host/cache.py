@@ -356,7 +356,13 @@ def _build_into(path: Path, build: Callable[[Path], Any], marker: str | None,
         if not isinstance(exc, Exception):
             remove(scratch)
         raise
-    remove(path)              # what an older lab left half-built (no marker)
+    place(scratch, path)
+
+
+def place(scratch: Path, path: Path) -> None:
+    """A finished entry, built aside in scratch, put at path: whatever was there
+    (an older lab's half-built entry, a stale one) goes first, then the rename."""
+    remove(path)
     os.replace(scratch, path)
 
 

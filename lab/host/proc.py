@@ -29,6 +29,7 @@ from typing import IO
 
 from lab.core.deadline import Deadline
 from lab.core.errors import CommandError, UserError
+from lab.host import packages
 
 log = logging.getLogger("lab.host.proc")
 
@@ -92,7 +93,6 @@ def popen(argv: Sequence[str | os.PathLike[str]], *, stdout: int | IO,
             stdout=stdout, stderr=stderr, text=text,
             errors="replace" if text else None, start_new_session=True)
     except FileNotFoundError:
-        from lab.host import packages  # packages runs commands through here too
         packages.require(words[0])
         raise UserError(f"{words[0]}: not found") from None
     except PermissionError as exc:

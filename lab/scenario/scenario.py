@@ -233,11 +233,11 @@ def _claim(top: Fields) -> tuple[Claim | None, list[tuple[str, int]]]:
 def _check_uart(scenario: Scenario, ctx: Ctx) -> None:
     """UART steps need an arch whose board UART is free as the device under test."""
     for i, step in enumerate(scenario.steps):
-        if step.kind != "uart":
+        if not step.uses_dut_uart:
             continue
         for cell in scenario.cells:
             if step.applies(cell) and not ARCHES[cell.arch].dut_uart:
-                ctx.fail(step.line, f"steps[{i}].uart", f"{cell.arch} has no device-under-test "
+                ctx.fail(step.line, f"steps[{i}].{step.kind}", f"{cell.arch} has no device-under-test "
                                                         "UART; add when: {arch: aarch64}")
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from lab.app import checks, cli
 from lab.app.checks import CheckResult, CheckRun, Finding
+from lab.app.commands import driver
 from lab.core.results import Status
 from tests.unit.conftest import fake_build
 
@@ -30,11 +31,12 @@ def faked_cli(monkeypatch, tmp_path):
         seen["kernel"] = (arch.name, variant.name)
         return fake_build(arch.name, tmp_path)
 
-    monkeypatch.setattr(cli.build, "build_kernel", kernel)
-    monkeypatch.setattr(cli, "_run", lambda *a, **kw: pytest.fail("--check boots nothing"))
+    monkeypatch.setattr(driver.build, "build_kernel", kernel)
+    monkeypatch.setattr(driver, "run_scenarios",
+                        lambda *a, **kw: pytest.fail("--check boots nothing"))
 
     def main(statuses, *argv) -> int:
-        monkeypatch.setattr(cli.checks, "run_checks",
+        monkeypatch.setattr(driver.checks, "run_checks",
                             lambda kb, driver, out, progress: _fake_run(tmp_path, *statuses))
         with pytest.raises(SystemExit) as exited:
             cli.main(["driver", "--check", *argv])

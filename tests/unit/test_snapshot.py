@@ -77,9 +77,10 @@ def test_the_boots_of_one_template_are_one_boot_to_the_statistics():
 
 def test_lab_exec_restores_unless_cold_and_lab_run_takes_cold(monkeypatch, tmp_path):
     from lab.app import cli
-    monkeypatch.setattr(cli, "_ensure", lambda *a, **kw: fake_build("x86_64", tmp_path))
+    from lab.app.commands import guest
+    monkeypatch.setattr(guest, "ensure", lambda *a, **kw: fake_build("x86_64", tmp_path))
     for extra, restore in (([], True), (["--cold"], False)):
         args = cli.parser().parse_args(["exec", "--arch", "x86_64", "--kernel", "nokpti",
                                         "--logs", str(tmp_path / "logs"), *extra, "--", "true"])
-        assert cli._guest(args, "exec").restore is restore
+        assert guest._guest(args, "exec").restore is restore
     assert cli.parser().parse_args(["run", "x.yaml", "--cold"]).cold

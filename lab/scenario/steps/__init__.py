@@ -1,7 +1,8 @@
 """Step kinds. Each module holds one YAML key's dataclass(es), parser and executor.
 
 Adding a kind: write lab/scenario/steps/<kind>.py with a frozen dataclass deriving from
-lab.core.model.Step (its `parse` and `execute`), and add one line to PARSERS.
+lab.core.model.Step (its `parse` and `execute`), and add one line to PARSERS. A module
+here that is not a kind is named in HELPERS (tests/unit/test_layers.py holds both).
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ PARSERS: dict[str, Callable[..., Step]] = {
     "kunit": kunit.Kunit.parse,
     "kmemleak": kmemleak.Kmemleak.parse,
 }
+
+#: Modules of this package that are not step kinds: what kinds share (base), KTAP
+#: rows into results (testrows), and `rounds:` blocks, expanded before parsing.
+HELPERS = ("base", "testrows", "rounds")
 
 
 def parse_step(node: Node, ctx: Ctx, key: str) -> Step:

@@ -23,6 +23,7 @@ class UartExpect(Step):
     """Send bytes to the UART, and/or wait until it sends what matches a regex."""
 
     kind = "uart"
+    uses_dut_uart = True
     send: str = ""
     expect: str | None = None
 
@@ -43,6 +44,7 @@ class UartTransfer(Step):
     """count transfers of nbytes random bytes, md5 on both ends; KiB/s as a metric."""
 
     kind = "uart"
+    uses_dut_uart = True
     direction: str
     device: str
     nbytes: int = 65536

@@ -1,0 +1,32 @@
+"""aarch64: QEMU's virt board with a Cortex-A72. The kernel log and the shell are
+virtio consoles (hvc0, hvc1), which leaves the board's PL011 free as the device under
+test. KPTI is CONFIG_UNMAP_KERNEL_AT_EL0, forced on with kpti=1 (the emulated CPU is
+not Meltdown-affected)."""
+
+from lab.core.model import ArchProfile
+
+PROFILE = ArchProfile(
+    name="aarch64",
+    kernel_arch="arm64",
+    cross_compile="aarch64-linux-gnu-",
+    cc="aarch64-linux-gnu-gcc",
+    image_target="Image",
+    image_path="arch/arm64/boot/Image",
+    qemu="qemu-system-aarch64",
+    machine="virt",
+    cpu="cortex-a72",
+    kvm_cpu="host",
+    memory_mb=512,
+    console="hvc0",
+    shell_console="hvc1",
+    console_kind="virtconsole",
+    cmdline=("console=hvc0", "quiet", "panic=-1"),
+    dut_uart=True,
+    kpti_option="UNMAP_KERNEL_AT_EL0",
+    kpti_on="kpti=1",
+    kpti_off="kpti=0",
+    kpti_dmesg=r"CPU features: detected: Kernel page table isolation \(KPTI\)",
+    debian_arch="arm64",
+    abis=(("aarch64", "aarch64-linux-gnu-gcc", ()),
+          ("armv7", "arm-linux-gnueabihf-gcc", ("-marm",))),
+)

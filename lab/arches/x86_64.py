@@ -1,0 +1,32 @@
+"""x86_64: q35 booting the PVH vmlinux (no decompression under emulation). The
+kernel log and the shell are 16550 UARTs (ttyS0, ttyS1); there is no free board UART
+for a device under test. PTI is CONFIG_PAGE_TABLE_ISOLATION, forced on with pti=on
+(TCG's CPU models report an AMD vendor)."""
+
+from lab.core.model import ArchProfile
+
+PROFILE = ArchProfile(
+    name="x86_64",
+    kernel_arch="x86_64",
+    cross_compile="",
+    cc="gcc",
+    image_target="vmlinux",
+    image_path="vmlinux",
+    qemu="qemu-system-x86_64",
+    machine="q35",
+    cpu="qemu64",
+    kvm_cpu="host",
+    memory_mb=512,
+    console="ttyS0",
+    shell_console="ttyS1",
+    console_kind="serial",
+    cmdline=("console=ttyS0", "quiet", "panic=-1"),
+    dut_uart=False,
+    kpti_option="PAGE_TABLE_ISOLATION",
+    kpti_on="pti=on",
+    kpti_off="pti=off",
+    kpti_dmesg=r"Kernel/User page tables isolation: enabled",
+    debian_arch="amd64",
+    abis=(("x86_64", "gcc", ()), ("i386", "i686-linux-gnu-gcc", ())),
+    kasan_image=("bzImage", "arch/x86/boot/bzImage"),
+)
