@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import statistics
 import sys
@@ -49,7 +48,7 @@ def warning(message: str) -> None:
 
 
 def print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.write(cache.dumps(data) + "\n")
 
 
 @contextlib.contextmanager

@@ -41,6 +41,11 @@ MAX_REPEAT = 1000
 MAX_STEPS = 10_000
 #: Parallel cells (`lab run -j`) and make jobs (`lab build -j`).
 MAX_JOBS = 64
+#: lab run --seed: the schedule's seeds are 31-bit (what results.json records).
+MAX_SEED = 2**31 - 1
+#: Kernels one matrix, or one run, may ask for (arch x variant): each is a build of
+#: some 7 min on two cores and a build tree of 100-200 MB when it is not cached.
+MAX_KERNELS = 16
 #: A name that becomes a path component.
 MAX_NAME = 64
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -91,6 +96,14 @@ def steps_problem(steps: int, boots: int) -> str | None:
     if steps * boots > MAX_STEPS:
         return (f"{boots} boot(s) of {steps} step(s) make {steps * boots:,} steps per cell, "
                 f"over the bound of {MAX_STEPS:,}")
+    return None
+
+
+def kernels_problem(kernels: int) -> str | None:
+    """Why asking for this many kernels is too much (None: it is not)."""
+    if kernels > MAX_KERNELS:
+        return (f"asks for {kernels} kernels (arch x kernel), over the bound of "
+                f"{MAX_KERNELS}: each one not cached is a build of minutes; split it")
     return None
 
 

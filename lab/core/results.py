@@ -375,6 +375,10 @@ class RunResult:
     interrupted: str = ""
     #: How the boots were ordered: {"order": "interleaved"|"in order", "seed": N}.
     schedule: dict[str, Any] = field(default_factory=dict)
+    #: Where the boots ran: {"kind": "local", "jobs": N} or {"kind": "dask",
+    #: "scheduler": ADDRESS, "workers": {ADDRESS: guest slots}, "jobs": their sum}.
+    #: jobs above is the same guest-slot count (a cluster run's -j means nothing).
+    executor: dict[str, Any] = field(default_factory=dict)
 
     @property
     def status(self) -> Status:
@@ -387,7 +391,8 @@ class RunResult:
                 "scenarios": self.scenarios, "lab_version": self.lab_version,
                 "host": self.host, "jobs": self.jobs, "timing": self.timing,
                 "duration_s": round(self.duration_s, 2), "interrupted": self.interrupted,
-                "schedule": self.schedule, "cells": [c.to_json() for c in self.cells]}
+                "schedule": self.schedule, "executor": self.executor,
+                "cells": [c.to_json() for c in self.cells]}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RunResult:
@@ -399,4 +404,4 @@ class RunResult:
         return cls(scenarios, d.get("host", {}), d.get("jobs", 1), d.get("timing", "wallclock"),
                    [CellResult.from_json(c) for c in d.get("cells", [])],
                    d.get("duration_s", 0.0), d.get("lab_version", ""), d.get("interrupted", ""),
-                   d.get("schedule", {}))
+                   d.get("schedule", {}), d.get("executor", {}))

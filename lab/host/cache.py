@@ -39,6 +39,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -415,13 +416,31 @@ def read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _finite(data: Any) -> Any:
+    """data with every NaN or infinity as None: JSON has no such numbers, and a
+    file with them is not JSON that other tools read (a ratio against a baseline
+    whose median is 0 is infinite; the row's sentence says so in words)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
+
+
+def dumps(data: Any) -> str:
+    """The lab's JSON text: indented, and strict (see _finite)."""
+    return json.dumps(_finite(data), indent=2, allow_nan=False)
+
+
 def write_json(path: Path, data: dict) -> None:
-    """Atomic: a unique temporary file beside path, then os.replace."""
+    """Atomic: a unique temporary file beside path, then os.replace. Strict JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(data, indent=2) + "\n")
+            fh.write(dumps(data) + "\n")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -255,8 +255,9 @@ def on_worker(fn: Callable[[BootTask], BootOutcome], task: BootTask, offers: dic
 class DaskExecutor:
     """The runner's Executor on a Dask cluster (see the module's docstring)."""
 
-    def __init__(self, client: distributed.Client):
+    def __init__(self, client: distributed.Client, address: str = ""):
         self.client = client
+        self.address = address
         self.run_id = uuid.uuid4().hex[:8]
         self._code = code_id()
         self._offers: dict[Path, Offer] = {}
@@ -286,6 +287,15 @@ class DaskExecutor:
             if slots or deadline.expired():
                 return slots
             time.sleep(POLL_S)
+
+    def describe(self) -> dict[str, Any]:
+        """The cluster as results.json records it: its scheduler and each worker's
+        guest slots (jobs: their sum, the run's real parallelism)."""
+        slots = {address: int(w.get("resources", {}).get(SLOTS, 0))
+                 for address, w in sorted(self.workers().items())}
+        scheduler = self.address or str(self.client.scheduler_info().get("address", ""))
+        return {"kind": "dask", "scheduler": scheduler, "workers": slots,
+                "jobs": sum(slots.values())}
 
     def resources(self, task: BootTask) -> dict[str, float]:
         """One guest slot, and one of each tag the boot needs that the cluster knows."""
@@ -471,7 +481,7 @@ def connect(address: str) -> Iterator[DaskExecutor]:
     """The runner's executor on the cluster at address ("local[:N]" starts one here)."""
     with _client(address) as client:
         check_code(client)
-        executor = DaskExecutor(client)
+        executor = DaskExecutor(client, address)
         try:
             yield executor
         finally:

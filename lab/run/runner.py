@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 from lab import __version__
 from lab.artifacts import build
+from lab.core import inputs
 from lab.core.deadline import Deadline
 from lab.core.errors import GuestTimeout, LabError, UserError
 from lab.core.model import Cell, GuestFile, KernelBuild, KernelVariant, Scenario, Selector, Step
@@ -81,6 +82,10 @@ class Executor(Protocol):
         running returns within seconds (a second signal ends the wait)."""
         ...
 
+    def describe(self) -> dict[str, Any]:
+        """Where the boots ran, for results.json: {"kind": ..., "jobs": guest slots, ...}."""
+        ...
+
 
 class LocalPool:
     """Threads on this machine, at most `jobs` boots at a time."""
@@ -112,6 +117,9 @@ class LocalPool:
         except KeyboardInterrupt:
             finished = {f for f in self._running if f.done()}
         return [f.result() for f in finished if not f.cancelled() and f.exception() is None]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "local", "jobs": self.jobs}
 
 
 # ---------------------------------------------------------------- kernels
@@ -533,6 +541,8 @@ def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for: Ca
     pairs = [(s, c) for s in scenarios for c in select_cells(s, opts.only)]
     if not pairs:
         raise UserError(f"no cell matches --only {opts.only}")
+    if problem := inputs.kernels_problem(len({(c.arch, c.kernel) for _, c in pairs})):
+        raise UserError(f"this run {problem} into several runs")
     repeats = [opts.repeat or s.repeat for s, _ in pairs]
     seed = _seed(opts, repeats)
     started = time.monotonic()
@@ -556,10 +566,12 @@ def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for: Ca
             for outcome in executor.drain(DRAIN_S):
                 sched.record(outcome)
     cells = _cells(pairs, sched, stopped, in_flight, opts.out)
+    where = executor.describe()
     return RunResult(
         scenarios=[{"name": s.name, "description": s.description, "path": str(s.path)}
                    for s in scenarios],
-        host=host_facts(), jobs=opts.jobs, timing="icount" if opts.icount else "wallclock",
+        host=host_facts(), jobs=where["jobs"], executor=where,
+        timing="icount" if opts.icount else "wallclock",
         cells=cells, duration_s=time.monotonic() - started, lab_version=__version__,
         interrupted=stopped,
         schedule={"order": "interleaved" if seed is not None else "in order", "seed": seed})

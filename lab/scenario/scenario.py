@@ -212,6 +212,8 @@ def _matrix(m: Fields) -> tuple[Cell, ...]:
             cells.append(cell)
     if not cells:
         m.fail(None, "the matrix has no cells (everything is excluded)")
+    if problem := inputs.kernels_problem(len({(c.arch, c.kernel) for c in cells})):
+        m.ctx.fail(kernels[0][1], m.path("kernel"), f"the matrix {problem}")
     return tuple(cells)
 
 
@@ -237,8 +239,8 @@ def _check_uart(scenario: Scenario, ctx: Ctx) -> None:
             continue
         for cell in scenario.cells:
             if step.applies(cell) and not ARCHES[cell.arch].dut_uart:
-                ctx.fail(step.line, f"steps[{i}].{step.kind}", f"{cell.arch} has no device-under-test "
-                                                        "UART; add when: {arch: aarch64}")
+                ctx.fail(step.line, f"steps[{i}].{step.kind}",
+                         f"{cell.arch} has no device-under-test UART; add when: {{arch: aarch64}}")
 
 
 def _settings(top: Fields) -> dict:

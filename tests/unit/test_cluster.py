@@ -69,6 +69,11 @@ def test_a_run_on_the_cluster_gives_what_the_local_pool_gives(client, kernel, tm
     assert [(c.id, c.status, len(c.boots)) for c in remote.cells] == [
         (c.id, c.status, len(c.boots)) for c in local.cells]
     assert remote.schedule == local.schedule
+    # results.json says where the boots ran: the cluster and its guest slots, not -j
+    assert local.executor["kind"] == "local" and local.jobs == local.executor["jobs"]
+    assert remote.executor["kind"] == "dask" and remote.executor["scheduler"]
+    assert remote.jobs == remote.executor["jobs"] == sum(remote.executor["workers"].values())
+    assert remote.to_json()["executor"] == remote.executor
     for c in remote.cells:
         assert all(b.worker["address"].startswith("inproc://") for b in c.boots)
         assert {w["name"] for w in c.workers} <= {"0", "1"}

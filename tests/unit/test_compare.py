@@ -232,6 +232,30 @@ def test_compare_json_has_one_flat_row_per_compared_cell_and_metric():
     assert data["margin"] == 0.05
 
 
+def _strict(text: str):
+    """JSON as other tools read it: NaN and Infinity are not JSON."""
+    def reject(constant):
+        raise ValueError(f"not JSON: {constant}")
+    return json.loads(text, parse_constant=reject)
+
+
+def test_a_ratio_against_a_zero_baseline_is_valid_json_in_compare_json(tmp_path):
+    """A count that is 0 on the baseline (faults, retries) makes the ratio infinite:
+    compare.json holds null there, and stays JSON."""
+    counts = run(cell("aarch64", "kpti", "on", *_boots([3.0, 4, 5, 3, 4, 5])),
+                 cell("aarch64", "nokpti", "on", *_boots([0.0] * 6)))
+    (tmp_path / "results.json").write_text(json.dumps(counts.to_json()))
+    assert _main("compare", tmp_path) == 0
+    (row,) = _strict((tmp_path / "compare.json").read_text())["rows"]
+    assert row["ratio"] is None and row["id"] == "aarch64-kpti-on"
+
+
+def test_lab_prints_strict_json_too(capsys):
+    from lab.app import report
+    report.print_json({"ratio": float("inf"), "rows": [float("nan"), 1.5]})
+    assert _strict(capsys.readouterr().out) == {"ratio": None, "rows": [None, 1.5]}
+
+
 def test_one_boot_per_cell_says_so_in_words():
     r = run(cell("aarch64", "kpti", "on", metrics={"m": SLOW}),
             cell("aarch64", "nokpti", "on", metrics={"m": FAST}))

@@ -352,6 +352,7 @@ def test_results_keep_the_scenario_order_whatever_order_cells_finish_in(lab, tmp
     lab.on_boot = lambda g: time.sleep(0.2 if g.logdir.name.endswith("-a") else 0)
     result = runner.run([_two_cells()], runner.Options(out=tmp_path, jobs=3), Events(), None)
     assert [c.cell.cmdline for c in result.cells] == ["a", "b", "c"]
+    assert result.executor == {"kind": "local", "jobs": 3} and result.jobs == 3
 
 
 def test_only_selects_cells_and_a_selection_of_nothing_is_a_user_error(lab, tmp_path):
@@ -378,6 +379,9 @@ class Reversed:
     def drain(self, seconds):
         return []
 
+    def describe(self):
+        return {"kind": "reversed", "jobs": 1}
+
 
 def test_another_executor_replaces_the_local_pool(lab, tmp_path):
     executor = Reversed()
@@ -386,6 +390,7 @@ def test_another_executor_replaces_the_local_pool(lab, tmp_path):
     assert [task.position for task in executor.items] == [0, 1, 2]
     assert [g.logdir.name[-1] for g in lab.guests] == ["c", "b", "a"]
     assert [c.cell.cmdline for c in result.cells] == ["a", "b", "c"]
+    assert result.executor == {"kind": "reversed", "jobs": 1}
 
 
 @pytest.mark.parametrize("signal", [KeyboardInterrupt(), Interrupted(15, "SIGTERM"),
@@ -399,6 +404,9 @@ def test_a_signal_kills_every_qemu_and_returns_what_ran_with_the_rest_interrupte
 
         def drain(self, seconds):
             return []
+
+        def describe(self):
+            return {"kind": "stopping", "jobs": 1}
     result = runner.run([_two_cells()], runner.Options(out=tmp_path), Events(), None,
                         executor=Stopping())
     name = getattr(signal, "name", "SIGINT")
@@ -434,6 +442,9 @@ def test_a_cell_running_when_the_signal_comes_is_interrupted_not_an_error(lab, t
         def drain(self, seconds):
             self.thread.join(seconds)
             return self.came
+
+        def describe(self):
+            return {"kind": "stopping", "jobs": 1}
     result = runner.run([_two_cells()], runner.Options(out=tmp_path), Events(), None,
                         executor=Stopping())
     first = result.cells[0]
@@ -603,3 +614,32 @@ def test_a_cell_without_metrics_restores_and_cold_forces_a_boot(lab, tmp_path):
     assert {c.boot_policy for c in cold.cells} == {"cold: --cold"}
     assert json.loads((tmp_path / "2" / "s" / "aarch64-nokpti-a" / "result.json").read_text(
     ))["boot_policy"] == "cold: --cold"
+
+
+def test_lab_run_seed_runs_a_runs_schedule_again(lab, tmp_path, monkeypatch):
+    """results.json records the schedule's seed; `lab run --seed N` boots in that order."""
+    from lab.app import cli
+    scenario_file = tmp_path / "s.yaml"
+    scenario_file.write_text("name: s\nrepeat: 3\nmatrix:\n  arch: [aarch64]\n"
+                             "  kernel: [nokpti]\n  cmdline: {a: '', b: x, c: y}\n"
+                             "steps:\n  - run: work\n")
+    lab.commands = {"work": lambda g: ("ok", 0)}
+    orders, seeds = [], []
+    for i, extra in enumerate(([], ["--seed", "SEED"], ["--seed", "SEED"])):
+        out = tmp_path / f"out{i}"
+        extra = [str(seeds[0]) if a == "SEED" else a for a in extra]
+        first = len(lab.guests)
+        with pytest.raises(SystemExit) as exited:
+            cli.main(["run", str(scenario_file), "--out", str(out), "-j", "1", *extra])
+        assert exited.value.code == 0
+        orders.append([g.logdir.parent.name for g in lab.guests[first:]])
+        seeds.append(json.loads((out / "results.json").read_text())["schedule"]["seed"])
+    assert seeds[0] == seeds[1] == seeds[2] and len(orders[0]) == 9
+    assert orders[0] == orders[1] == orders[2]
+
+
+@pytest.mark.parametrize("seed", ["-1", "x", str(2**31), "nan"])
+def test_a_bad_seed_is_one_line_and_exit_2(seed, tmp_path):
+    from tests.unit.inprocess import lab as lab_cli
+    done = lab_cli("run", "scenarios/kpti.yaml", "--seed", seed, "--out", str(tmp_path / "o"))
+    assert done.returncode == 2 and "--seed" in done.stderr and "Traceback" not in done.stderr

@@ -89,3 +89,26 @@ def test_rounds_repeat_their_steps_in_order(tmp_path):
     assert [s.name for s in steps] == ["run: true", "a (round 1/2)", "b (round 1/2)",
                                        "a (round 2/2)", "b (round 2/2)"]
     assert steps[2].when.terms == (("arch", ("aarch64",)),)
+
+
+def test_a_matrix_that_asks_for_too_many_kernels_names_its_kernel_key(tmp_path, monkeypatch):
+    """Each kernel not cached is a build of minutes: the bound is checked at load,
+    after exclusions, at the line of the matrix's kernel key."""
+    from lab.core import inputs
+    monkeypatch.setattr(inputs, "MAX_KERNELS", 3)
+    path = tmp_path / "many.yaml"
+    path.write_text("name: many\nmatrix:\n  arch: [aarch64, x86_64]\n"
+                    "  kernel: [kpti, nokpti]\nsteps:\n  - run: 'true'\n")
+    with pytest.raises(UserError) as err:
+        scenario.load(path)
+    assert str(err.value).startswith(f"{path}:4: matrix.kernel: the matrix asks for 4 kernels")
+    assert "over the bound of 3" in str(err.value)
+    monkeypatch.setattr(inputs, "MAX_KERNELS", 4)
+    assert len(scenario.load(path).cells) == 4
+    # and a run: kpti.yaml's 4 kernels and 2 debug kernels are 6, each matrix within 4
+    path.write_text(path.read_text().replace("[kpti, nokpti]", "[debug]"))
+    result = lab("run", str(path), str(ROOT / "scenarios" / "kpti.yaml"),
+                 "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "this run asks for 6 kernels (arch x kernel), over the bound of 4" in result.stderr
+    assert not (tmp_path / "out").exists()

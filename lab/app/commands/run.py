@@ -56,7 +56,8 @@ def cmd_run(args) -> int:
     _check_repeat(scenarios, args.repeat)
     writable("--out", args.out)
     opts = runner.Options(out=args.out, jobs=args.jobs, only=_only(args.only),
-                          repeat=args.repeat, icount=args.icount, accel=args.accel,
+                          repeat=args.repeat, seed=args.seed, icount=args.icount,
+                          accel=args.accel,
                           kernel_src=args.kernel_src, cold=args.cold)
     results = run_scenarios(scenarios, opts, args.cluster)
     _tests_summary(results)
@@ -75,6 +76,10 @@ def register(sub) -> None:
                    help="run only cells with arch, kernel or cmdline = VALUE (repeatable)")
     r.add_argument("--repeat", type=int_in("--repeat", 1, inputs.MAX_REPEAT),
                    help=f"boots per cell, 1 to {inputs.MAX_REPEAT} (overrides the scenario)")
+    r.add_argument("--seed", type=int_in("--seed", 0, inputs.MAX_SEED), metavar="N",
+                   help="the seed of the interleaved order of repeated boots (default: a new "
+                        "one; results.json records it under schedule, so --seed N runs a "
+                        "run's schedule again)")
     r.add_argument("--icount", action="store_true",
                    help="deterministic TCG instruction counting (-icount shift=0); results say so")
     r.add_argument("--accel", choices=("tcg", "kvm"), help="override the accelerator")
