@@ -12,11 +12,11 @@ from typing import Any
 from lab.analysis import stats
 from lab.core import inputs
 from lab.core.errors import UserError
-from lab.core.model import CELL_KEYS
+from lab.core.model import CELL_KEYS, ICOUNT
 from lab.core.results import CellResult, RunResult
 
 #: Printed beside the numbers (report.TCG_NOTE, report.ICOUNT_NOTE).
-TCG, ICOUNT = "tcg", "icount"
+TCG = "tcg"
 
 
 def load_results(path: Path) -> RunResult:
@@ -164,7 +164,7 @@ def _flags(cells: list[CellResult]) -> list[str]:
     flags = []
     if any(c.accel == "tcg" for c in cells):
         flags.append(TCG)
-    if any(c.timing == "icount" for c in cells):
+    if any(c.timing == ICOUNT for c in cells):
         flags.append(ICOUNT)
     return flags
 

@@ -25,7 +25,7 @@ from lab.app.checks import CheckResult, CheckRun
 from lab.core.results import CellResult, RunResult, Status, TestResult
 from lab.host import cache
 from lab.host.command import WARNING
-from lab.parse import faults
+from lab.parse import consolelog, faults
 
 # Not on a terminal (CI logs, files): wide enough for the tables. Strings are
 # printed as they are, never read as rich markup or :emoji: codes: names, paths
@@ -211,33 +211,40 @@ JUNIT_TAGS = {Status.FAIL: ("failure", "failures"), Status.ERROR: ("error", "err
               Status.SKIP: ("skipped", "skipped")}
 
 
-def junit(results: RunResult) -> str:
-    """JUnit XML: a testsuite per scenario, a testcase per cell and step."""
+#: One JUnit test case: (classname, name, status, seconds, message, text).
+Case = tuple[str, str, Status, float, str, str]
+
+
+def junit_xml(suites: dict[str, list[Case]]) -> str:
+    """JUnit XML, the lab's one writer of it: a testsuite per name, its cases in order,
+    with their counts and time; every text as XML can carry it."""
     root = ET.Element("testsuites", name="lab")
-    by_scenario: dict[str, list[CellResult]] = {}
-    for cell in results.cells:
-        by_scenario.setdefault(cell.scenario, []).append(cell)
-    for scenario, cells in by_scenario.items():
-        suite = ET.SubElement(root, "testsuite", name=scenario)
-        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-        total = 0.0
-        for cell in cells:
-            for name, status, seconds, message in _cases(cell):
-                counts["tests"] += 1
-                total += seconds
-                case = ET.SubElement(suite, "testcase", classname=f"{scenario}.{cell.id}",
-                                     name=_xml_text(name), time=f"{seconds:.3f}")
-                if status in JUNIT_TAGS:
-                    tag, counter = JUNIT_TAGS[status]
-                    counts[counter] += 1
-                    if status is Status.SKIP and not message:
-                        message = "not run: an earlier step failed or errored"
-                    message = _xml_text(message)
-                    ET.SubElement(case, tag, message=message[:500]).text = message
+    for name, cases in suites.items():
+        suite = ET.SubElement(root, "testsuite", name=_xml_text(name))
+        counts = {"tests": len(cases), "failures": 0, "errors": 0, "skipped": 0}
+        for classname, case_name, status, seconds, message, text in cases:
+            case = ET.SubElement(suite, "testcase", classname=_xml_text(classname),
+                                 name=_xml_text(case_name), time=f"{seconds:.3f}")
+            if status in JUNIT_TAGS:
+                tag, counter = JUNIT_TAGS[status]
+                counts[counter] += 1
+                ET.SubElement(case, tag, message=_xml_text(message)[:500]).text = _xml_text(text)
         for k, v in counts.items():
             suite.set(k, str(v))
-        suite.set("time", f"{total:.3f}")
+        suite.set("time", f"{sum(c[3] for c in cases):.3f}")
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def junit(results: RunResult) -> str:
+    """A testsuite per scenario, a testcase per cell's boot and step (or test)."""
+    suites: dict[str, list[Case]] = {}
+    for cell in results.cells:
+        for name, status, seconds, message in _cases(cell):
+            if status is Status.SKIP and not message:
+                message = "not run: an earlier step failed or errored"
+            suites.setdefault(cell.scenario, []).append(
+                (f"{cell.scenario}.{cell.id}", name, status, seconds, message, message))
+    return junit_xml(suites)
 
 
 def _median(values: list[float]) -> str:
@@ -302,7 +309,7 @@ def driver_verdict(results: RunResult, outdir: Path) -> None:
         console = Path(outdir) / logs[-1] if logs else None
         if console and console.is_file():
             kernel = [line for line in console.read_text(errors="replace").splitlines()
-                      if " kernel | " in line]
+                      if consolelog.is_kernel(line)]
             out.print(Text(f"last kernel messages ({console}):", "bold"))
             out.print("\n".join(kernel[-15:]))
 
@@ -342,24 +349,14 @@ def checks_table(run: CheckRun, outdir: Path) -> None:
 
 
 def checks_junit(run: CheckRun) -> str:
-    """JUnit XML: one test case per check, its findings in the failure's text."""
-    root = ET.Element("testsuites", name="lab")
-    suite = ET.SubElement(root, "testsuite", name=f"driver-check {run.driver.name}")
-    counts = {"tests": len(run.results), "failures": 0, "errors": 0, "skipped": 0}
+    """One test case per check, its findings in the failure's text."""
+    classname = f"{run.driver.name}.{run.kernel.arch}-{run.kernel.kernel}"
+    cases: list[Case] = []
     for r in run.results:
-        case = ET.SubElement(suite, "testcase", name=r.name, time=f"{r.duration_s:.3f}",
-                             classname=f"{run.driver.name}.{run.kernel.arch}-{run.kernel.kernel}")
-        if r.status in JUNIT_TAGS:
-            tag, counter = JUNIT_TAGS[r.status]
-            counts[counter] += 1
-            said = [r.message] if r.message else []
-            said += [f.summary for f in r.findings]
-            text = _xml_text("\n".join(said))
-            summary = r.message or f"{len(r.findings)} finding(s)"
-            ET.SubElement(case, tag, message=_xml_text(summary)[:500]).text = text
-    for key, value in counts.items():
-        suite.set(key, str(value))
-    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+        said = ([r.message] if r.message else []) + [f.summary for f in r.findings]
+        cases.append((classname, r.name, r.status, r.duration_s,
+                      r.message or f"{len(r.findings)} finding(s)", "\n".join(said)))
+    return junit_xml({f"driver-check {run.driver.name}": cases})
 
 
 def write_checks(run: CheckRun, outdir: Path) -> None:

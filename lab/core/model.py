@@ -94,6 +94,25 @@ class KernelBuild:
         }
 
 
+#: Timing modes: wall-clock time, or TCG's instruction counter (-icount shift=0),
+#: which counts instructions, not time (results and notes say which).
+WALLCLOCK, ICOUNT = "wallclock", "icount"
+
+
+def timing(icount: bool) -> str:
+    return ICOUNT if icount else WALLCLOCK
+
+
+def accel_label(accel: str, icount: bool) -> str:
+    """How a boot's facts name the accelerator: "tcg", "kvm", or "tcg icount"."""
+    return f"{accel} {ICOUNT}" if icount else accel
+
+
+def accel_name(label: str) -> str:
+    """tcg or kvm, from a boot's label (accel_label's inverse; "" stays "")."""
+    return label.split(" ")[0]
+
+
 @dataclass(frozen=True)
 class BootFacts:
     """What the lab knows about a booted guest."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from lab.core.model import BootFacts, Cell, KernelMessage
+from lab.core.model import BootFacts, Cell, KernelMessage, accel_name
 
 FORMAT = 3
 #: What names a boot's worker (its "worker" may say more: what it fetched).
@@ -248,7 +248,7 @@ class CellResult:
     @property
     def accel(self) -> str:
         """tcg or kvm (a boot's facts say "tcg icount" under --icount: timing says that)."""
-        return (self._first("accel") or "").split(" ")[0]
+        return accel_name(self._first("accel") or "")
 
     @property
     def kernel_release(self) -> str:

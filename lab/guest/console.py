@@ -53,6 +53,7 @@ from typing import BinaryIO
 from lab.core.deadline import Deadline
 from lab.core.errors import GuestLost, GuestPanic, GuestTimeout, OutputLost
 from lab.core.model import READY_MARKER, KernelMessage
+from lab.parse import consolelog
 from lab.parse.faults import FaultScanner
 
 #: Longest line sent to the guest tty (its canonical limit is 4096 bytes).
@@ -127,7 +128,7 @@ class ConsoleLog:
                 pieces.clear()
                 self._held[source] = 0
             if lines:
-                stamp = f"{time.monotonic() - self._t0:9.3f} {source:6} | "
+                stamp = consolelog.stamp(time.monotonic() - self._t0, source)
                 self._fh.write("".join(f"{stamp}{line}\n" for line in lines))
                 self._fh.flush()
 
@@ -135,8 +136,8 @@ class ConsoleLog:
         with self._lock:
             for source, pieces in self._partial.items():
                 if pieces:
-                    self._fh.write(f"{time.monotonic() - self._t0:9.3f} {source:6} | "
-                                   f"{''.join(pieces)}\n")
+                    self._fh.write(consolelog.stamp(time.monotonic() - self._t0, source)
+                                   + "".join(pieces) + "\n")
             self._fh.close()
 
 

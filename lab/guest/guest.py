@@ -20,7 +20,7 @@ from typing import Any
 from lab.arches import get_arch
 from lab.core.deadline import Deadline
 from lab.core.errors import AbnormalShutdown, GuestError, InfraError, LabError
-from lab.core.model import BootFacts, CommandResult, KernelBuild, KernelMessage
+from lab.core.model import BootFacts, CommandResult, KernelBuild, KernelMessage, accel_label
 from lab.guest import qemu, snapshot
 from lab.guest.console import ConsoleLog, KernelLog, Resume, Shell
 from lab.guest.uart import Uart
@@ -133,7 +133,7 @@ class Guest:
         release = self.shell.run("dmesg -n 8; uname -r", COMMAND_DEADLINE_S).output
         dmesg = self.shell.run("dmesg", COMMAND_DEADLINE_S).output
         return BootFacts(
-            kernel_release=release.strip(), accel=self.accel + (" icount" if self.icount else ""),
+            kernel_release=release.strip(), accel=accel_label(self.accel, self.icount),
             cmdline=self.cmdline, boot_s=boot_s,
             kpti_active=faults.kpti_active(self.arch.kpti_dmesg, dmesg))
 
@@ -231,7 +231,7 @@ class Guest:
         self.ready_s = time.monotonic() - launched
         snapshot.touch(template)
         m = template.meta
-        return BootFacts(m["kernel_release"], self.accel + (" icount" if self.icount else ""),
+        return BootFacts(m["kernel_release"], accel_label(self.accel, self.icount),
                          self.cmdline, self.ready_s, m.get("kpti_active"), boot="restored",
                          template=key, note=note)
 

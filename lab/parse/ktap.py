@@ -54,6 +54,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from lab.parse import consolelog
+
 #: Longer lines are cut here: a console line of megabytes is noise, and this bounds
 #: the work per line (every pattern below is linear) and the memory per test.
 MAX_LINE = 4096
@@ -103,7 +105,7 @@ class KtapTest:
 
 #: Bounded repeats: a line of spaces must not make the match backtrack over all of it.
 _STAMP = re.compile(
-    r"(?: {0,12}\d{1,12}\.\d{3} [a-z]{1,12} {0,12}\| )?"  # console.log: "  1.234 kernel | "
+    rf"(?:{consolelog.PATTERN})?"                           # console.log: "  1.234 kernel | "
     r"(?:\[ {0,12}\d{1,12}\.\d{1,9}\](?:\[ {0,12}[CT]\d{1,9}\])? ?)?")  # "[    1.234567][  T1] "
 _LEAD = re.compile(r"(?:[ \t]|#(?=[ \t]|$))*")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

@@ -28,7 +28,16 @@ from lab.artifacts import build
 from lab.core import inputs
 from lab.core.deadline import Deadline
 from lab.core.errors import GuestTimeout, LabError, UserError
-from lab.core.model import Cell, GuestFile, KernelBuild, KernelVariant, Scenario, Selector, Step
+from lab.core.model import (
+    Cell,
+    GuestFile,
+    KernelBuild,
+    KernelVariant,
+    Scenario,
+    Selector,
+    Step,
+    timing,
+)
 from lab.core.results import BootResult, CellResult, RunResult, Status, StepResult
 from lab.guest import qemu
 from lab.guest.guest import Guest
@@ -440,7 +449,7 @@ def _cell_run(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options
               event: Event) -> _CellRun:
     restore, why = boot_policy(scenario, opts.cold)
     meta = build.kernel_meta(kbuild)
-    result = CellResult(cell, scenario.name, timing="icount" if opts.icount else "wallclock",
+    result = CellResult(cell, scenario.name, timing=timing(opts.icount),
                         config=meta.get("options", {}), kernel_source=meta.get("source_info", {}),
                         boot_policy=why)
     return _CellRun(scenario, cell, kbuild, opts, event, result,
@@ -571,7 +580,7 @@ def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for: Ca
         scenarios=[{"name": s.name, "description": s.description, "path": str(s.path)}
                    for s in scenarios],
         host=host_facts(), jobs=where["jobs"], executor=where,
-        timing="icount" if opts.icount else "wallclock",
+        timing=timing(opts.icount),
         cells=cells, duration_s=time.monotonic() - started, lab_version=__version__,
         interrupted=stopped,
         schedule={"order": "interleaved" if seed is not None else "in order", "seed": seed})

@@ -13,7 +13,7 @@ from lab.artifacts import kselftest as ksft
 from lab.core.errors import GuestPanic, UserError
 from lab.core.paths import ROOT
 from lab.core.results import Status
-from lab.parse import ktap
+from lab.parse import consolelog, ktap
 from lab.scenario.steps import testrows
 from lab.scenario.steps.kselftest import Kselftest
 from lab.scenario.steps.kunit import Kunit, suite_module, suite_names
@@ -301,7 +301,7 @@ def test_a_real_aarch64_console_log_reads_as_the_step_output_does():
     rows = testrows.rows(ktap.parse(lines), 1, arch="aarch64", accel="tcg")
     assert len(rows) == 20 and testrows.faults_by_row(lines, 1) == {}   # 20 built
     assert {r.name for r in rows if r.status is S} == {"proc.proc-pid-vm"}
-    assert all(testrows.is_kernel_line(x) for x in lines if " kernel | " in x)
+    assert all(consolelog.is_kernel(x) for x in lines if " kernel | " in x)
 
 
 @pytest.mark.parametrize("args, message", [

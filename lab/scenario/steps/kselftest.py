@@ -20,7 +20,7 @@ from typing import Any
 
 from lab.artifacts import kselftest as ksft
 from lab.core.errors import GuestError, UserError
-from lab.core.model import GuestFile, KernelBuild, Step
+from lab.core.model import GuestFile, KernelBuild, Step, accel_name
 from lab.core.results import Status, TestResult
 from lab.parse import ktap
 from lab.scenario.schema import Fields
@@ -86,7 +86,7 @@ class Kselftest(Step):
             output = ctx.output_file.read_text(errors="replace") \
                 if ctx.output_file and ctx.output_file.exists() else ""
         facts = ctx.guest.facts
-        accel = facts.accel.split(" ")[0] if facts else ""
+        accel = accel_name(facts.accel) if facts else ""
         seen = testrows.faults_by_row(testrows.read_from(ctx.console_log, start), 1)
         found = testrows.rows(ktap.parse(output), 1, arch=ctx.arch, accel=accel, seen=seen)
         failed = [TestResult(name, Status.ERROR, why)

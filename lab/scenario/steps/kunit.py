@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from lab.core.errors import GuestError, UserError
-from lab.core.model import Step
+from lab.core.model import Step, accel_name
 from lab.core.paths import KERNEL_CONFIGS
 from lab.core.results import Status, TestResult
-from lab.parse import ktap
+from lab.parse import consolelog, ktap
 from lab.parse.ktap import KtapTest
 from lab.scenario.schema import Fields
 from lab.scenario.steps import testrows
@@ -109,7 +109,7 @@ class Kunit(Step):
 
     def _rows(self, ctx: Context, root: KtapTest) -> list[TestResult]:
         facts = ctx.guest.facts
-        accel = facts.accel.split(" ")[0] if facts else ""
+        accel = accel_name(facts.accel) if facts else ""
         return self._select(testrows.rows(root, None, arch=ctx.arch, accel=accel), root)
 
     def _wait(self, ctx: Context, start: int, marker: str) -> KtapTest:
@@ -119,7 +119,7 @@ class Kunit(Step):
         seen, since = -1, time.monotonic()
         while True:
             lines = _after([line for line in testrows.read_from(ctx.console_log, start)
-                            if testrows.is_kernel_line(line)], marker)
+                            if consolelog.is_kernel(line)], marker)
             root = ktap.parse(lines)
             if len(lines) != seen:
                 seen, since = len(lines), time.monotonic()

@@ -6,14 +6,13 @@ saw, and the known failures (lab/data/known-failures.txt: emulation, arch) label
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.core.model import KernelMessage
 from lab.core.results import Status, TestResult
-from lab.parse import faults, ktap
+from lab.parse import consolelog, faults, ktap
 from lab.parse.ktap import KtapStatus, KtapTest
 
 KNOWN_FAILURES = Path(__file__).resolve().parents[2] / "data" / "known-failures.txt"
@@ -25,8 +24,6 @@ _STATUS = {KtapStatus.PASS: Status.PASS, KtapStatus.FAIL: Status.FAIL,
 _SAY = {KtapStatus.XFAIL: "xfail: ", KtapStatus.TIMEOUT: "timeout: "}
 #: How much of a failed test's own output its message quotes.
 MESSAGE_TAIL = 1500
-#: A kernel console line in console.log (lab.guest.console.ConsoleLog's stamp).
-_KERNEL_LINE = re.compile(r"^ *\d+\.\d+ kernel +\| ")
 
 
 @dataclass(frozen=True)
@@ -85,11 +82,6 @@ def _label(row: TestResult, known: list[KnownFailure], arch: str, accel: str) ->
                       f"{entry.reason}), but {row.status.value}", row.faults)
 
 
-def is_kernel_line(line: str) -> bool:
-    """A line console.log got from the kernel console."""
-    return _KERNEL_LINE.match(line) is not None
-
-
 def labelled(tests: list[TestResult], arch: str, accel: str,
              known: list[KnownFailure] | None = None) -> list[TestResult]:
     """The rows with the known failures labelled (see the list's header)."""
@@ -102,7 +94,7 @@ def test_faults(test: KtapTest, kernel_only: bool = False) -> tuple[KernelMessag
     console.log's kernel lines, so a program that prints "BUG: " is no fault)."""
     lines = _text(test)
     if kernel_only:
-        lines = [_KERNEL_LINE.sub("", line) for line in lines if _KERNEL_LINE.match(line)]
+        lines = consolelog.kernel_text(lines)
     return tuple(faults.scan("\n".join(lines)))
 
 
