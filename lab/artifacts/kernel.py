@@ -78,9 +78,16 @@ def make_argv(arch: ArchProfile, src: Path, obj: Path) -> list[str]:
 
 # ---------------------------------------------------------------- the cache
 
+#: Bump when the way a kernel is compiled changes in a way its build tree records
+#: (kbuild recompiles every object whose command changed). 2: CC without ccache, so
+#: every tree, and every seed a new tree is copied from, is compiled the same way.
+KERNEL_RECIPE = 2
+
+
 def kernel_key(arch: ArchProfile, variant: KernelVariant, source_id: str) -> str:
     frags = kconfig.fragments_for(arch, variant)
-    return cache.sha(f"recipe={cache.RECIPE}", f"source={source_id}", f"arch={arch.name}",
+    return cache.sha(f"recipe={cache.RECIPE}", f"kernel-recipe={KERNEL_RECIPE}",
+                     f"source={source_id}", f"arch={arch.name}",
                      f"toolchain={toolchain_id(arch)}", *(p.read_bytes() for p in frags))
 
 
