@@ -22,6 +22,7 @@ from lab.analysis import stats
 from lab.analysis.compare import Comparison, RunComparison
 from lab.analysis.testdiff import CellDiff
 from lab.app.checks import CheckResult, CheckRun
+from lab.core.model import AccelStatus
 from lab.core.results import CellResult, RunResult, Status, TestResult
 from lab.host import cache
 from lab.host.command import WARNING
@@ -106,7 +107,7 @@ def cache_gc(removed, left: int, bound: int) -> None:
     out.print(f"cache: {left / 2**30:.2f} GiB, {verdict} the bound of {bound / 2**30:.2f} GiB")
 
 
-def doctor_table(rows: list[tuple[str, str, str]], accel: dict) -> None:
+def doctor_table(rows: list[tuple[str, str, str]], accel: AccelStatus) -> None:
     """rows: (what, package, what is wrong: "" when nothing, "missing", a probe's line)."""
     table = Table(title="lab doctor: host dependencies")
     table.add_column("needed")
@@ -117,7 +118,7 @@ def doctor_table(rows: list[tuple[str, str, str]], accel: dict) -> None:
                       else Text("MISSING", "bold red") if why == "missing"
                       else Text(f"FAILED: {why}", "bold red"))
     out.print(table)
-    out.print(Text.assemble("accelerator: ", (accel["accel"], "bold"), f" — {accel['reason']}"))
+    out.print(Text.assemble("accelerator: ", (accel.accel, "bold"), f" — {accel.reason}"))
 
 
 def shell_banner(guest: str, facts, logdir: Path) -> None:

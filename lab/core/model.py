@@ -114,6 +114,36 @@ def accel_name(label: str) -> str:
 
 
 @dataclass(frozen=True)
+class AccelStatus:
+    """The accelerator the lab will use on this host, and why."""
+
+    accel: str      # kvm or tcg
+    kvm: bool       # KVM works here (the probe booted a guest), or LAB_ACCEL says so
+    reason: str
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """The host part of results.json: where a run's numbers come from."""
+
+    accel_available: str = ""
+    accel_reason: str = ""
+    cpu: str = ""
+    qemu: str = ""
+    cores: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"accel_available": self.accel_available, "accel_reason": self.accel_reason,
+                "cpu": self.cpu, "qemu": self.qemu, "cores": self.cores}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> HostFacts:
+        """What a results.json of any lab says (older ones may lack a key)."""
+        return cls(str(d.get("accel_available", "")), str(d.get("accel_reason", "")),
+                   str(d.get("cpu", "")), str(d.get("qemu", "")), int(d.get("cores", 0) or 0))
+
+
+@dataclass(frozen=True)
 class BootFacts:
     """What the lab knows about a booted guest."""
 

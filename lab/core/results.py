@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from lab.core.model import BootFacts, Cell, KernelMessage, accel_name
+from lab.core.model import BootFacts, Cell, HostFacts, KernelMessage, accel_name
 
 FORMAT = 3
 #: What names a boot's worker (its "worker" may say more: what it fetched).
@@ -365,7 +365,7 @@ class RunResult:
     """One `lab run`: the scenarios, the host it ran on, and every cell."""
 
     scenarios: list[dict[str, str]]
-    host: dict[str, Any]
+    host: HostFacts
     jobs: int
     timing: str
     cells: list[CellResult] = field(default_factory=list)
@@ -389,7 +389,7 @@ class RunResult:
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "scenario": ", ".join(s["name"] for s in self.scenarios),
                 "scenarios": self.scenarios, "lab_version": self.lab_version,
-                "host": self.host, "jobs": self.jobs, "timing": self.timing,
+                "host": self.host.to_json(), "jobs": self.jobs, "timing": self.timing,
                 "duration_s": round(self.duration_s, 2), "interrupted": self.interrupted,
                 "schedule": self.schedule, "executor": self.executor,
                 "cells": [c.to_json() for c in self.cells]}
@@ -401,7 +401,8 @@ class RunResult:
             raise ValueError(f"results format {version} is newer than this lab ({FORMAT})")
         scenarios = d.get("scenarios") or [{"name": n} for n in
                                            str(d.get("scenario", "")).split(", ") if n]
-        return cls(scenarios, d.get("host", {}), d.get("jobs", 1), d.get("timing", "wallclock"),
+        return cls(scenarios, HostFacts.from_json(d.get("host") or {}), d.get("jobs", 1),
+                   d.get("timing", "wallclock"),
                    [CellResult.from_json(c) for c in d.get("cells", [])],
                    d.get("duration_s", 0.0), d.get("lab_version", ""), d.get("interrupted", ""),
                    d.get("schedule", {}), d.get("executor", {}))

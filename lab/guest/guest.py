@@ -189,7 +189,7 @@ class Guest:
         return template, f"template {key[:12]} made now, by a cold boot of " \
                          f"{self.facts.boot_s:.2f} s"
 
-    def _template_meta(self, key: str, facts: BootFacts) -> dict:
+    def _template_meta(self, key: str, facts: BootFacts) -> snapshot.TemplateMeta:
         """What a clone needs to know: the guest marked with its key, where its
         kernel log stands, its shell's session, and its boot facts."""
         assert self.shell
@@ -201,10 +201,11 @@ class Guest:
         if reply.exit_code != 0 or not numbers:
             raise GuestError(f"marking the template's guest failed: {reply.output[-200:]!r}")
         resume = self.shell.resume()
-        return {"key": key, "arch": self.arch.name, "session": resume.session,
-                "tx_base": resume.tx_base, "kernel_release": facts.kernel_release,
-                "kpti_active": facts.kpti_active, "dmesg_lines": int(numbers[-1]),
-                "cold_boot_s": facts.boot_s, "cmdline": self.cmdline, "made": time.time()}
+        return snapshot.TemplateMeta(
+            key=key, arch=self.arch.name, session=resume.session, tx_base=resume.tx_base,
+            kernel_release=facts.kernel_release, kpti_active=facts.kpti_active,
+            dmesg_lines=int(numbers[-1]), cold_boot_s=facts.boot_s, cmdline=self.cmdline,
+            made=time.time())
 
     def _restore(self, template: snapshot.Template, key: str, note: str) -> BootFacts:
         """A clone: QEMU on the template's RAM (private), its state loaded, the
@@ -231,8 +232,8 @@ class Guest:
         self.ready_s = time.monotonic() - launched
         snapshot.touch(template)
         m = template.meta
-        return BootFacts(m["kernel_release"], accel_label(self.accel, self.icount),
-                         self.cmdline, self.ready_s, m.get("kpti_active"), boot="restored",
+        return BootFacts(m.kernel_release, accel_label(self.accel, self.icount),
+                         self.cmdline, self.ready_s, m.kpti_active, boot="restored",
                          template=key, note=note)
 
     def _bring_to_present(self, template: snapshot.Template) -> None:

@@ -40,8 +40,9 @@ import hashlib
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 from lab.core.deadline import Deadline
 from lab.core.errors import InfraError
@@ -62,7 +63,7 @@ GUEST_MARK = "/run/lab-template"
 PRESENT_IN, PRESENT_OUT = "/run/lab-present.in", "/run/lab-present.out"
 #: Templates kept at most; making one more removes the least recently used.
 MAX_TEMPLATES = 12
-#: meta.json's fields, and their types.
+#: meta.json's fields that must be there, and their types.
 META_FIELDS = {"format": int, "key": str, "arch": str, "session": str, "tx_base": int,
                "kernel_release": str, "dmesg_lines": int, "ram_size": int,
                "ram_digest": str, "ram_mtime_ns": int, "cold_boot_s": float}
@@ -70,15 +71,46 @@ _EXTENT_READ = 1 << 20
 
 
 @dataclass(frozen=True)
+class TemplateMeta:
+    """meta.json: what the lab knows of a template; this module is its one writer
+    (finish) and its one reader (lookup)."""
+
+    key: str
+    arch: str
+    session: str            # the template shell's session (console.Resume)
+    tx_base: int
+    kernel_release: str
+    kpti_active: bool | None
+    dmesg_lines: int        # the kernel log's length when the state was saved
+    cold_boot_s: float
+    cmdline: str = ""
+    made: float = 0.0       # seconds since the epoch
+    format: int = 0
+    ram_size: int = 0       # the RAM file as it was saved: size, mtime, digest
+    ram_mtime_ns: int = 0
+    ram_digest: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    @classmethod
+    def from_json(cls, path: Path, d: dict[str, Any]) -> TemplateMeta:
+        """CorruptEntry (naming path) unless d has META_FIELDS with their types."""
+        cache.require(path, d, META_FIELDS)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass(frozen=True)
 class Template:
     """A finished template, as found in the cache (not yet checked: verify())."""
 
     path: Path
-    meta: dict
+    meta: TemplateMeta
 
     @property
     def key(self) -> str:
-        return str(self.meta["key"])
+        return self.meta.key
 
     @property
     def ram(self) -> Path:
@@ -90,7 +122,7 @@ class Template:
 
     def resume(self) -> Resume:
         """What a shell on a clone of this template carries over (console.Resume)."""
-        return Resume(self.meta["session"], self.meta["tx_base"])
+        return Resume(self.meta.session, self.meta.tx_base)
 
 
 # ---------------------------------------------------------------- the key
@@ -166,9 +198,7 @@ def lookup(arch: str, key: str) -> Template | None:
     cache.hold(path)               # cache gc leaves it while this process may clone it
     if not (path / META).is_file():
         return None
-    meta = cache.load_json(path / META)
-    cache.require(path / META, meta, META_FIELDS)
-    return Template(path, meta)
+    return Template(path, TemplateMeta.from_json(path / META, cache.load_json(path / META)))
 
 
 def _record(root: Path) -> list[Path]:
@@ -178,7 +208,7 @@ def _record(root: Path) -> list[Path]:
 def verify(template: Template, key: str) -> None:
     """CorruptEntry unless the template is what was made for key: the manifest
     (state, meta.json), then the RAM file's size and digest."""
-    if template.key != key or template.meta["format"] != FORMAT:
+    if template.key != key or template.meta.format != FORMAT:
         raise cache.CorruptEntry(template.path / META, "made for another key or format")
     if not cache.verify(template.path, _record, _check_ram(template)):
         raise cache.CorruptEntry(template.path / cache.MANIFEST, "missing")
@@ -186,8 +216,8 @@ def verify(template: Template, key: str) -> None:
 
 def _check_ram(template: Template):
     def check(root: Path) -> None:
-        size, digest = ram_digest(root / RAM, template.meta["ram_size"])
-        if digest != template.meta["ram_digest"]:
+        size, digest = ram_digest(root / RAM, template.meta.ram_size)
+        if digest != template.meta.ram_digest:
             raise cache.CorruptEntry(root / RAM, "its bytes changed since the template "
                                                  "was made (digest differs)")
     return check
@@ -235,7 +265,7 @@ def check_unwritten(template: Template) -> None:
         st = template.ram.stat()
     except OSError as exc:
         raise cache.unreadable(template.ram, exc) from None
-    if (st.st_size, st.st_mtime_ns) != (template.meta["ram_size"], template.meta["ram_mtime_ns"]):
+    if (st.st_size, st.st_mtime_ns) != (template.meta.ram_size, template.meta.ram_mtime_ns):
         raise cache.CorruptEntry(template.ram, "written since the template was made")
 
 
@@ -270,13 +300,13 @@ def making(arch: str, key: str, wait: Deadline) -> Iterator[Path | None]:
             cache.remove(scratch)
 
 
-def finish(scratch: Path, meta: dict) -> Template:
+def finish(scratch: Path, meta: TemplateMeta) -> Template:
     """The template made in scratch put in place (its QEMU has exited): the RAM
     file's size, mtime and digest into meta.json, the manifest, then the rename."""
     size, digest = ram_digest(scratch / RAM)
-    meta = {**meta, "format": FORMAT, "ram_size": size, "ram_digest": digest,
-            "ram_mtime_ns": (scratch / RAM).stat().st_mtime_ns}
-    cache.write_json(scratch / META, meta)
+    meta = replace(meta, format=FORMAT, ram_size=size, ram_digest=digest,
+                   ram_mtime_ns=(scratch / RAM).stat().st_mtime_ns)
+    cache.write_json(scratch / META, meta.to_json())
     cache.adopt(scratch, _record)
     path = scratch.with_name(scratch.name.removeprefix(cache.PARTIAL))
     cache.place(scratch, path)

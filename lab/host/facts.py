@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab.core.model import ArchProfile
+from lab.core.model import AccelStatus, ArchProfile, HostFacts
 from lab.core.paths import cache_dir
 from lab.host import cache, proc
 
@@ -125,17 +125,17 @@ def _probed(stamp: str, again: bool) -> dict:
     return cache.update_json(_cache_path(), probe)
 
 
-def accel_status(probe: bool = False) -> dict:
+def accel_status(probe: bool = False) -> AccelStatus:
     """KVM when $LAB_ACCEL says so or the (cached) probe passed; TCG otherwise."""
     forced = os.environ.get("LAB_ACCEL")
     if forced:
-        return {"accel": forced, "kvm": forced == "kvm", "reason": "set by LAB_ACCEL"}
+        return AccelStatus(forced, forced == "kvm", "set by LAB_ACCEL")
     stamp = f"{qemu_version()}|{os.uname().release}"
     cached = cache.read_json(_cache_path())
     if probe or cached.get("stamp") != stamp:
         cached = _probed(stamp, again=probe)
-    return {"accel": "kvm" if cached["kvm"] else "tcg", "kvm": cached["kvm"],
-            "reason": cached["reason"]}
+    return AccelStatus("kvm" if cached["kvm"] else "tcg", bool(cached["kvm"]),
+                       str(cached["reason"]))
 
 
 def choose_accel(arch: ArchProfile, requested: str | None = None) -> str:
@@ -143,12 +143,11 @@ def choose_accel(arch: ArchProfile, requested: str | None = None) -> str:
     if requested:
         return requested
     native = {"x86_64": "x86_64", "aarch64": "aarch64"}.get(host_arch())
-    return "kvm" if accel_status()["kvm"] and native == arch.name else "tcg"
+    return "kvm" if accel_status().kvm and native == arch.name else "tcg"
 
 
-def summary() -> dict:
+def summary() -> HostFacts:
     """The host part of a results document."""
     status = accel_status()
-    return {"accel_available": "kvm" if status["kvm"] else "tcg",
-            "accel_reason": status["reason"], "cpu": host_cpu(),
-            "qemu": qemu_version(), "cores": cores()}
+    return HostFacts("kvm" if status.kvm else "tcg", status.reason, host_cpu(),
+                     qemu_version(), cores())

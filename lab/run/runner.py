@@ -31,6 +31,7 @@ from lab.core.errors import GuestTimeout, LabError, UserError
 from lab.core.model import (
     Cell,
     GuestFile,
+    HostFacts,
     KernelBuild,
     KernelVariant,
     Scenario,
@@ -609,6 +610,6 @@ def _unfinished(run: _CellRun | None, s: Scenario, c: Cell, stopped: str) -> Cel
     return CellResult(c, s.name, error=f"not run: interrupted by {stopped}")
 
 
-def host_facts() -> dict:
+def host_facts() -> HostFacts:
     """The host part of results.json (a seam for tests)."""
     return facts.summary()

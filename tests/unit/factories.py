@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lab.core.model import BootFacts, Cell
+from lab.core.model import BootFacts, Cell, HostFacts
 from lab.core.results import BootResult, CellResult, RunResult, Status, StepResult
 
 
@@ -34,4 +34,4 @@ def cell(arch: str = "aarch64", kernel: str = "kpti", cmdline: str = "default",
 
 def run(*cells: CellResult) -> RunResult:
     names = list(dict.fromkeys(c.scenario for c in cells))
-    return RunResult([{"name": n} for n in names], {"cores": 2}, 2, "wallclock", list(cells))
+    return RunResult([{"name": n} for n in names], HostFacts(cores=2), 2, "wallclock", list(cells))

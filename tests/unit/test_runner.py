@@ -17,6 +17,7 @@ from lab.core.errors import GuestPanic, GuestTimeout, InfraError, Interrupted, U
 from lab.core.model import (
     Cell,
     CommandResult,
+    HostFacts,
     KernelBuild,
     KernelMessage,
     KernelVariant,
@@ -85,7 +86,7 @@ def lab(monkeypatch) -> FakeLab:
     monkeypatch.setattr(runner, "ensure_kernels",
                         lambda cells, progress_for, drivers=(), source=None: {
                             (c.arch, c.variant): KBUILD for c in cells})
-    monkeypatch.setattr(runner, "host_facts", lambda: {"cores": 2})
+    monkeypatch.setattr(runner, "host_facts", lambda: HostFacts(cores=2))
 
     def kill_all():
         fake.killed += 1
@@ -316,7 +317,7 @@ def test_a_panicking_cell_does_not_stop_the_others(lab, tmp_path):
                         progress_for=None)
     assert [(c.id, c.status) for c in result.cells] == [
         ("aarch64-nokpti-a", E), ("aarch64-nokpti-b", P), ("aarch64-nokpti-c", P)]
-    assert result.status is E and result.host == {"cores": 2} and result.jobs == 2
+    assert result.status is E and result.host == HostFacts(cores=2) and result.jobs == 2
     done = {cid: kw["status"] for cid, kw in events.seen if kw.get("phase") == "done"}
     assert done == {"aarch64-nokpti-a": "error", "aarch64-nokpti-b": "pass",
                     "aarch64-nokpti-c": "pass"}

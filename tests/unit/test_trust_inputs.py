@@ -21,7 +21,7 @@ from lab.app import report
 from lab.artifacts import kconfig
 from lab.core import inputs
 from lab.core.errors import UserError
-from lab.core.model import Cell
+from lab.core.model import Cell, HostFacts
 from lab.core.results import BootResult, CellResult, RunResult, Status, StepResult
 from lab.scenario import scenario
 from lab.scenario.steps import hmp
@@ -326,7 +326,7 @@ def _results(name: str) -> RunResult:
     boot = BootResult(0, steps=[StepResult(f"step {name}", "run", 0, Status.FAIL,
                                            message=f"output [/] {name}")],
                       samples={"m": [1.0]}, logs={"console": f"{name}/console.log"})
-    return RunResult([{"name": name}], {}, 1, "wallclock",
+    return RunResult([{"name": name}], HostFacts(), 1, "wallclock",
                      [CellResult(cell, name, boots=[boot])])
 
 
