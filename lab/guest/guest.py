@@ -23,6 +23,7 @@ from lab.core.errors import AbnormalShutdown, GuestError, InfraError, LabError
 from lab.core.model import BootFacts, CommandResult, KernelBuild, KernelMessage, accel_label
 from lab.guest import qemu, snapshot
 from lab.guest.console import ConsoleLog, KernelLog, Resume, Shell
+from lab.guest.monitor import QMP_TIMEOUT_S, Monitor
 from lab.guest.uart import Uart
 from lab.host import facts
 from lab.host.cache import CorruptEntry
@@ -120,9 +121,9 @@ class Guest:
         """A real boot, up to the shell set up, and what dmesg says of it."""
         launched = time.monotonic()
         self._launch(ram)
-        assert self.machine and self.shell
+        assert self.shell
         started = time.monotonic()
-        self.machine.cont()
+        self._monitor.cont()
         self.shell.wait_ready(self.boot_deadline_s)
         boot_s = time.monotonic() - started
         #: From launching QEMU to the ready marker (to the first command, when
@@ -182,8 +183,7 @@ class Guest:
                 kinds = ", ".join(sorted({f.kind for f in self.faults()}))
                 return None, f"no template made: the boot printed a kernel {kinds}"
             meta = self._template_meta(key, self.facts)
-            assert self.machine
-            self.machine.save_state(scratch / snapshot.STATE, Deadline(SAVE_DEADLINE_S))
+            self._monitor.save_state(scratch / snapshot.STATE, Deadline(SAVE_DEADLINE_S))
             self._teardown()
             template = snapshot.finish(scratch, meta)
         return template, f"template {key[:12]} made now, by a cold boot of " \
@@ -218,15 +218,15 @@ class Guest:
             try:
                 self._launch(qemu.RamFile(template.ram, shared=False), incoming=True,
                              resume=template.resume())
-                assert self.machine and self.kernel
-                self.machine.load_state(template.state, Deadline(RESTORE_DEADLINE_S))
+                assert self.kernel
+                self._monitor.load_state(template.state, Deadline(RESTORE_DEADLINE_S))
             except Exception:
                 checked.result()    # a damaged template is the better explanation
                 raise
             checked.result()
         if self.kernel.lines or self.kernel.faults():
             raise GuestError("the restored guest's kernel console did not start clean")
-        self.machine.cont()
+        self._monitor.cont()
         self._bring_to_present(template)
         self.template = template
         self.ready_s = time.monotonic() - launched
@@ -335,16 +335,19 @@ class Guest:
                              f"{out.exit_code}): {out.output[-200:]!r}")
         return int(numbers[-1])
 
-    def qmp(self, command: str, arguments: dict[str, Any] | None = None,
-            timeout: float = qemu.QMP_TIMEOUT_S, **args: Any) -> Any:
-        """A QMP command's answer; QEMU's error answer is a MonitorError."""
-        assert self.machine
-        return self.machine.qmp(command, timeout, arguments, **args)
+    @property
+    def _monitor(self) -> Monitor:
+        assert self.machine and self.machine.monitor, "the guest has a machine"
+        return self.machine.monitor
 
-    def hmp(self, command_line: str, timeout: float = qemu.QMP_TIMEOUT_S) -> str:
+    def qmp(self, command: str, arguments: dict[str, Any] | None = None,
+            timeout: float = QMP_TIMEOUT_S, **args: Any) -> Any:
+        """A QMP command's answer; QEMU's error answer is a MonitorError."""
+        return self._monitor.qmp(command, timeout, arguments, **args)
+
+    def hmp(self, command_line: str, timeout: float = QMP_TIMEOUT_S) -> str:
         """An HMP command's answer; an error answer is a MonitorError."""
-        assert self.machine
-        return self.machine.hmp(command_line, timeout)
+        return self._monitor.hmp(command_line, timeout)
 
     def uart(self) -> Uart:
         """The device-under-test UART (aarch64: the virt board's PL011), from the host

@@ -1,8 +1,6 @@
-"""QEMU: the command line (a pure function), the process, and QMP.
-
-The only module that imports qemu.qmp, and only its synchronous API
-(qemu.qmp.legacy.QEMUMonitorProtocol). Machine's lifecycle has the shape of
-QEMU's own python/qemu/machine/machine.py:
+"""QEMU: the command line (a pure function) and the process; its monitor (QMP)
+is lab.guest.monitor. Machine's lifecycle has the shape of QEMU's own
+python/qemu/machine/machine.py:
 
 - launch() = _pre_launch (logs, reproduce.sh) + _launch (the process) +
   _post_launch (sockets, QMP); any failure cleans up and becomes a
@@ -20,10 +18,8 @@ outright are swept, with their QEMU, by the next lab that starts one.
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
-import re
 import secrets
 import shlex
 import shutil
@@ -35,32 +31,21 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
-
-from qemu.qmp import QMPError
-from qemu.qmp.legacy import QEMUMonitorProtocol
-from qemu.qmp.qmp_client import ExecuteError
 
 from lab.core.deadline import Deadline
 from lab.core.errors import (
     AbnormalShutdown,
-    GuestLost,
     InfraError,
     LabError,
     LaunchFailure,
-    MonitorError,
     UserError,
 )
 from lab.core.model import ArchProfile
+from lab.guest.monitor import Monitor
 from lab.host import packages, proc
 
 log = logging.getLogger("lab.guest.qemu")
 
-#: How QEMU 7.2's HMP says a command failed, inside a normal answer: "unknown
-#: command: 'info x'", a usage error followed by 'Try "help xp"', "Cannot access
-#: memory" from x/xp, "unknown register" from p.
-HMP_ERROR = re.compile(r"^.*(?:unknown command:|Cannot access memory|unknown register|"
-                       r"invalid char in format|^Error\b|^error:).*$|^Try \"help.*$", re.M)
 RUN_PREFIX = "lab-run-"
 SOCKETS = ("qmp", "kernel", "shell")
 #: Between two looks for QEMU's sockets: it makes them some 30 ms after it starts, and
@@ -155,8 +140,6 @@ def restore_stand_ins(kernel: Path, initramfs: Path, rundir: Path) -> tuple[Path
     return kernel, empty
 
 
-#: The name a migration's file descriptor has in QEMU's monitor.
-MIGRATION_FD = "lab-migration"
 
 
 # ---------------------------------------------------------------- process hygiene
@@ -257,8 +240,6 @@ def make_rundir() -> Path:
 LAUNCH_DEADLINE_S = 10.0
 #: QMP quit, then this long for QEMU to exit, before the hard kill.
 SOFT_QUIT_S = 3.0
-#: Every QMP command has a timeout; this is the default.
-QMP_TIMEOUT_S = 10.0
 #: How much of qemu.log an error quotes.
 OUTPUT_TAIL_CHARS = 3000
 
@@ -278,8 +259,8 @@ class Machine:
         self.proc: subprocess.Popen | None = None
         #: The thread that launched it: QEMU dies with it (pdeathsig), kill_all(thread=).
         self.thread: int | None = None
-        self._qmp: QEMUMonitorProtocol | None = None
-        self._qmp_log: IO[str] | None = None
+        #: QMP: made before the launch, connected by it, closed by the shutdown.
+        self.monitor: Monitor | None = None
         self._sockets: list[socket.socket] = []
 
     # -- launch
@@ -316,7 +297,8 @@ class Machine:
             "(setpriv: QEMU dies with its parent).\n# It starts paused (-S): connect to the "
             "sockets, then send 'cont' on QMP.\n" + shlex.join(self.full_argv) + "\n")
         script.chmod(0o755)
-        self._qmp_log = open(self.logdir / "qmp.log", "a", encoding="utf-8")
+        self.monitor = Monitor(self.rundir / "qmp.sock", self.rundir.name,
+                               self.logdir / "qmp.log", self.alive, self._exited)
 
     def _launch(self, deadline: Deadline) -> None:
         self._pre_launch()
@@ -329,7 +311,8 @@ class Machine:
 
     def _post_launch(self, deadline: Deadline) -> None:
         self._wait_for_sockets(deadline)
-        self._connect_qmp(deadline)
+        assert self.monitor is not None
+        self.monitor.connect(deadline, kill=self.kill)
 
     def _wait_for_sockets(self, deadline: Deadline) -> None:
         assert self.proc is not None
@@ -340,31 +323,6 @@ class Machine:
                 raise InfraError(f"QEMU did not create its sockets within "
                                  f"{deadline.seconds:.0f} s")
             time.sleep(SOCKET_POLL_S)
-
-    def _connect_qmp(self, deadline: Deadline) -> None:
-        """Connect and negotiate, bounded by the launch deadline.
-
-        QEMUMonitorProtocol.connect() takes no timeout: a watchdog kills QEMU
-        at the deadline, which ends the connect with an EOF.
-        """
-        self._qmp = QEMUMonitorProtocol(str(self.rundir / "qmp.sock"), nickname=self.rundir.name)
-        fired = threading.Event()
-
-        def watchdog() -> None:
-            fired.set()
-            self.kill()
-
-        timer = threading.Timer(deadline.remaining(), watchdog)
-        timer.start()
-        try:
-            self._qmp.connect()
-        except (QMPError, OSError, EOFError) as exc:
-            if fired.is_set():
-                raise InfraError(f"QEMU did not greet on QMP within {deadline.seconds:.0f} s "
-                                 "(killed)") from exc
-            raise InfraError(f"cannot connect to QMP: {exc!r}") from exc
-        finally:
-            timer.cancel()
 
     # -- state
 
@@ -428,9 +386,9 @@ class Machine:
         """Ask QEMU to quit; raises subprocess.TimeoutExpired if it is still there."""
         assert self.proc is not None
         self._early_cleanup()
-        if self.alive() and self._qmp is not None:
+        if self.alive() and self.monitor is not None and self.monitor.connected:
             try:
-                self.qmp("quit", timeout=deadline.remaining())
+                self.monitor.qmp("quit", timeout=deadline.remaining())
             except LabError as exc:   # a QEMU on its way out may not answer: the wait decides
                 log.debug("QMP quit: %s", exc)
         self.proc.wait(timeout=deadline.remaining())
@@ -468,15 +426,8 @@ class Machine:
         the machine out of the live set."""
         if self.alive():   # only if the shutdown itself was interrupted (Ctrl-C)
             self._hard_shutdown()
-        if self._qmp is not None:
-            try:
-                self._qmp.close()
-            except Exception as exc:
-                log.debug("closing QMP: %r", exc)
-            self._qmp = None
-        if self._qmp_log is not None:
-            self._qmp_log.close()
-            self._qmp_log = None
+        if self.monitor is not None:
+            self.monitor.close()
         self._early_cleanup()
         shutil.rmtree(self.rundir, ignore_errors=True)
         with _live_lock:
@@ -503,106 +454,3 @@ class Machine:
                 if deadline.expired() or not self.alive():
                     raise InfraError(f"cannot connect to {path}: {exc.strerror}") from exc
                 time.sleep(0.01)
-
-    def qmp(self, command: str, timeout: float = QMP_TIMEOUT_S,
-            arguments: dict[str, Any] | None = None, **args: Any) -> Any:
-        """Run a QMP command within timeout; returns its 'return' value.
-
-        arguments (a dict, for names such as `timeout`) and args are the command's
-        arguments. An error reply is a MonitorError with QEMU's message; no answer
-        within timeout is an InfraError; a QEMU that is gone is GuestLost.
-        """
-        args = {**args, **(arguments or {})}
-        if self._qmp is None or not self.alive():
-            raise GuestLost(f"QMP {command}: QEMU is not running")
-        self._log_qmp(">", {"execute": command, "arguments": args})
-        self._qmp.settimeout(timeout)
-        try:
-            reply = self._qmp.cmd(command, **args)
-        except ExecuteError as exc:
-            self._log_qmp("<", dict(exc.received))
-            raise MonitorError(f"QMP {command} failed: {exc}") from exc
-        except TimeoutError as exc:
-            if self._exited():
-                raise GuestLost(f"QMP {command}: QEMU exited") from exc
-            raise InfraError(f"QMP {command}: no answer within {timeout:g} s") from exc
-        except (QMPError, OSError, EOFError) as exc:
-            if self._exited():
-                raise GuestLost(f"QMP {command}: QEMU exited") from exc
-            raise InfraError(f"QMP {command} failed: {exc}") from exc
-        self._log_qmp("<", reply)
-        return reply
-
-    def _log_qmp(self, direction: str, data: object) -> None:
-        if self._qmp_log:
-            self._qmp_log.write(f"{time.time():.3f} {direction} {json.dumps(data)}\n")
-            self._qmp_log.flush()
-
-    def hmp(self, command_line: str, timeout: float = QMP_TIMEOUT_S) -> str:
-        """A human-monitor command, e.g. 'xp /4wx 0x9000030'. HMP reports its errors
-        as text in a normal answer; those become a MonitorError too."""
-        answer = self.qmp("human-monitor-command", timeout,
-                          arguments={"command-line": command_line})
-        if isinstance(answer, str) and (m := HMP_ERROR.search(answer)):
-            raise MonitorError(f"HMP {command_line!r} failed: {m.group(0).strip()}")
-        return answer
-
-    def cont(self) -> None:
-        self.qmp("cont")
-
-    # -- migration: a template's state saved, a clone's loaded
-
-    def save_state(self, path: Path, deadline: Deadline) -> None:
-        """Stop the guest and write its device state to path (RAM stays out of it
-        where the command line put it in a RamFile). The guest stays stopped."""
-        self.qmp("stop")
-        self._ignore_shared()
-        self.qmp("migrate", uri=self._migration_file(path, write=True))
-        self._migration_done("saving the guest's state", deadline)
-
-    def load_state(self, path: Path, deadline: Deadline) -> None:
-        """Load a saved state into a QEMU started with incoming; the guest is then
-        paused where the template stopped."""
-        self._ignore_shared()
-        self.qmp("migrate-incoming", uri=self._migration_file(path, write=False))
-        self._migration_done("restoring the guest's state", deadline)
-
-    def _migration_file(self, path: Path, write: bool) -> str:
-        """The migration URI of path: the lab opens it and hands QEMU the file
-        descriptor (SCM_RIGHTS, then getfd), so no shell and no program of QEMU's
-        (`exec:cat`, which cost a restore 4 ms) ever sees the path."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC if write else os.O_RDONLY
-        fd = os.open(path, flags | os.O_CLOEXEC, 0o600)
-        try:
-            if self._qmp is None or not self.alive():
-                raise GuestLost("QMP getfd: QEMU is not running")
-            try:
-                self._qmp.send_fd_scm(fd)
-            except (QMPError, OSError) as exc:
-                raise GuestLost(f"QMP getfd: QEMU took no file descriptor ({exc})") from exc
-            self.qmp("getfd", fdname=MIGRATION_FD)
-        finally:
-            os.close(fd)
-        return f"fd:{MIGRATION_FD}"
-
-    def _ignore_shared(self) -> None:
-        """RAM in a file shared with the template stays out of the stream (QEMU 7.2
-        has no command-line property for the capability)."""
-        self.qmp("migrate-set-capabilities",
-                 capabilities=[{"capability": "x-ignore-shared", "state": True}])
-
-    def _migration_done(self, what: str, deadline: Deadline) -> None:
-        """Waits for the migration to complete; its failure, or no end within the
-        deadline, is an InfraError (a QEMU that exited on it is GuestLost)."""
-        while True:
-            info = self.qmp("query-migrate", timeout=max(deadline.remaining(), 0.1))
-            status = info.get("status") if isinstance(info, dict) else None
-            if status == "completed":
-                return
-            if status in ("failed", "cancelled"):
-                raise InfraError(f"{what}: the migration {status}: "
-                                 f"{info.get('error-desc', 'QEMU gave no reason')}")
-            if deadline.expired():
-                raise InfraError(f"{what}: not done within {deadline.seconds:g} s "
-                                 f"(migration status {status!r})")
-            time.sleep(0.002)

@@ -16,7 +16,7 @@ def test_launch_then_a_soft_quit_leaves_nothing_behind(machine):
     m = machine()
     m.launch()
     assert m.alive() and m in qemu._live
-    assert m.qmp("query-status")["status"] == "prelaunch"     # paused (-S) until cont
+    assert m.monitor.qmp("query-status")["status"] == "prelaunch"     # paused (-S) until cont
     m.shutdown()
     assert m.exitcode == 0                                    # it quit; nobody killed it
     assert not m.rundir.exists() and m not in qemu._live
@@ -61,12 +61,13 @@ def test_a_qmp_error_reply_is_an_infra_error_with_qemus_message(machine):
     m = machine()
     m.launch()
     with pytest.raises(InfraError) as err:
-        m.qmp("no-such-command")
+        m.monitor.qmp("no-such-command")
     assert not isinstance(err.value, GuestLost)
     assert "QMP no-such-command failed: The command no-such-command has not been found" \
         in str(err.value)
     assert "CommandNotFound" in (m.logdir / "qmp.log").read_text()
-    assert m.hmp("xp /4wx 0x9000fe0").split(":")[1].split()[:2] == ["0x00000011", "0x00000010"]
+    words = m.monitor.hmp("xp /4wx 0x9000fe0").split(":")[1].split()
+    assert words[:2] == ["0x00000011", "0x00000010"]
 
 
 def test_qmp_to_a_qemu_that_is_gone_is_guest_lost(machine):
@@ -74,7 +75,7 @@ def test_qmp_to_a_qemu_that_is_gone_is_guest_lost(machine):
     m.launch()
     os.kill(m.proc.pid, signal.SIGKILL)
     with pytest.raises(GuestLost):
-        m.qmp("query-status", timeout=2)
+        m.monitor.qmp("query-status", timeout=2)
     m.shutdown()                                              # already gone: not abnormal
     assert not m.rundir.exists()
 
@@ -86,9 +87,9 @@ def test_the_consoles_close_before_the_quit_so_a_blocked_qemu_can_quit(machine, 
     m.launch()
     m.connect("kernel")
     m.connect("shell")            # never read
-    m.cont()
+    m.monitor.cont()
     with pytest.raises(InfraError, match="no answer"):
-        m.qmp("query-status", timeout=0.5)                   # stuck writing the console
+        m.monitor.qmp("query-status", timeout=0.5)                   # stuck writing the console
     m.shutdown(timeout=5)                                     # no AbnormalShutdown
     assert m.exitcode == 0
 

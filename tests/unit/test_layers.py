@@ -156,7 +156,7 @@ def test_only_the_cache_writes_json_files_and_renames_into_place():
     assert not _offenders(forbidden, lambda p: p in home)
 
 
-THIRD_PARTY = {"qemu": "guest/qemu.py", "yaml": "scenario/scenario.py",
+THIRD_PARTY = {"qemu": "guest/monitor.py", "yaml": "scenario/scenario.py",
                "rich": "app/report.py", "matplotlib": "app/report.py",
                "dask": "run/cluster.py", "distributed": "run/cluster.py",
                "pytest": "app/pytest_plugin.py", "pexpect": "guest/console.py"}

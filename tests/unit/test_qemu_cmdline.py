@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from lab.arches import ARCHES
-from lab.guest import qemu
+from lab.guest import monitor, qemu
 
 RUN = Path("/tmp/lab-run-x")
 
@@ -75,7 +75,7 @@ def test_qemu_runs_under_setpriv_and_the_prefix_stays_out_of_the_pure_command_li
     ("VM status: running\r\n", False),
 ])
 def test_hmp_errors_are_told_from_answers(answer, error):
-    assert bool(qemu.HMP_ERROR.search(answer)) is error
+    assert bool(monitor.HMP_ERROR.search(answer)) is error
 
 
 def test_a_restore_names_stand_ins_for_the_kernel_and_initramfs_in_its_run_directory(tmp_path):
