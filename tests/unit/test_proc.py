@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import _thread
+import signal
 import threading
 import time
 
@@ -45,9 +45,12 @@ def test_ctrl_c_kills_the_process_group_and_propagates(tmp_path):
     pidfile = tmp_path / "pid"
     pid: list[int] = []
 
-    def interrupt() -> None:
-        pid.append(wait_for_pid(pidfile))
-        _thread.interrupt_main()
+    def interrupt() -> None:   # a real SIGINT to the main thread, as Ctrl-C sends
+        try:
+            pid.append(wait_for_pid(pidfile))
+        finally:
+            signal.pthread_kill(main, signal.SIGINT)
+    main = threading.main_thread().ident
 
     threading.Thread(target=interrupt, daemon=True).start()
     started = time.monotonic()
