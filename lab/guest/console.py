@@ -33,18 +33,13 @@ from __future__ import annotations
 
 import base64
 import codecs
-import os
 import queue
 import re
 import secrets
-import select
 import shlex
 import socket
-import sys
-import termios
 import threading
 import time
-import tty
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -528,58 +523,13 @@ class Shell:
             if reply.exit_code != 0:
                 raise GuestLost(f"copying {path} into the guest failed: {reply.output.strip()}")
 
-    def interact(self, escape: bytes = b"\x1d") -> None:
-        """Pass the user's terminal through to the guest shell until escape (Ctrl-]).
+    def send(self, data: bytes) -> None:
+        """Bytes to the shell as they are: what a person types (app.terminal)."""
+        self._send(data, "interact")
 
-        Echo comes back on, with the host terminal's size. A person at a terminal
-        gets bash, whose line editor has history and completion (the lab's shell
-        reads without one); its `exit` ends the session as the lab's shell's would.
-        """
-        person = sys.stdin.isatty()
-        size = os.get_terminal_size() if person else os.terminal_size((80, 24))
-        # run() gives commands /dev/null as stdin: name the tty. Echo comes on after
-        # bash's line is read, which is then not echoed.
-        self.run(f"stty -F /dev/tty {'' if person else 'echo '}rows {size.lines} "
-                 f"cols {size.columns}; export PS1='lab:$PWD# '", 10)
-        stdin = sys.stdin.fileno()
-        saved = termios.tcgetattr(stdin) if person else None
-        try:
-            if saved:
-                self._send(b"stty echo; exec bash --norc -i\n", "interact")
-                tty.setraw(stdin)
-            self._pass_through(stdin, escape)
-        finally:
-            if saved:
-                termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
-
-    def _pass_through(self, stdin: int, escape: bytes) -> None:
-        """Guest output to stdout, stdin to the guest, until the shell exits; after
-        the end of a piped input, what the guest still says until 0.5 s of quiet."""
-        quiet_since: float | None = None
-        seen = b""
-        while True:
-            _, data = self.reader.take(0.02)
-            if data:
-                os.write(sys.stdout.fileno(), data)
-                quiet_since = None if quiet_since is None else time.monotonic()
-                seen = seen[-MAX_MARKER:] + data
-                if re.search(self._ended, seen):    # the user's `exit` ends the session
-                    return
-            elif self.reader.closed:
-                return
-            if quiet_since is not None:
-                if time.monotonic() - quiet_since > 0.5:
-                    return
-                continue
-            ready, _, _ = select.select([stdin], [], [], 0.02)
-            if ready:
-                data = os.read(stdin, 1024)
-                if escape in data:
-                    return
-                if not data:
-                    quiet_since = time.monotonic()
-                    continue
-                self._send(data, "interact")
+    def ended(self, seen: bytes) -> bool:
+        """Whether seen holds the marker of the shell's exit (the session is over)."""
+        return re.search(self._ended, seen) is not None
 
     def close(self) -> None:
         try:

@@ -138,6 +138,23 @@ def test_only_app_prints_or_exits():
                           or p.name == "__main__.py")
 
 
+def test_only_app_touches_the_terminal():
+    """No lower layer reads stdin, writes stdout or stderr any other way (os.write to
+    their descriptors), or sets a terminal's mode: those are a person's, and app's."""
+    found = []
+    for path in SOURCES:
+        if package_of(module_name(path)) == "app":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                    and node.value.id == "sys" and node.attr in ("stdin", "stdout", "stderr"):
+                found.append(f"{path.relative_to(LAB)}:{node.lineno} sys.{node.attr}")
+            elif isinstance(node, ast.Import):
+                found += [f"{path.relative_to(LAB)}:{node.lineno} import {a.name}"
+                          for a in node.names if a.name in ("termios", "tty")]
+    assert not found
+
+
 def test_only_host_proc_spawns():
     forbidden = re.compile(r"subprocess\.\w+|os\.(fork|forkpty|exec\w*|spawn\w*|posix_spawn\w*"
                            r"|system|popen)|pty\.\w+|multiprocessing\.\w+")

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab.app import report
+from lab.app import report, terminal
 from lab.app.commands.options import (
     KERNEL_HELP,
     builds,
@@ -118,7 +118,7 @@ def cmd_shell(args) -> int:
     with guest:
         assert guest.shell is not None   # set by the boot
         report.shell_banner(f"{args.arch}/{args.kernel}", guest.facts, guest.logdir)
-        guest.shell.interact()
+        terminal.interact(guest.shell)
     report.err.print("\nguest shut down")
     return 0
 
