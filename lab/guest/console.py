@@ -66,6 +66,8 @@ MEMORY_LIMIT = 8 * 1024 * 1024
 IDLE_LIMIT = 1024 * 1024
 #: Longer than any marker: the bytes a search carries over to the next chunk.
 MAX_MARKER = 128
+#: The default deadline of a command the lab itself runs in the guest's shell.
+COMMAND_DEADLINE_S = 60.0
 #: The kernel's last line before the machine stops without QEMU exiting.
 STOPPED = re.compile(r"reboot: (Power down|System halted)")
 #: Where the shell's setup leaves the nonce init puts in its "the shell ended" marker.
