@@ -62,3 +62,16 @@ def no_qemu_left_behind():
     yield
     left = lab_qemus()
     assert not left, f"QEMU processes outlived the tests: {left}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_raises():
+    """The tests send Ctrl-C (SIGINT) and expect KeyboardInterrupt. A shell without job
+    control starts a background command (`pytest ... &`, as CI scripts may) with
+    SIGINT ignored, and Python keeps that: then neither Ctrl-C nor
+    _thread.interrupt_main() reaches the test, and a test of Ctrl-C during a build
+    hangs until the build's deadline (seen in .ci/fresh started with `&`)."""
+    import signal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
