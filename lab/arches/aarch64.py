@@ -29,4 +29,8 @@ PROFILE = ArchProfile(
     debian_arch="arm64",
     abis=(("aarch64", "aarch64-linux-gnu-gcc", ()),
           ("armv7", "arm-linux-gnueabihf-gcc", ("-marm",))),
+    qemu_package="qemu-system-arm",
+    abi_packages=(("gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross",
+                   "/usr/aarch64-linux-gnu/lib/libc.a"),
+                  ("gcc-arm-linux-gnueabihf", "", "")),
 )

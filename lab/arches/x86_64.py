@@ -29,4 +29,7 @@ PROFILE = ArchProfile(
     debian_arch="amd64",
     abis=(("x86_64", "gcc", ()), ("i386", "i686-linux-gnu-gcc", ())),
     kasan_image=("bzImage", "arch/x86/boot/bzImage"),
+    qemu_package="qemu-system-x86",
+    abi_packages=(("gcc", "libc6-dev", "/usr/lib/x86_64-linux-gnu/libc.a"),
+                  ("gcc-i686-linux-gnu", "", "")),
 )

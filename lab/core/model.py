@@ -44,6 +44,12 @@ class ArchProfile:
     #: the usual one: x86_64's PVH entry runs instrumented code before KASAN's
     #: shadow exists and triple-faults, so a KASAN kernel boots as a bzImage.
     kasan_image: tuple[str, str] | None = None
+    #: The Debian package of `qemu`.
+    qemu_package: str = ""
+    #: Per ABI (in the order of abis): the package of its C compiler, and the package
+    #: and path of the static C library the guest tools link against ("", "": that
+    #: ABI's programs are freestanding, images/abi/).
+    abi_packages: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -142,8 +142,7 @@ def choose_accel(arch: ArchProfile, requested: str | None = None) -> str:
     """The accelerator for a guest of arch: requested, else KVM only where it works."""
     if requested:
         return requested
-    native = {"x86_64": "x86_64", "aarch64": "aarch64"}.get(host_arch())
-    return "kvm" if accel_status().kvm and native == arch.name else "tcg"
+    return "kvm" if accel_status().kvm and host_arch() == arch.name else "tcg"
 
 
 def summary() -> HostFacts:

@@ -75,7 +75,10 @@ def install(deps: list[Dep], progress: Progress | None = None) -> None:
     foreign = [d for d in deps if d.foreign]
     native = sorted({d.package for d in deps if not d.foreign})
     if foreign:
-        proc.run(["dpkg", "--add-architecture", "arm64"], deadline=DPKG_DEADLINE_S)
+        native_arch = proc.run(["dpkg", "--print-architecture"],
+                               deadline=DPKG_DEADLINE_S).output.strip()
+        for arch in sorted({d.foreign for d in foreign} - {native_arch}):
+            proc.run(["dpkg", "--add-architecture", arch], deadline=DPKG_DEADLINE_S)
     _apt("update", "-q", progress=progress)
     if native:
         _apt("install", "-y", "-q", "--no-install-recommends", *native, progress=progress)

@@ -9,7 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.arches import ARCHES
 from lab.core.errors import UserError
+from lab.core.model import ArchProfile
 from lab.core.paths import cache_dir
 
 #: progress(phase, detail), as the build layer reports it.
@@ -20,7 +22,7 @@ KERNEL_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
 PYTHON_LIBRARY = "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0"
 PYTHON_LIBRARY_PACKAGE = "libpython3.11"
 #: The Debian arches of the guests, whose static userland is downloaded, not installed.
-GUEST_ARCHES = ("amd64", "arm64")
+GUEST_ARCHES = tuple(a.debian_arch for a in ARCHES.values())
 #: Debian packages whose static binaries go into every guest image (see build.image).
 GUEST_DEBS = ("busybox-static", "bash-static")
 
@@ -98,30 +100,39 @@ _SPARSE = Probe(("sparse", "-Wsparse-error", "{dir}/t.c"), (("t.c", "int f(void)
 _CHECKPATCH = Probe(("perl", "{src}/scripts/checkpatch.pl", "--strict", "--no-tree", "-f",
                      "{dir}/t.c"), (("t.c", "// SPDX-License-Identifier: GPL-2.0\n"
                                             "static int lab_probe;\n"),), kernel_source=True)
-#: The board, CPU and virtio devices the lab's aarch64 guests use; QEMU builds the
-#: machine, writes its device tree and exits (x86_64: lab doctor's accelerator probe
-#: boots a real guest).
-_QEMU_ARM = Probe(("qemu-system-aarch64", "-machine", "virt,dumpdtb={dir}/virt.dtb", "-cpu",
-                   "cortex-a72", "-nodefaults", "-display", "none",
-                   "-device", "virtio-serial-device", "-device", "virtconsole"))
+def _qemu_probe(arch: ArchProfile) -> Probe:
+    """A board with a device tree (virt) is built with the arch's CPU and virtio
+    consoles, its tree written, and QEMU exits; another board's QEMU prints its
+    version (x86_64: lab doctor's accelerator probe boots a real guest)."""
+    if arch.machine != "virt":
+        return _version(arch.qemu)
+    return Probe((arch.qemu, "-machine", "virt,dumpdtb={dir}/virt.dtb", "-cpu", arch.cpu,
+                  "-nodefaults", "-display", "none",
+                  "-device", "virtio-serial-device", "-device", "virtconsole"))
+
+
+def _arch_deps(arch: ArchProfile) -> tuple[Dep, ...]:
+    """What an arch's guests need on the host, from its profile: QEMU, and per ABI a
+    compiler with a static C library, or a freestanding one."""
+    deps = [Dep(f"QEMU for {arch.name}", arch.qemu_package, command=arch.qemu,
+                probe=_qemu_probe(arch))]
+    for (abi, cc, flags), (cc_package, libc_package, libc) in zip(arch.abis,
+                                                                   arch.abi_packages,
+                                                                   strict=True):
+        if libc_package:
+            deps += [Dep(f"{abi} C compiler", cc_package, command=cc, probe=_version(cc)),
+                     Dep(f"{abi} C library (static)", libc_package, path=libc,
+                         probe=_static_cc(cc, *flags))]
+        else:
+            deps.append(Dep(f"{abi} C compiler (freestanding)", cc_package, command=cc,
+                            probe=_freestanding_cc(cc, *flags)))
+    return tuple(deps)
 
 
 DEPS: tuple[Dep, ...] = (
-    Dep("QEMU for aarch64", "qemu-system-arm", command="qemu-system-aarch64", probe=_QEMU_ARM),
-    Dep("QEMU for x86_64", "qemu-system-x86", command="qemu-system-x86_64",
-        probe=_version("qemu-system-x86_64")),
-    Dep("C compiler", "gcc", command="gcc", probe=_version("gcc")),
-    Dep("C library (static)", "libc6-dev", path="/usr/lib/x86_64-linux-gnu/libc.a",
-        probe=_static_cc("gcc")),
+    *(dep for arch in ARCHES.values() for dep in _arch_deps(arch)),
+    Dep("C compiler (kbuild's host programs)", "gcc", command="gcc", probe=_version("gcc")),
     Dep("make", "make", command="make", probe=_version("make")),
-    Dep("aarch64 cross compiler", "gcc-aarch64-linux-gnu", command="aarch64-linux-gnu-gcc",
-        probe=_version("aarch64-linux-gnu-gcc")),
-    Dep("aarch64 C library", "libc6-dev-arm64-cross", path="/usr/aarch64-linux-gnu/lib/libc.a",
-        probe=_static_cc("aarch64-linux-gnu-gcc")),
-    Dep("i686 cross compiler", "gcc-i686-linux-gnu", command="i686-linux-gnu-gcc",
-        probe=_freestanding_cc("i686-linux-gnu-gcc")),
-    Dep("Armv7 cross compiler", "gcc-arm-linux-gnueabihf", command="arm-linux-gnueabihf-gcc",
-        probe=_freestanding_cc("arm-linux-gnueabihf-gcc", "-marm")),
     Dep("kernel source 6.1", "linux-source-6.1", path=str(KERNEL_TARBALL)),
     Dep("xz", "xz-utils", command="xz", probe=_version("xz")),
     Dep("flex", "flex", command="flex", probe=_version("flex")),
