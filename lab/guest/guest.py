@@ -1,7 +1,8 @@
 """A booted guest: a QEMU machine, its consoles, and what the lab knows of it.
 
 Steps and tests talk to a Guest's capabilities (run, put_file, hmp, qmp, uart,
-faults), never to QEMU directly.
+faults), never to QEMU directly. Booting from a snapshot template instead of the
+kernel is the part of Guest in lab/guest/clone.py.
 """
 
 from __future__ import annotations
