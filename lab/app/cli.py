@@ -8,7 +8,8 @@ import signal
 import sys
 
 from lab.app import commands, report
-from lab.core.errors import GuestError, Interrupted, LabError, OutputLost, UserError
+from lab.core.errors import GuestError, LabError, OutputLost, UserError
+from lab.host import proc
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,10 +27,6 @@ def parser() -> argparse.ArgumentParser:
 
 #: Signals that stop the lab; each exits with 128 + its number, after cleanup.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def _raise_interrupted(signum: int, frame: object) -> None:
-    raise Interrupted(signum, signal.Signals(signum).name)
 
 
 #: git bisect run's codes: good, bad, and "this commit cannot be tested".
@@ -59,7 +56,7 @@ def _bisecting(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     for signum in STOP_SIGNALS:
-        signal.signal(signum, _raise_interrupted)
+        signal.signal(signum, proc.on_stop_signal)
     argv = sys.argv[1:] if argv is None else argv
     bisect = _bisecting(argv)
     error: BaseException | None = None
@@ -73,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
         name = getattr(exc, "name", "SIGINT")
         report.error(f"interrupted by {name}")
         code, error = 128 + signal.Signals[name].value, exc
+    finally:
+        proc.stop_all()
     if bisect:
         code = bisect_code(code, error)
         verdict = "good" if code == GOOD else "skip" if code == SKIP else "bad"

@@ -10,6 +10,12 @@ CommandError (or the subclass the caller names) carrying the tail of the log.
 popen() is the one place a child is created; Watched is a command running
 under those guarantees while the caller does something else (the KVM probe
 polls its serial file); run() is a Watched waited for.
+
+A stop signal never orphans a child: on_stop_signal (the CLI's handler) holds a
+signal that arrives while the main thread is inside popen() until the child is
+started and known, then kills it and raises; and every child popen() made is
+remembered until it is reaped, so stop_all() at the lab's exit kills any that a
+signal caught between popen() and its owner.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import signal
 import subprocess
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,7 +35,7 @@ from pathlib import Path
 from typing import IO
 
 from lab.core.deadline import Deadline
-from lab.core.errors import CommandError, UserError
+from lab.core.errors import CommandError, Interrupted, UserError
 from lab.host import packages
 
 log = logging.getLogger("lab.host.proc")
@@ -74,6 +81,35 @@ def stop_group(proc: subprocess.Popen, grace_s: float) -> None:
         log.error("pid %d did not die after SIGKILL", proc.pid)
 
 
+class _Spawning:
+    """The main thread is inside popen(): a stop signal waits in `held`."""
+    active = False
+    held: int | None = None
+
+
+#: Every child popen() started and nobody has reaped yet (stop_all's list).
+_children: weakref.WeakSet[subprocess.Popen] = weakref.WeakSet()
+
+
+def on_stop_signal(signum: int, frame: object) -> None:
+    """The lab's handler for SIGINT, SIGTERM and SIGHUP: raise Interrupted, unless
+    the main thread is starting a child (subprocess.Popen interrupted after its
+    fork would lose the child's pid): then popen() raises it once the child is
+    known and killed. Handlers run in the main thread only."""
+    if _Spawning.active:
+        _Spawning.held = signum
+        return
+    raise Interrupted(signum, signal.Signals(signum).name)
+
+
+def stop_all() -> None:
+    """Kill the group of every child still running (the lab's last act, so that
+    a signal between a popen() and its owner's cleanup orphans nothing)."""
+    for child in list(_children):
+        if child.poll() is None:
+            stop_group(child, 0.0)
+
+
 def popen(argv: Sequence[str | os.PathLike[str]], *, stdout: int | IO,
           cwd: Path | None = None, env: dict[str, str] | None = None,
           text: bool = False, stderr: int | IO = subprocess.STDOUT) -> subprocess.Popen:
@@ -87,16 +123,29 @@ def popen(argv: Sequence[str | os.PathLike[str]], *, stdout: int | IO,
     """
     words = [str(a) for a in argv]
     log.debug("start: %s", shlex.join(words))
+    main = threading.current_thread() is threading.main_thread()
+    child = None
+    _Spawning.active = main
     try:
-        return subprocess.Popen(
+        child = subprocess.Popen(
             words, cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
             stdout=stdout, stderr=stderr, text=text,
             errors="replace" if text else None, start_new_session=True)
+        _children.add(child)
     except FileNotFoundError:
         packages.require(words[0])
         raise UserError(f"{words[0]}: not found") from None
     except PermissionError as exc:
         raise UserError(f"{words[0]}: cannot run: {exc.strerror}") from None
+    finally:
+        if main:
+            _Spawning.active = False
+            held, _Spawning.held = _Spawning.held, None
+            if held is not None:
+                if child is not None:
+                    stop_group(child, 0.0)
+                raise Interrupted(held, signal.Signals(held).name)
+    return child
 
 
 class Watched:
@@ -133,16 +182,22 @@ class Watched:
         except BaseException:
             self._close_log()
             raise
-        self._lock = threading.Lock()   # the stdout and stderr readers share the tail
-        self._readers = [threading.Thread(target=self._read, args=(stream, keep),
-                                          name=f"proc-{self.what}", daemon=True)
-                         for stream, keep in ((self.proc.stdout, True), (self.proc.stderr, False))
-                         if stream is not None]
-        self._waiter = threading.Thread(target=self._watch, name=f"wait-{self.what}",
-                                        daemon=True)
-        for reader in self._readers:
-            reader.start()
-        self._waiter.start()
+        try:
+            self._lock = threading.Lock()   # the stdout and stderr readers share the tail
+            self._readers = [threading.Thread(target=self._read, args=(stream, keep),
+                                              name=f"proc-{self.what}", daemon=True)
+                             for stream, keep in ((self.proc.stdout, True),
+                                                  (self.proc.stderr, False))
+                             if stream is not None]
+            self._waiter = threading.Thread(target=self._watch, name=f"wait-{self.what}",
+                                            daemon=True)
+            for reader in self._readers:
+                reader.start()
+            self._waiter.start()
+        except BaseException:   # Ctrl-C before the caller's `with` holds it
+            stop_group(self.proc, 0.0)
+            self._close_log()
+            raise
 
     def __enter__(self) -> Watched:
         return self

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from lab.core.errors import BuildError, CommandError, UserError
+from lab.core.errors import BuildError, CommandError, Interrupted, UserError
 from lab.host import proc
 from tests.fake.kernel import gone, wait_for_pid
 
@@ -58,6 +58,40 @@ def test_ctrl_c_kills_the_process_group_and_propagates(tmp_path):
         proc.run(["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"], deadline=60)
     assert time.monotonic() - started < 10
     assert gone(pid[0])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_while_a_child_is_started_kills_it_once_it_is_known(
+        tmp_path, monkeypatch, signum):
+    """The race CI met: the signal arrives while subprocess.Popen waits for its exec
+    (the child already runs); Popen would have raised with the pid lost."""
+    pidfile = tmp_path / "pid"
+    real = proc.subprocess.Popen
+
+    def popen_then_signal(*args, **kwargs):
+        child = real(*args, **kwargs)
+        wait_for_pid(pidfile)
+        proc.on_stop_signal(signum, None)   # what the handler sees mid-Popen
+        return child
+
+    monkeypatch.setattr(proc.subprocess, "Popen", popen_then_signal)
+    with pytest.raises(Interrupted) as err:
+        proc.popen(["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"],
+                   stdout=proc.subprocess.DEVNULL)
+    assert err.value.signum == signum
+    assert gone(wait_for_pid(pidfile))
+    monkeypatch.undo()
+    with pytest.raises(Interrupted):   # outside popen() the handler raises at once
+        proc.on_stop_signal(signum, None)
+
+
+def test_stop_all_kills_a_child_that_nobody_owns_any_more(tmp_path):
+    pidfile = tmp_path / "pid"
+    child = proc.popen(["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"],
+                       stdout=proc.subprocess.DEVNULL)
+    grandchild = wait_for_pid(pidfile)
+    proc.stop_all()
+    assert child.returncode is not None and gone(grandchild)
 
 
 def test_a_missing_command_is_a_user_error_naming_its_debian_package(tmp_path, monkeypatch):
