@@ -49,15 +49,15 @@ def _pass_through(shell: Shell, stdin: int, escape: bytes) -> None:
     quiet_since: float | None = None
     seen = b""
     while True:
-        _, data = shell.reader.take(0.02)
+        data = shell.read(0.02)
+        if data is None:
+            return
         if data:
             os.write(sys.stdout.fileno(), data)
             quiet_since = None if quiet_since is None else time.monotonic()
             seen = seen[-MAX_MARKER:] + data
             if shell.ended(seen):    # the user's `exit` ends the session
                 return
-        elif shell.reader.closed:
-            return
         if quiet_since is not None:
             if time.monotonic() - quiet_since > QUIET_S:
                 return

@@ -1,7 +1,9 @@
-"""aarch64: QEMU's virt board with a Cortex-A72. The kernel log and the shell are
-virtio consoles (hvc0, hvc1), which leaves the board's PL011 free as the device under
-test. KPTI is CONFIG_UNMAP_KERNEL_AT_EL0, forced on with kpti=1 (the emulated CPU is
-not Meltdown-affected)."""
+"""aarch64: QEMU's virt board with a Cortex-A72. The kernel console is a virtconsole
+(hvc0: early messages and a panic); the shell and the forwarded /dev/kmsg are
+virtserialports of the same virtio-serial device (lossless: QEMU throttles a port's
+writer where it drops what a console cannot send). That leaves the board's PL011 free
+as the device under test. KPTI is CONFIG_UNMAP_KERNEL_AT_EL0, forced on with kpti=1
+(the emulated CPU is not Meltdown-affected)."""
 
 from lab.core.model import ArchProfile
 
@@ -18,8 +20,8 @@ PROFILE = ArchProfile(
     kvm_cpu="host",
     memory_mb=512,
     console="hvc0",
-    shell_console="hvc1",
     console_kind="virtconsole",
+    virtio_serial="virtio-serial-device",
     cmdline=("console=hvc0", "quiet", "panic=-1"),
     dut_uart=True,
     kpti_option="UNMAP_KERNEL_AT_EL0",

@@ -28,8 +28,10 @@ class ArchProfile:
     kvm_cpu: str              # -cpu under KVM
     memory_mb: int
     console: str              # kernel console (kernel messages only)
-    shell_console: str        # the lab's shell runs here
-    console_kind: str         # "virtconsole" or "serial"
+    console_kind: str         # the kernel console's kind: "virtconsole" or "serial"
+    #: QEMU's virtio-serial device (-device), which carries the kernel console when
+    #: it is a virtconsole, and the shell's and the kernel log's virtserialports.
+    virtio_serial: str
     cmdline: tuple[str, ...]  # base kernel command line
     dut_uart: bool            # the board's UART is free as device under test
     kpti_option: str          # the Kconfig option of KPTI

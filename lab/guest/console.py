@@ -1,32 +1,32 @@
-"""The guest's two consoles. Both are read continuously, each by a thread of its own.
+"""The guest's console channels, each read by one thread of its own, and pexpect
+as the engine that waits on them.
 
-KernelLog reads the kernel console (kernel messages only): every line goes to
-console.log with a timestamp and through the fault catalogue, so a panic, or
-the kernel's last word before a power-off or halt, is known the moment its line
-arrives.
+The kernel log is two streams merged (KernelLog). The kernel console (hvc0 on
+aarch64, ttyS0 on x86_64) carries what only a kernel console can: early boot
+and a panic. The guest's init also forwards /dev/kmsg, record by record, over
+the virtserialport lab.kmsg; a record the guest's log buffer overwrote before it
+was forwarded is a gap in the sequence numbers, which becomes a line of its own
+("lab: kernel log: N lines lost") and a fault. Each line goes to console.log
+and through the fault catalogue once, whichever stream brings it first.
 
-Shell drives busybox sh on the shell console. A ShellReader thread reads that
-console from the moment it is connected until it closes, between commands too
-(background processes print then), into console.log and a pending buffer.
-Waiting for a marker takes what is pending and searches only the new bytes
-plus a carry of MAX_MARKER bytes, so a command's whole output is searched once:
-linear, whatever its size. The bytes before the marker go to an Output that
-keeps MEMORY_LIMIT bytes in memory and spills the rest to a file.
-
-No pexpect: pexpect's expect re-searches its growing buffer (quadratic: 48 s
-for 1.3 MB on x86_64, and aarch64's virtconsole, which QEMU lets drop what the
-host does not read in time, lost data meanwhile). A pexpect spawn fed from the
-reader's queue (PopenSpawn's pattern) would still keep all of `before` in
-memory with no spill, and the shell then needs one engine for setup and run
-alike; the bounded search below is some twenty lines and is the only one.
+The shell is busybox sh on a pseudo-terminal in the guest, relayed losslessly
+to the virtserialport lab.shell (images/tools/labconsole.c). A Channel thread
+is the only reader of its socket: it writes console.log and feeds a queue, from
+the moment the socket is connected until it closes, between commands too. A
+ConsoleSpawn is pexpect on that queue (a blocking, timed get, never a busy
+spin). The shell's markers are found with expect_exact, which searches each
+byte once plus the longest marker; a regex search gets a window larger than
+one read plus the longest match. A command's output beyond what pexpect keeps
+spills, in order, to an Output that keeps MEMORY_LIMIT bytes in memory and the
+rest in a file.
 
 Every command runs between markers that carry a fresh random nonce
 (secrets.token_hex), assembled by printf so the command line never holds them:
 a command cannot print its own end marker, so it cannot forge its exit code,
 and output that arrives between commands is never taken for a marker. The end
-marker also carries the guest driver's count of bytes sent on the shell
-console (virtio-ports' bytes_sent, the 8250's tx): fewer bytes received than
-the guest sent is OutputLost, never a pass.
+marker also carries the guest driver's count of bytes sent on the shell's port
+(debugfs virtio-ports, bytes_sent): fewer bytes received than the guest sent
+is OutputLost, never a pass.
 """
 
 from __future__ import annotations
@@ -40,10 +40,14 @@ import shlex
 import socket
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+import pexpect
+from pexpect.spawnbase import SpawnBase
 
 from lab.core.deadline import Deadline
 from lab.core.errors import GuestLost, GuestPanic, GuestTimeout, OutputLost
@@ -62,30 +66,35 @@ KERNEL_LINES = 2000
 #: A command's output kept in memory; the rest spills to output-<n>.txt in the logdir.
 MEMORY_LIMIT = 8 * 1024 * 1024
 #: What the shell may print while nobody waits (background output) before the
-#: oldest of it is dropped from the buffer (it is in console.log all the same).
+#: oldest of it is dropped from the queue (it is in console.log all the same).
 IDLE_LIMIT = 1024 * 1024
-#: Longer than any marker: the bytes a search carries over to the next chunk.
+#: Longer than any marker.
 MAX_MARKER = 128
+#: The most a ConsoleSpawn takes from its queue at once (pexpect's maxread).
+READ_SIZE = 64 * 1024
+#: What a ConsoleSpawn keeps of `before` beyond its search window; more goes to
+#: its spill (or is dropped: it is in console.log).
+KEEP_BEFORE = 1024 * 1024
+#: A regex's search window: larger than one read plus the longest match.
+REGEX_WINDOW = READ_SIZE + 8 * 1024
 #: The default deadline of a command the lab itself runs in the guest's shell.
 COMMAND_DEADLINE_S = 60.0
 #: The kernel's last line before the machine stops without QEMU exiting.
 STOPPED = re.compile(r"reboot: (Power down|System halted)")
-#: Where the shell's setup leaves the nonce init puts in its "the shell ended" marker.
+#: Where the shell's setup leaves the nonce labconsole puts in its "the shell
+#: ended" marker.
 SHELL_NONCE = "/run/lab-shell-nonce"
-#: How long init may take to start a new shell once one has ended.
+#: How long the guest may take to start a new shell once one has ended.
 SHELL_RESTART_S = 10.0
 #: The body of the shell function that sets _lab_n to the guest driver's count of
-#: bytes sent on the shell console, by console kind (none where the count is
-#: unavailable). Builtins only (read, case, test): no process is forked, which
-#: matters most on a restored guest, whose TCG has translated no code yet (a
-#: `sed` there took 100 ms of the first command's 130).
-TX_COUNTERS = {
-    "virtconsole": "for f in /sys/kernel/debug/virtio-ports/vport*p1; do "
-                   "while read -r k v; do [ \"$k\" = bytes_sent: ] && _lab_n=$v; "
-                   "done 2>/dev/null < \"$f\"; done",
-    "serial": "while read -r l; do case $l in \"1: \"*) l=${l#* tx:}; _lab_n=${l%% *};; "
-              "esac; done 2>/dev/null < /proc/tty/driver/serial",
-}
+#: bytes sent on the shell's port (debugfs virtio-ports/vportNpM, whose `name:`
+#: line comes before its `bytes_sent:`). Builtins only (read, case): no process
+#: is forked, which matters most on a restored guest, whose TCG has translated
+#: no code yet (a `sed` there took 100 ms of the first command's 130).
+TX_COUNTER = ("for f in /sys/kernel/debug/virtio-ports/vport*; do _lab_p=; "
+              "while read -r k v; do case $k in name:) _lab_p=$v;; bytes_sent:) "
+              "[ \"$_lab_p\" = lab.shell ] && _lab_n=$v;; esac; "
+              "done 2>/dev/null < \"$f\"; done")
 
 
 #: console.log holds back at most this much of an unfinished line (more is written
@@ -138,10 +147,40 @@ class ConsoleLog:
             self._fh.close()
 
 
-class KernelLog(threading.Thread):
-    """Reads the kernel console until it closes; scans every line for faults."""
+#: A kernel console line's printk timestamp (seconds, microseconds) and its text.
+_STAMPED = re.compile(r"\[\s*(\d+)\.(\d{6})\] (.*)")
+#: A /dev/kmsg record's head: priority, sequence number, microseconds, flags.
+_RECORD = re.compile(r"(\d+),(\d+),(\d+),[^;]*;(.*)")
+_ESCAPED = re.compile(r"\\x([0-9a-fA-F]{2})")
+#: How many lines KernelLog remembers as seen on one stream and not yet on the
+#: other (a line the kernel console filters out by level never comes twice).
+TWIN_KEYS = 50_000
 
-    def __init__(self, sock: socket.socket, log: ConsoleLog, echo=None):
+
+def kmsg_lines(record: str) -> tuple[int, int, list[str]] | None:
+    """A /dev/kmsg record's (sequence number, microseconds, lines), its text
+    unescaped (the kernel writes a newline inside a message as \\x0a); None if
+    it is not a record's first line."""
+    m = _RECORD.fullmatch(record)
+    if m is None:
+        return None
+    text = _ESCAPED.sub(lambda e: chr(int(e.group(1), 16)), m.group(4))
+    return int(m.group(2)), int(m.group(3)), text.split("\n")
+
+
+def stamped(usec: int, text: str) -> str:
+    """A line as the kernel console prints it, with PRINTK_TIME's stamp."""
+    return f"[{usec // 1_000_000:5d}.{usec % 1_000_000:06d}] {text}"
+
+
+class KernelLog(threading.Thread):
+    """The kernel log: the kernel console read until it closes, merged with the
+    guest's forwarded /dev/kmsg (attach_kmsg). Every line, once, goes to
+    console.log and the fault scanner; a gap in the records' sequence numbers
+    is a line of its own, which the catalogue takes as a fault."""
+
+    def __init__(self, sock: socket.socket, log: ConsoleLog, echo=None,
+                 first_seq: int | None = 0):
         super().__init__(daemon=True, name="kernel-console")
         self._sock = sock
         self._log = log
@@ -153,34 +192,72 @@ class KernelLog(threading.Thread):
         self.stopped: str | None = None
         self.closed = threading.Event()
         self._lock = threading.Lock()
+        #: (microseconds, text) -> the stream that brought the line first.
+        self._twins: OrderedDict[tuple[int, str], str] = OrderedDict()
+        #: The next record's sequence number (None: whatever comes first, as on a
+        #: restored guest, whose earlier records its template's lab read).
+        self._next_seq = first_seq
+        #: Kernel log records lost (gaps in the sequence numbers).
+        self.lost = 0
+        #: Echo every line; until then, only the kernel console's (a person at
+        #: `lab shell` sees a quiet boot, then every kernel message).
+        self.echo_all = False
+        self._kmsg: tuple[socket.socket, threading.Thread] | None = None
 
     def run(self) -> None:
-        pending = ""
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
-            while True:
-                data = self._sock.recv(65536)
-                if not data:
-                    break
-                text = decoder.decode(data)
-                self._log.write("kernel", text)
-                if self._echo:
-                    self._echo(text)
-                pending += text.replace("\r", "")
-                *lines, pending = pending.split("\n")
-                for line in lines:
-                    self._line(line)
-        except OSError:
-            pass
+            for line in _lines(self._sock):
+                m = _STAMPED.fullmatch(line)
+                key = (int(m.group(1)) * 1_000_000 + int(m.group(2)), m.group(3)) if m else None
+                self._merge("console", key, line)
         finally:
-            if pending:
-                self._line(pending)
             self.closed.set()
 
-    def _line(self, line: str) -> None:
+    def attach_kmsg(self, sock: socket.socket) -> None:
+        """Read the forwarded /dev/kmsg from sock too, until it closes."""
+        reader = threading.Thread(target=self._read_kmsg, args=(sock,), daemon=True,
+                                  name="kernel-kmsg")
+        self._kmsg = (sock, reader)
+        reader.start()
+
+    def _read_kmsg(self, sock: socket.socket) -> None:
+        for line in _lines(sock):
+            record = kmsg_lines(line)
+            if record is None:        # a record's " KEY=value" line
+                continue
+            seq, usec, texts = record
+            with self._lock:
+                if self._next_seq is not None and seq < self._next_seq:
+                    continue          # a record this log has (a restore replays none)
+                if self._next_seq is not None and seq > self._next_seq:
+                    gap = seq - self._next_seq
+                    self.lost += gap
+                    self._emit(f"lab: kernel log: {gap} line{'s' if gap > 1 else ''} lost "
+                               f"(records {self._next_seq} to {seq - 1}: the guest's log "
+                               f"buffer wrapped before they were forwarded)")
+                self._next_seq = seq + 1
+            for text in texts:
+                self._merge("kmsg", (usec, text), stamped(usec, text))
+
+    def _merge(self, source: str, key: tuple[int, str] | None, line: str) -> None:
+        """A line from one stream: emitted unless the other stream brought it already."""
         with self._lock:
-            self.lines.append(line)
-            fault = self.scanner.feed(line)
+            if key is not None:
+                first = self._twins.pop(key, None)
+                if first is not None and first != source:
+                    return
+                self._twins[key] = source
+                if len(self._twins) > TWIN_KEYS:
+                    self._twins.popitem(last=False)
+            self._emit(line, source)
+
+    def _emit(self, line: str, source: str = "lab") -> None:
+        """One line of the merged log (the lock held)."""
+        self._log.write("kernel", line + "\n")
+        if self._echo and (source != "kmsg" or self.echo_all):
+            self._echo(line + "\n")
+        self.lines.append(line)
+        fault = self.scanner.feed(line)
         if fault is not None and fault.fatal:
             self.panicked.set()
         if (m := STOPPED.search(line)) is not None:
@@ -204,53 +281,87 @@ class KernelLog(threading.Thread):
             return self.scanner.panic
 
     def close(self) -> None:
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._sock.close()
+        socks = [self._sock] + ([self._kmsg[0]] if self._kmsg else [])
+        for sock in socks:
+            _close(sock)
         self.join(timeout=2)
+        if self._kmsg:
+            self._kmsg[1].join(timeout=2)
 
 
-class ShellReader(threading.Thread):
-    """Reads the shell console until it closes: into console.log and a pending buffer.
+def _lines(sock: socket.socket):
+    """The lines a console socket sends until it closes (\\r dropped; the last
+    one even if unfinished)."""
+    pending = ""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    try:
+        while data := sock.recv(65536):
+            pending += decoder.decode(data).replace("\r", "")
+            *lines, pending = pending.split("\n")
+            yield from lines
+    except OSError:
+        pass
+    if pending:
+        yield pending
 
-    Offsets count every byte since the connection (dropped ones too), for the loss
-    check. While nobody waits, the buffer keeps the last IDLE_LIMIT bytes only.
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)   # wakes a thread blocked in recv()
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+class Channel(threading.Thread):
+    """The only reader of a console socket, until it closes: every byte into
+    console.log (by a thread of its own, so that reading never waits on the disk)
+    and into a queue, which a ConsoleSpawn reads.
+
+    Offsets count every byte since the connection. While nobody expects
+    (`waiting` False) and `idle_limit` is set, the queue keeps about the last
+    idle_limit bytes: what a background process prints between commands.
     """
 
-    def __init__(self, sock: socket.socket, log: ConsoleLog):
-        super().__init__(daemon=True, name="shell-console")
-        self._sock = sock
+    def __init__(self, sock: socket.socket, log: ConsoleLog, source: str,
+                 idle_limit: int | None = IDLE_LIMIT):
+        super().__init__(daemon=True, name=f"{source}-console")
+        self.sock = sock
         self._log = log
-        # console.log is written by a thread of its own: the reader does nothing but
-        # take bytes off the socket, since QEMU's virtconsole drops what the socket
-        # cannot take while the reader is busy.
+        self._source = source
+        self._idle_limit = idle_limit
         self._to_log: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._logger = threading.Thread(target=self._write_log, daemon=True,
-                                        name="shell-console-log")
+                                        name=f"{source}-console-log")
         self._cond = threading.Condition()
-        self._pending = bytearray()
-        self._offset = 0          # stream offset of _pending[0]
+        self._chunks: deque[bytes] = deque()
+        self._queued = 0
+        #: Stream offset of the next byte get() returns.
+        self.taken = 0
         self.waiting = False
         self.closed = False
 
     def _write_log(self) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         while (data := self._to_log.get()) is not None:
-            self._log.write("shell", decoder.decode(data))
+            self._log.write(self._source, decoder.decode(data))
 
     def run(self) -> None:
         self._logger.start()
         try:
-            while data := self._sock.recv(1 << 20):
+            while data := self.sock.recv(1 << 20):
                 self._to_log.put(data)
                 with self._cond:
-                    self._pending += data
-                    if not self.waiting and len(self._pending) > IDLE_LIMIT:
-                        cut = len(self._pending) - IDLE_LIMIT
-                        del self._pending[:cut]
-                        self._offset += cut
+                    self._chunks.append(data)
+                    self._queued += len(data)
+                    while (not self.waiting and self._idle_limit is not None
+                           and self._queued - len(self._chunks[0]) > self._idle_limit):
+                        dropped = self._chunks.popleft()
+                        self._queued -= len(dropped)
+                        self.taken += len(dropped)
                     self._cond.notify_all()
         except OSError:
             pass
@@ -261,26 +372,128 @@ class ShellReader(threading.Thread):
                 self.closed = True
                 self._cond.notify_all()
 
-    def take(self, timeout: float) -> tuple[int, bytes]:
-        """(stream offset, what is pending), waiting up to timeout for something."""
+    def get(self, timeout: float, limit: int = READ_SIZE) -> bytes | None:
+        """Up to limit queued bytes, waiting up to timeout for some: b"" if none
+        came, None once the socket has closed and all it sent was taken."""
         with self._cond:
-            if not self._pending and not self.closed:
+            if not self._chunks and not self.closed:
                 self._cond.wait(timeout)
-            data, offset = bytes(self._pending), self._offset
-            self._offset += len(data)
-            self._pending.clear()
-            return offset, data
+            if not self._chunks:
+                return None if self.closed else b""
+            out = []
+            size = 0
+            while self._chunks and size < limit:
+                chunk = self._chunks.popleft()
+                if size + len(chunk) > limit:
+                    chunk, rest = chunk[:limit - size], chunk[limit - size:]
+                    self._chunks.appendleft(rest)
+                out.append(chunk)
+                size += len(chunk)
+            self._queued -= size
+            self.taken += size
+            return b"".join(out)
 
     def received(self) -> int:
         """Every byte received on this connection so far."""
         with self._cond:
-            return self._offset + len(self._pending)
+            return self.taken + self._queued
 
-    def unread(self, data: bytes) -> None:
-        """Gives bytes back, to the front of what is pending."""
-        with self._cond:
-            self._pending[:0] = data
-            self._offset -= len(data)
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        _close(self.sock)
+        self.join(timeout=10)   # its logger drains into console.log first
+
+
+class ConsoleSpawn(SpawnBase):
+    """pexpect on a Channel's queue: expect, expect_exact, send, sendline,
+    sendcontrol, read, readline; EOF once the channel has closed.
+
+    Between reads it calls watch() (which may raise: a panic, a deadline). Of
+    `before` it keeps KEEP_BEFORE bytes beyond the search window; the head goes
+    to spill, in order (or is dropped: it is in console.log). A regex without a
+    searchwindowsize of its own searches REGEX_WINDOW.
+    """
+
+    # pexpect's own attributes, which it leaves untyped
+    _before: Any
+    _buffer: Any
+    exitstatus: int | None
+    signalstatus: int | None
+
+    def __init__(self, channel: Channel, timeout: float | None = 30, encoding: str | None = None,
+                 watch: Callable[[], None] | None = None):
+        super().__init__(timeout=timeout, maxread=READ_SIZE, searchwindowsize=None,
+                         encoding=encoding, codec_errors="replace")
+        self.channel = channel
+        self.watch = watch
+        self.spill: Callable[[Any], None] | None = None
+        self.delayafterread = None    # pexpect sleeps after each read and before each send
+        self.delaybeforesend = None
+        self.closed = False
+        self.name = f"<console {channel.name}>"
+
+    def read_nonblocking(self, size: int = 1, timeout: float | None = -1) -> Any:
+        if timeout == -1:
+            timeout = self.timeout
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = _POLL_S if end is None else max(0.0, min(_POLL_S, end - time.monotonic()))
+            data = self._take(max(size, 1), wait)
+            if data is None:
+                self.flag_eof = True
+                raise pexpect.EOF(f"{self.name}: closed")
+            if data:
+                self._bound_before()
+                text = self._decoder.decode(data, final=False)
+                self._log(text, "read")
+                return text
+            if self.watch is not None:
+                self.watch()
+            if end is not None and time.monotonic() >= end:
+                raise pexpect.TIMEOUT(f"{self.name}: nothing within {timeout:g} s")
+
+    def _take(self, size: int, wait: float) -> bytes | None:
+        return self.channel.get(wait, size)
+
+    def _bound_before(self) -> None:
+        """Spill the head of `before` once it outgrows the window plus KEEP_BEFORE."""
+        window = max(self.searchwindowsize or 0, REGEX_WINDOW)
+        if self._before.tell() <= window + KEEP_BEFORE:
+            return
+        held = self._before.getvalue()
+        if self.spill is not None:
+            self.spill(held[:-window])
+        self._before = self.buffer_type()
+        self._before.write(held[-window:])
+
+    def expect(self, pattern, timeout=-1, searchwindowsize=-1, async_=False, **kw):
+        if searchwindowsize == -1 and self.searchwindowsize is None:
+            searchwindowsize = REGEX_WINDOW
+        return super().expect(pattern, timeout, searchwindowsize, async_, **kw)
+
+    def send(self, s: Any) -> int:
+        data = self._encoder.encode(self._coerce_send_string(s), final=False)
+        self._log(s, "send")
+        self.channel.send(data)
+        return len(data)
+
+    def sendline(self, s: Any = "") -> int:
+        return self.send(self._coerce_send_string(s) + self.linesep)
+
+    def sendcontrol(self, char: str) -> int:
+        """^char, as a terminal sends it (sendcontrol("c") is an interrupt)."""
+        char = char.lower()
+        code = ord(char) - ord("a") + 1 if "a" <= char <= "z" else \
+            {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31, "?": 127}[char]
+        return self.send(bytes([code]) if self.encoding is None else chr(code))
+
+    def sendeof(self) -> int:
+        return self.sendcontrol("d")
+
+    def isalive(self) -> bool:
+        return not self.flag_eof
 
 
 class Output:
@@ -312,6 +525,12 @@ class Output:
             self._file.write(data)
         room = MEMORY_LIMIT - len(self._memory)
         self._memory += data[:max(room, 0)]
+
+    def pending_cr(self) -> int:
+        """Drop a \\r that ended the last add() (the tty's \\r of a marker's
+        \\r\\n); how many bytes that was."""
+        held, self._cr = self._cr, False
+        return int(held)
 
     def finish(self) -> tuple[str, Path | None]:
         """(the output as text, the file that holds all of it, or None)."""
@@ -350,79 +569,84 @@ class Resume:
 
 
 class Shell:
-    """busybox sh on the shell console: markers with nonces, a bounded search."""
+    """busybox sh on the shell's channel: markers with nonces, found by pexpect."""
 
     def __init__(self, sock: socket.socket, log: ConsoleLog, kernel: KernelLog,
-                 spill_dir: Path, console_kind: str = "", resume: Resume | None = None):
-        self._sock = sock
+                 spill_dir: Path, resume: Resume | None = None):
         self._kernel = kernel
         self._spill_dir = spill_dir
-        self._tx = TX_COUNTERS.get(console_kind, "")
         self._n = 0
         #: A restored shell (resume) keeps the session its template's setup() left in
         #: the guest, and the guest driver's count of bytes sent starts where the
         #: template's connection left it, not at 0 as this connection does.
         self._session = resume.session if resume else secrets.token_hex(8)
         self._tx_base = resume.tx_base if resume else 0
-        #: What init prints on the shell console when the lab's shell ends, and the
-        #: status it ended with (group 1 of the pattern it ends). Only the session's
-        #: secret nonce makes it: a line start is not required, since the tty may
-        #: echo what the dead shell left unread in front of it.
-        self._ended = rb"(?:\r?\n)?@@LAB-X" + self._session.encode() + rb"@@(\d+)@@\r?\n"
-        self.reader = ShellReader(sock, log)
-        self.reader.start()
+        #: What labconsole prints on the shell's port when the lab's shell ends,
+        #: then the status and "@@\r\n". Only the session's secret nonce makes it:
+        #: a line start is not required, since the tty may echo what the dead
+        #: shell left unread in front of it.
+        self._ended = b"@@LAB-X" + self._session.encode() + b"@@"
+        #: ... after a newline of its own, which is not the output's.
+        self._ended_markers = [b"\r\n" + self._ended, b"\n" + self._ended, self._ended]
+        self.channel = Channel(sock, log, "shell")
+        self.channel.start()
+        self._spawn = ConsoleSpawn(self.channel, timeout=None)
 
-    # -- waiting, with the kernel console watched all along
+    # -- waiting, with the kernel log watched all along
 
-    def _expect(self, pattern: bytes, deadline: Deadline, what: str,
-                sink: Output | None = None) -> tuple[int, re.Match[bytes]]:
-        """The first match of pattern in what the shell prints from here on, and its
-        stream offset. The bytes before it go to sink (or are dropped: they are in
-        console.log). Searches each byte once, plus a carry of MAX_MARKER bytes;
-        a panic, a stopped guest or a closed console ends the wait at once."""
-        regex = re.compile(pattern)
-        carry, start = b"", 0
-        self.reader.waiting = True
+    def _expect(self, markers: list[bytes], deadline: Deadline, what: str,
+                sink: Output | None = None) -> int:
+        """Which of markers comes first in what the shell prints from here on. The
+        bytes before it go to sink (or are dropped: they are in console.log); a
+        panic, a stopped guest, a passed deadline or a closed channel ends the wait."""
+        spawn = self._spawn
+        spawn.watch = lambda: self._check(deadline, what)
+        spawn.spill = sink.add if sink is not None else None
+        self.channel.waiting = True
         try:
-            while True:
-                offset, data = self.reader.take(min(_POLL_S, deadline.remaining()))
-                window = carry + data
-                start = offset - len(carry)
-                if (m := regex.search(window)) is not None:
-                    self.reader.unread(window[m.end():])
-                    if sink is not None:
-                        sink.add(window[:m.start()])
-                    return start + m.start(), m
-                keep = min(len(window), MAX_MARKER)
-                if sink is not None:
-                    sink.add(window[:len(window) - keep])
-                carry = window[len(window) - keep:]
-                self._check(deadline, what, idle=not data)
+            index = spawn.expect_exact(markers, timeout=None)
+        except pexpect.EOF:
+            raise self._closed(what) from None
         finally:
-            self.reader.waiting = False
+            self.channel.waiting = False
+            spawn.watch = spawn.spill = None
+        if sink is not None:
+            sink.add(spawn.before)
+        return index
 
-    def _check(self, deadline: Deadline, what: str, idle: bool) -> None:
-        """Raises what ended the wait, if anything did; a closed console only once
-        all it sent has been searched (idle)."""
+    def _tail(self, deadline: Deadline, what: str) -> list[bytes]:
+        """The @@-separated fields after a marker, up to the "@@" that ends its line."""
+        self._expect([b"@@\r\n", b"@@\n"], deadline, what)
+        return self._spawn.before.split(b"@@")
+
+    def _position(self) -> int:
+        """The stream offset where the last match began."""
+        spawn = self._spawn
+        return self.channel.taken - len(spawn._before.getvalue()) - len(spawn.after)
+
+    def _check(self, deadline: Deadline | None, what: str) -> None:
+        """Raises what ends a wait, if anything does."""
         panic = self._kernel.panic()
         if panic is not None:
             raise GuestPanic(f"{what}: kernel panic\n{panic.text}")
         if self._kernel.stopped:
             raise GuestLost(f"{what}: the guest {self._kernel.stopped} "
                             f"(the kernel console says so)")
-        if idle and self.reader.closed:
-            self._kernel.closed.wait(2.0)   # let the kernel console drain
-            panic = self._kernel.panic()
-            if panic is not None:
-                raise GuestPanic(f"{what}: kernel panic\n{panic.text}")
-            raise GuestLost(f"{what}: the guest console closed (QEMU exited)")
-        if deadline.expired():
+        if deadline is not None and deadline.expired():
             raise GuestTimeout(f"{what}: deadline passed; the guest is shut down")
 
+    def _closed(self, what: str) -> Exception:
+        """What a closed shell channel means, once the kernel log has drained."""
+        self._kernel.closed.wait(2.0)
+        panic = self._kernel.panic()
+        if panic is not None:
+            return GuestPanic(f"{what}: kernel panic\n{panic.text}")
+        return GuestLost(f"{what}: the guest console closed (QEMU exited)")
+
     def _send(self, data: bytes, what: str) -> None:
-        """Writes to the shell; a console gone under the lab is GuestPanic or GuestLost."""
+        """Writes to the shell; a channel gone under the lab is GuestPanic or GuestLost."""
         try:
-            self._sock.sendall(data)
+            self.channel.send(data)
         except OSError as exc:
             self._kernel.closed.wait(2.0)
             panic = self._kernel.panic()
@@ -432,23 +656,23 @@ class Shell:
                             f"QEMU exited?)") from exc
 
     def wait_ready(self, deadline_s: float) -> None:
-        self._expect(re.escape(READY_MARKER.encode()), Deadline(deadline_s),
+        self._expect([READY_MARKER.encode()], Deadline(deadline_s),
                      f"boot (ready marker within {deadline_s:.0f} s)")
 
     def setup(self, deadline_s: float = 10.0) -> None:
         """Echo off (ash then reads plain lines, no line editor), no prompts, the
-        function that counts the driver's bytes sent (see TX_COUNTERS),
-        and the nonce init puts in the marker it prints when the shell ends
-        (SHELL_NONCE; written after echo is off, so it is never echoed)."""
-        tx = f"_lab_tx() {{ _lab_n=; {self._tx}; }}; " if self._tx else ""
-        self._send(f"stty -echo; PS1=''; PS2=''; {tx}"
+        function that counts the bytes the guest sent on the port (TX_COUNTER),
+        and the nonce labconsole puts in the marker it prints when the shell
+        ends (SHELL_NONCE; written after echo is off, so it is never echoed)."""
+        self._send(f"stty -echo; PS1=''; PS2=''; _lab_tx() {{ _lab_n=; {TX_COUNTER}; }}; "
                    "printf '%s\\n' '@@LAB''-SYNC@@'\n".encode(), "shell setup")
-        self._expect(rb"@@LAB-SYNC@@\r?\n", Deadline(deadline_s), "shell setup")
+        self._expect([b"@@LAB-SYNC@@\r\n", b"@@LAB-SYNC@@\n"], Deadline(deadline_s),
+                     "shell setup")
         self.run(f"printf %s {self._session} > {SHELL_NONCE}", deadline_s)
 
     def _restart(self, status: int, what: str) -> None:
-        """After init said the shell ended: wait for the new one, and set it up."""
-        self._expect(re.escape(READY_MARKER.encode()), Deadline(SHELL_RESTART_S),
+        """After labconsole said the shell ended: wait for the new one, and set it up."""
+        self._expect([READY_MARKER.encode()], Deadline(SHELL_RESTART_S),
                      f"{what}: the shell exited with status {status}; its successor")
         self.setup()
 
@@ -456,9 +680,26 @@ class Shell:
         """What a shell restored from a snapshot of this guest, taken now (the
         shell idle), needs: this session, and the bytes received so far (all the
         guest sent, when nothing was lost)."""
-        return Resume(self._session, self._tx_base + self.reader.received())
+        return Resume(self._session, self._tx_base + self.channel.received())
 
     # -- commands
+
+    def _begin(self, command: str, nonce: str, deadline: Deadline, what: str,
+               stdin: str = " </dev/null", tx: bool = True, newline: str = "\\n") -> int | None:
+        """Send command between its markers, and wait for its begin marker: None, or
+        the status of a shell that had ended before it (then a new one is set up)."""
+        count = ("_lab_tx; ", '"$_lab_n"') if tx else ("", "''")
+        self._send(
+            f"printf '\\n@@LAB-B%s@@\\n' {nonce}; command eval {shlex.quote(command)}{stdin}; "
+            f"_lab_s=$?; {count[0]}printf '{newline}@@LAB-E%s@@%d@@%s@@\\n' {nonce} $_lab_s "
+            f"{count[1]}\n".encode(), what)
+        begin = b"@@LAB-B" + nonce.encode() + b"@@"
+        if self._expect([begin + b"\r\n", begin + b"\n", *self._ended_markers],
+                        deadline, what) < 2:
+            return None
+        status = int(self._tail(deadline, what)[0])
+        self._restart(status, what)
+        return status
 
     def run(self, command: str, timeout: float | Deadline,
             output_file: Path | None = None) -> Reply:
@@ -477,33 +718,29 @@ class Shell:
             command = f". {path}"
         self._n += 1
         nonce = secrets.token_hex(8)
-        tx = ('_lab_tx; ', '"$_lab_n"') if self._tx else ("", "''")
-        self._send(
-            f"printf '\\n@@LAB-B%s@@\\n' {nonce}; command eval {shlex.quote(command)} </dev/null; "
-            f"_lab_s=$?; {tx[0]}printf '\\n@@LAB-E%s@@%d@@%s@@\\n' {nonce} $_lab_s {tx[1]}\n"
-            .encode(), what)
-        _, m = self._expect(rb"@@LAB-B" + nonce.encode() + rb"@@\r?\n|" + self._ended, deadline,
-                            what)
-        if m.group(1) is not None:       # the shell ended before this command: run it anew
-            self._restart(int(m.group(1)), what)
+        if self._begin(command, nonce, deadline, what) is not None:
+            # the shell ended before this command: run it anew
             return replace(self.run(command, deadline, output_file), shell_reset=True)
         output = Output(output_file or self._spill_dir / f"output-{self._n}.txt",
                         keep=output_file is not None)
         try:
-            at, m = self._expect(rb"\r?\n@@LAB-E" + nonce.encode() + rb"@@(\d+)@@(\d*)@@\r?\n|"
-                                 + self._ended, deadline, what, output)
+            ended = self._expect([b"\n@@LAB-E" + nonce.encode() + b"@@",
+                                  *self._ended_markers], deadline, what, output) > 0
+            at = self._position() - output.pending_cr()
+            fields = self._tail(deadline, what)
         finally:
             text, kept = output.finish()
-        if m.group(3) is not None:
-            self._restart(int(m.group(3)), what)
-            return Reply(text, int(m.group(3)), kept, shell_reset=True)
-        if m.group(2) and int(m.group(2)) - self._tx_base > at:
+        if ended:
+            self._restart(int(fields[0]), what)
+            return Reply(text, int(fields[0]), kept, shell_reset=True)
+        status, sent = int(fields[0]), fields[1]
+        if sent and int(sent) - self._tx_base > at:
             raise OutputLost(f"{what}: output lost: the guest sent "
-                             f"{int(m.group(2)) - self._tx_base} bytes on "
+                             f"{int(sent) - self._tx_base} bytes on "
                              f"the shell console so far, the lab received {at}; "
                              f"{output.size} bytes of output arrived"
                              + (f" (in {kept})" if kept else ""))
-        return Reply(text, int(m.group(1)), kept)
+        return Reply(text, status, kept)
 
     def put_file(self, data: bytes, path: str, mode: int = 0o644,
                  deadline: Deadline | None = None) -> None:
@@ -525,21 +762,123 @@ class Shell:
             if reply.exit_code != 0:
                 raise GuestLost(f"copying {path} into the guest failed: {reply.output.strip()}")
 
+    # -- a program driven as a dialog (pexpect)
+
+    def spawn(self, command: str, timeout: float = 30.0, encoding: str | None = "utf-8",
+              deadline_s: float = COMMAND_DEADLINE_S) -> Dialog:
+        """command started on the shell's tty, its stdin the tty, as a pexpect
+        object (a Dialog): expect, sendline, sendcontrol("c"); EOF when it ends,
+        then exitstatus. Echo is off, so what is sent does not come back.
+        The shell runs nothing else until the Dialog is closed."""
+        self._n += 1
+        nonce = secrets.token_hex(8)
+        what = f"dialog {command!r}"
+        deadline = Deadline(deadline_s)
+        if self._begin(command, nonce, deadline, what, stdin="", tx=False,
+                       newline="") is not None:
+            return self.spawn(command, timeout, encoding, deadline_s)
+        self.channel.waiting = True
+        return Dialog(self, nonce, timeout, encoding)
+
+    def _leftover(self) -> bytes:
+        """What the shell's pexpect buffer holds past its last match (given up)."""
+        held = self._spawn._before.getvalue()
+        self._spawn._before = self._spawn.buffer_type()
+        self._spawn._buffer = self._spawn.buffer_type()
+        return held
+
+    # -- a person at the shell (app.terminal)
+
+    def read(self, timeout: float) -> bytes | None:
+        """What the shell printed, as it comes (b"" if nothing within timeout), None
+        once its channel has closed: for a terminal passed through."""
+        return self._leftover() or self.channel.get(timeout)
+
     def send(self, data: bytes) -> None:
         """Bytes to the shell as they are: what a person types (app.terminal)."""
         self._send(data, "interact")
 
     def ended(self, seen: bytes) -> bool:
         """Whether seen holds the marker of the shell's exit (the session is over)."""
-        return re.search(self._ended, seen) is not None
+        return self._ended in seen
 
     def close(self) -> None:
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            self._sock.close()
-        except OSError:
-            pass
-        self.reader.join(timeout=10)   # its logger drains into console.log first
+        self.channel.close()
+
+
+class Dialog(ConsoleSpawn):
+    """A program the lab's shell runs on its tty, as pexpect sees a spawned
+    child: what it prints until it ends, then EOF, exitstatus and
+    signalstatus (as pexpect's spawn sets them: a program that a signal ended
+    has exitstatus None). Closing it (or leaving its `with`) waits for the end,
+    sending ^C first if it still runs."""
+
+    #: How long close() waits for the program to end, before and after its ^C.
+    CLOSE_S = 10.0
+
+    def __init__(self, shell: Shell, nonce: str, timeout: float | None,
+                 encoding: str | None):
+        super().__init__(shell.channel, timeout=timeout, encoding=encoding,
+                         watch=lambda: shell._check(None, f"dialog {self.name}"))
+        self._shell = shell
+        self._end = b"@@LAB-E" + nonce.encode() + b"@@"
+        self._held = b""
+        self._done = False
+        self.terminated = False
+        self.name = f"<dialog {nonce}>"
+
+    def _take(self, size: int, wait: float) -> bytes | None:
+        """The program's bytes; its end marker (held back until whole) ends them."""
+        if self._done:
+            return None
+        data = self.channel.get(wait, size)
+        if data is None:
+            raise self._shell._closed(f"dialog {self.name}")
+        held = self._held + data
+        at = held.find(self._end)
+        if at >= 0:
+            m = re.match(rb"(\d+)@@\d*@@\r?\n", held[at + len(self._end):])
+            if m is None:
+                self._held = held[at:]
+                return held[:at]
+            self._finish(int(m.group(1)), held[at + len(self._end) + m.end():])
+            return held[:at] or None
+        # hold back a tail that may be the start of the marker; release it when idle
+        keep = next((k for k in range(min(len(self._end) - 1, len(held)), 0, -1)
+                     if self._end.startswith(held[-k:])), 0)
+        if not data:
+            keep = 0
+        self._held = held[len(held) - keep:]
+        return held[:len(held) - keep]
+
+    def _finish(self, status: int, rest: bytes) -> None:
+        self._done = self.terminated = True
+        self.status = status
+        if status > 128:
+            self.exitstatus, self.signalstatus = None, status - 128
+        else:
+            self.exitstatus, self.signalstatus = status, None
+        self._shell._spawn._before.write(rest)
+        self.channel.waiting = False
+
+    def wait(self, timeout: float | None = -1) -> int | None:
+        """Until the program ends; its exit status (None if a signal ended it)."""
+        if not self._done:
+            self.expect(pexpect.EOF, timeout=timeout)
+        return self.exitstatus
+
+    def close(self, force: bool = True) -> None:
+        if not self._done:
+            try:
+                self.expect(pexpect.EOF, timeout=0.2)
+            except pexpect.TIMEOUT:
+                self.sendcontrol("c")
+                try:
+                    self.expect(pexpect.EOF, timeout=self.CLOSE_S)
+                except pexpect.TIMEOUT:
+                    raise GuestTimeout(f"dialog {self.name}: the program did not end within "
+                                       f"{self.CLOSE_S:g} s of a ^C") from None
+        self.closed = True
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

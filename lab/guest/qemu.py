@@ -47,14 +47,17 @@ from lab.host import packages, proc
 log = logging.getLogger("lab.guest.qemu")
 
 RUN_PREFIX = "lab-run-"
-SOCKETS = ("qmp", "kernel", "shell")
+SOCKETS = ("qmp", "kernel", "shell", "kmsg")
+#: The virtserialports' names, which the guest's init looks for (images/init):
+#: chardev id -> port name.
+PORTS = {"shell": "lab.shell", "kmsg": "lab.kmsg"}
 #: Between two looks for QEMU's sockets: it makes them some 30 ms after it starts, and
 #: a restored guest's whole start is 0.15 s.
 SOCKET_POLL_S = 0.002
 
 
 def kernel_cmdline(arch: ArchProfile, extra: tuple[str, ...] = ()) -> str:
-    return " ".join((*arch.cmdline, f"labshell={arch.shell_console}", *extra))
+    return " ".join((*arch.cmdline, *extra))
 
 
 @dataclass(frozen=True)
@@ -95,16 +98,20 @@ def command_line(arch: ArchProfile, kernel: Path, initramfs: Path, cmdline: str,
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-S",
         "-kernel", str(kernel), "-initrd", str(initramfs), "-append", cmdline,
         "-qmp", f"unix:{rundir / 'qmp.sock'},server=on,wait=off",
-        "-chardev", sock("kernel"), "-chardev", sock("shell"),
+        "-chardev", sock("kernel"), *(w for name in PORTS for w in ("-chardev", sock(name))),
     ]
     if icount:
         argv += ["-icount", "shift=0"]
+    # The kernel console: a virtconsole on the virtio-serial device, or the first
+    # UART. The shell and the forwarded /dev/kmsg: virtserialports, which QEMU
+    # throttles (the guest's writer waits) where a virtconsole drops.
+    argv += ["-device", arch.virtio_serial]
     if arch.console_kind == "virtconsole":
-        argv += ["-device", "virtio-serial-device",
-                 "-device", "virtconsole,chardev=kernel",
-                 "-device", "virtconsole,chardev=shell"]
+        argv += ["-device", "virtconsole,chardev=kernel"]
     else:
-        argv += ["-serial", "chardev:kernel", "-serial", "chardev:shell"]
+        argv += ["-serial", "chardev:kernel"]
+    argv += [w for chardev, name in PORTS.items()
+             for w in ("-device", f"virtserialport,chardev={chardev},name={name}")]
     if arch.dut_uart:
         argv += ["-chardev", sock("dut"), "-serial", "chardev:dut"]
     if ram:

@@ -27,18 +27,25 @@ def test_guest_starts_paused_never_reboots_and_has_no_default_devices():
         assert argv(arch) == args   # pure
 
 
-def test_aarch64_uses_virtio_consoles_and_leaves_the_pl011_to_the_dut_socket():
+SHELL_PORTS = [("-device", "virtserialport,chardev=shell,name=lab.shell"),
+               ("-device", "virtserialport,chardev=kmsg,name=lab.kmsg")]
+
+
+def test_aarch64_has_a_virtconsole_two_ports_and_leaves_the_pl011_to_the_dut_socket():
     args = argv("aarch64")
     assert ("-M", "virt") in pairs(args) and ("-cpu", "cortex-a72") in pairs(args)
-    assert ("-device", "virtconsole,chardev=kernel") in pairs(args)
-    assert ("-device", "virtconsole,chardev=shell") in pairs(args)
+    devices = [b for a, b in pairs(args) if a == "-device"]
+    assert devices[:2] == ["virtio-serial-device", "virtconsole,chardev=kernel"]
+    assert all(port in pairs(args) for port in SHELL_PORTS)
     assert ("-serial", "chardev:dut") in pairs(args)
     assert f"socket,id=dut,path={RUN}/dut.sock,server=on,wait=off" in args
 
 
-def test_x86_uses_two_serial_ports_and_has_no_dut():
+def test_x86_has_the_kernel_on_a_uart_two_ports_on_virtio_serial_pci_and_no_dut():
     args = argv("x86_64")
-    assert [b for a, b in pairs(args) if a == "-serial"] == ["chardev:kernel", "chardev:shell"]
+    assert [b for a, b in pairs(args) if a == "-serial"] == ["chardev:kernel"]
+    assert ("-device", "virtio-serial-pci") in pairs(args)
+    assert all(port in pairs(args) for port in SHELL_PORTS)
     assert not any("dut" in a for a in args)
 
 
@@ -49,10 +56,9 @@ def test_accel_cpu_memory_and_icount():
     assert ("-cpu", "qemu64") in pairs(argv("x86_64"))
 
 
-def test_kernel_cmdline_names_the_shell_console_and_keeps_user_words_last():
+def test_kernel_cmdline_keeps_user_words_last():
     line = qemu.kernel_cmdline(ARCHES["aarch64"], ("kpti=1",))
-    assert line.split() == ["console=hvc0", "quiet", "panic=-1", "labshell=hvc1", "kpti=1"]
-    assert "labshell=ttyS1" in qemu.kernel_cmdline(ARCHES["x86_64"])
+    assert line.split() == ["console=hvc0", "quiet", "panic=-1", "kpti=1"]
 
 
 def test_qemu_runs_under_setpriv_and_the_prefix_stays_out_of_the_pure_command_line():

@@ -114,10 +114,13 @@ def cmd_exec(args) -> int:
 
 def cmd_shell(args) -> int:
     guest = _guest(args, "shell",
-                   echo_kernel=lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+                   echo_kernel=lambda text: (sys.stdout.write(text.replace("\n", "\r\n")),
+                                             sys.stdout.flush()))
     with guest:
         assert guest.shell is not None   # set by the boot
         report.shell_banner(f"{args.arch}/{args.kernel}", guest.facts, guest.logdir)
+        if guest.kernel is not None:
+            guest.kernel.echo_all = True
         terminal.interact(guest.shell)
     report.err.print("\nguest shut down")
     return 0

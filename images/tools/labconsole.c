@@ -1,0 +1,282 @@
+/*
+ * labconsole: the guest's end of the lab's two virtio-serial channels.
+ *
+ *   labconsole shell PORT NONCEFILE PROG [ARG]...
+ *   labconsole kmsg PORT
+ *
+ * A virtserialport is lossless (QEMU keeps what the host socket cannot take yet
+ * and the guest's writer waits), but it is not a tty: no echo control, no job
+ * control, no ^C, and only one opener at a time.
+ *
+ * shell: holds PORT open for the guest's whole life and runs PROG on the slave
+ * of a fresh pseudo-terminal, as the leader of a new session whose controlling
+ * tty that is (so ^C reaches the foreground job). It relays both ways between
+ * the pty master and PORT. Each direction has a buffer; while one is full the
+ * relay stops reading its source, so a host that reads slowly slows the shell,
+ * and a shell that reads slowly slows the host: nothing is ever dropped. When
+ * PROG ends, the relay forwards what it printed, writes
+ * "\n@@LAB-X<nonce>@@<status>@@\n" (the nonce read from NONCEFILE, status as
+ * sh's $?), and starts PROG again on a new pty. PROG finds its tty's path in
+ * $LAB_TTY.
+ *
+ * kmsg: copies /dev/kmsg records (one per read, "prio,seq,usec,flags;text\n"
+ * plus " KEY=value" lines) to PORT, several per write when they come faster
+ * than the port takes them. A record the ring buffer overwrote before it was
+ * read shows as a gap in the sequence numbers, which the lab reports.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define BUF (64 * 1024)
+/* How long to leave a port alone whose host end is not connected (poll then
+ * says POLLIN|POLLHUP and read says 0 at once). */
+#define HOST_AWAY_MS 20
+
+struct pipe_buf {
+	char data[BUF];
+	size_t len;
+};
+
+/* SIGCHLD wakes the relay's poll through this pipe (tinyconfig has no signalfd). */
+static int wake[2];
+
+static void on_sigchld(int sig)
+{
+	int saved = errno;
+
+	(void)sig;
+	if (write(wake[1], "", 1) < 0)
+		errno = saved;	/* full: a wake-up is pending anyway */
+	errno = saved;
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "labconsole: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+/* Write what fits; drop it from the buffer. -1 only on a real error. */
+static int flush_some(int fd, struct pipe_buf *b)
+{
+	ssize_t n = write(fd, b->data, b->len);
+
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -1;
+	memmove(b->data, b->data + n, b->len - n);
+	b->len -= n;
+	return 0;
+}
+
+/* Read into the buffer's free room: bytes read, 0 at end, -1 would block. */
+static ssize_t fill(int fd, struct pipe_buf *b)
+{
+	ssize_t n = read(fd, b->data + b->len, BUF - b->len);
+
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? -1 : 0;
+	b->len += n;
+	return n;
+}
+
+static void write_all(int fd, const char *p, size_t len)
+{
+	struct pollfd w = { .fd = fd, .events = POLLOUT };
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+			poll(&w, 1, HOST_AWAY_MS);
+			continue;
+		}
+		if (n < 0)
+			return;
+		p += n;
+		len -= n;
+	}
+}
+
+static pid_t start(char **argv, int *master)
+{
+	char *slave;
+	pid_t pid;
+	int fd;
+
+	*master = posix_openpt(O_RDWR | O_NOCTTY);
+	if (*master < 0 || grantpt(*master) || unlockpt(*master))
+		die("posix_openpt");
+	slave = ptsname(*master);
+	if (!slave)
+		die("ptsname");
+	pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		sigset_t none;
+		int sig;
+
+		/* init started us in the background, so SIGINT and SIGQUIT are
+		 * ignored, and an ignored signal stays ignored across exec: the
+		 * shell's jobs would never see a ^C */
+		for (sig = 1; sig < NSIG; sig++)
+			signal(sig, SIG_DFL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		close(wake[0]);
+		close(wake[1]);
+		setsid();
+		fd = open(slave, O_RDWR);
+		if (fd < 0)
+			die(slave);
+		ioctl(fd, TIOCSCTTY, 0);
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+		setenv("LAB_TTY", slave, 1);
+		execvp(argv[0], argv);
+		die(argv[0]);
+	}
+	fcntl(*master, F_SETFL, O_NONBLOCK);
+	return pid;
+}
+
+/* Forward what the program printed before it ended (all of it: the slave is
+ * gone, so the master reads what is left, then EIO). */
+static void drain(int port, int master, struct pipe_buf *out)
+{
+	while (fill(master, out) > 0 || out->len) {
+		write_all(port, out->data, out->len);
+		out->len = 0;
+	}
+}
+
+/* Relay until the program ends; its status, as sh's $? would say it. */
+static int relay(int port, int master, pid_t pid)
+{
+	static struct pipe_buf out, in;	/* pty to port, port to pty */
+	int away = 0, ws;
+
+	out.len = 0;
+	in.len = 0;
+	for (;;) {
+		struct pollfd p[3] = {
+			{ .fd = master, .events = (out.len < BUF ? POLLIN : 0) |
+						  (in.len ? POLLOUT : 0) },
+			{ .fd = port, .events = (in.len < BUF && !away ? POLLIN : 0) |
+						(out.len ? POLLOUT : 0) },
+			{ .fd = wake[0], .events = POLLIN },
+		};
+
+		if (poll(p, 3, away ? HOST_AWAY_MS : -1) < 0 && errno != EINTR)
+			die("poll");
+		away = 0;
+		if (p[2].revents & POLLIN) {
+			char drop[64];
+
+			while (read(wake[0], drop, sizeof(drop)) > 0)
+				;
+		}
+		if (waitpid(pid, &ws, WNOHANG) == pid) {
+			drain(port, master, &out);
+			return WIFSIGNALED(ws) ? 128 + WTERMSIG(ws) : WEXITSTATUS(ws);
+		}
+		if (p[0].revents & (POLLIN | POLLHUP))
+			fill(master, &out);
+		if (p[0].revents & POLLOUT)
+			flush_some(master, &in);
+		if (p[1].revents & POLLOUT && flush_some(port, &out) < 0)
+			die("write to the port");
+		if (p[1].revents & POLLIN && fill(port, &in) == 0)
+			away = 1;	/* host end not connected: read says 0 */
+	}
+}
+
+static _Noreturn void shell(const char *path, const char *noncefile, char **argv)
+{
+	int port;
+
+	port = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK);
+	if (port < 0)
+		die(path);
+	if (pipe2(wake, O_NONBLOCK | O_CLOEXEC))
+		die("pipe");
+	signal(SIGCHLD, on_sigchld);
+	for (;;) {
+		char nonce[64] = "", marker[128];
+		int master, status, fd, n;
+		pid_t pid = start(argv, &master);
+
+		status = relay(port, master, pid);
+		close(master);
+		fd = open(noncefile, O_RDONLY);
+		if (fd >= 0) {
+			n = read(fd, nonce, sizeof(nonce) - 1);
+			nonce[n > 0 ? n : 0] = '\0';
+			close(fd);
+		}
+		n = snprintf(marker, sizeof(marker), "\n@@LAB-X%s@@%d@@\n", nonce, status);
+		write_all(port, marker, n);
+		fd = open("/dev/kmsg", O_WRONLY);
+		if (fd >= 0) {
+			dprintf(fd, "lab-init: the lab's shell exited with status %d; starting a new one\n",
+				status);
+			close(fd);
+		}
+	}
+}
+
+static _Noreturn void kmsg(const char *path)
+{
+	static char batch[BUF];
+	int port, fd;
+
+	port = open(path, O_WRONLY | O_NOCTTY);
+	if (port < 0)
+		die(path);
+	fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+	if (fd < 0)
+		die("/dev/kmsg");
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		size_t len = 0;
+
+		/* one record per read; gather what is there, up to a batch */
+		while (BUF - len >= 8192) {
+			ssize_t n = read(fd, batch + len, BUF - len);
+
+			if (n < 0 && errno == EPIPE)
+				continue;	/* overwritten: the lab sees the gap */
+			if (n <= 0)
+				break;
+			len += n;
+		}
+		if (len)
+			write_all(port, batch, len);
+		else if (poll(&p, 1, -1) < 0 && errno != EINTR)
+			die("poll /dev/kmsg");
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 5 && !strcmp(argv[1], "shell"))
+		shell(argv[2], argv[3], argv + 4);
+	if (argc == 3 && !strcmp(argv[1], "kmsg"))
+		kmsg(argv[2]);
+	fprintf(stderr, "usage: labconsole shell PORT NONCEFILE PROG [ARG]...\n"
+			"       labconsole kmsg PORT\n");
+	return 2;
+}
