@@ -77,6 +77,8 @@ READ_SIZE = 64 * 1024
 KEEP_BEFORE = 1024 * 1024
 #: A regex's search window: larger than one read plus the longest match.
 REGEX_WINDOW = READ_SIZE + 8 * 1024
+#: pexpect's exceptions, for the callers that wait on a ConsoleSpawn.
+TIMEOUT, EOF = pexpect.TIMEOUT, pexpect.EOF
 #: The default deadline of a command the lab itself runs in the guest's shell.
 COMMAND_DEADLINE_S = 60.0
 #: The kernel's last line before the machine stops without QEMU exiting.
@@ -326,7 +328,7 @@ class Channel(threading.Thread):
     idle_limit bytes: what a background process prints between commands.
     """
 
-    def __init__(self, sock: socket.socket, log: ConsoleLog, source: str,
+    def __init__(self, sock: socket.socket, log: ConsoleLog | None, source: str,
                  idle_limit: int | None = IDLE_LIMIT):
         super().__init__(daemon=True, name=f"{source}-console")
         self.sock = sock
@@ -347,7 +349,8 @@ class Channel(threading.Thread):
     def _write_log(self) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         while (data := self._to_log.get()) is not None:
-            self._log.write(self._source, decoder.decode(data))
+            if self._log is not None:
+                self._log.write(self._source, decoder.decode(data))
 
     def run(self) -> None:
         self._logger.start()

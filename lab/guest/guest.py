@@ -21,7 +21,7 @@ from lab.core.errors import AbnormalShutdown, GuestError, InfraError
 from lab.core.model import BootFacts, CommandResult, KernelBuild, KernelMessage, accel_label
 from lab.guest import qemu, snapshot
 from lab.guest.clone import Cloning
-from lab.guest.console import COMMAND_DEADLINE_S, ConsoleLog, KernelLog, Resume, Shell
+from lab.guest.console import COMMAND_DEADLINE_S, ConsoleLog, Dialog, KernelLog, Resume, Shell
 from lab.guest.monitor import QMP_TIMEOUT_S, Monitor
 from lab.guest.uart import Uart
 from lab.host import facts
@@ -202,6 +202,15 @@ class Guest(Cloning):
         """Copy data into the guest, all of it within deadline (default 60 s)."""
         assert self.shell
         self.shell.put_file(data, path, mode, deadline or Deadline(COMMAND_DEADLINE_S))
+
+    def spawn(self, command: str, timeout: float = 30.0,
+              encoding: str | None = "utf-8") -> Dialog:
+        """command on the guest shell's tty, its stdin that tty, as a pexpect object
+        (lab.guest.console.Dialog: expect, sendline, sendcontrol; EOF when it
+        ends, then exitstatus). Use it in a `with`: the shell runs nothing else
+        until the dialog is closed."""
+        assert self.shell
+        return self.shell.spawn(command, timeout, encoding)
 
     def faults(self) -> list[KernelMessage]:
         return self.kernel.faults() if self.kernel else []

@@ -2,8 +2,10 @@
 wire (a unix socket on QEMU's chardev) and the guest commands that drive the
 far end.
 
-send and expect are the raw wire. transfer_out and transfer_in move random
-bytes through it and compare md5s on both ends. Every call takes a Deadline.
+The wire is a pexpect object (lab.guest.console.ConsoleSpawn on the one reader
+of the socket): expect, expect_exact, send, sendline, sendcontrol, as a driver
+test scripts an exchange. transfer_out and transfer_in move random bytes
+through it and compare md5s on both ends, within a Deadline.
 A transfer that loses or mangles bytes is a result (Transfer.ok False); a
 socket that closes under the lab (QEMU gone) is GuestLost.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import select
 import shlex
 import socket
 import threading
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from lab.core.deadline import Deadline
 from lab.core.errors import GuestError, GuestLost, GuestTimeout
 from lab.core.model import CommandResult
+from lab.guest.console import Channel, ConsoleSpawn
 
 #: Runs a shell command in the guest within a number of seconds (Guest.run).
 Runner = Callable[[str, float], CommandResult]
@@ -52,14 +56,18 @@ class Transfer:
         return self.nbytes / 1024 / self.seconds if self.seconds > 0 else 0.0
 
 
-class Uart:
-    """The host end of the guest's device-under-test UART."""
+class Uart(ConsoleSpawn):
+    """The host end of the guest's device-under-test UART, as pexpect sees it
+    (bytes; a send that the UART does not take within `timeout` is GuestTimeout)."""
 
-    def __init__(self, sock: socket.socket, run: Runner):
+    def __init__(self, sock: socket.socket, run: Runner, timeout: float = 30.0):
+        channel = Channel(sock, None, "dut", idle_limit=None)
+        channel.start()
+        super().__init__(channel, timeout=timeout)
         self._sock = sock
         self._run = run
-        self._buffer = b""
         self._seen = b""
+        self.name = "<dut uart>"
 
     @property
     def tail(self) -> bytes:
@@ -67,57 +75,46 @@ class Uart:
         return self._seen
 
     def close(self) -> None:
-        self._sock.close()
+        self.channel.close()
+        self.closed = True
+
+    def _take(self, size: int, wait: float) -> bytes | None:
+        data = self.channel.get(wait, size)
+        if data is None:
+            raise GuestLost("the UART socket closed (QEMU exited)")
+        if data:
+            self._seen = (self._seen + data)[-TAIL_BYTES:]
+        return data
 
     # -- the wire
 
     def _send(self, data: bytes, deadline: Deadline) -> int:
-        """As much of data as the UART takes by the deadline; returns how much."""
+        """As much of data as the UART takes by the deadline; returns how much. (The
+        socket's reader is another thread: no socket timeout, a select instead.)"""
         view, sent = memoryview(data), 0
         while sent < len(data) and not deadline.expired():
-            self._sock.settimeout(deadline.remaining())
-            try:
-                sent += self._sock.send(view[sent:])
-            except TimeoutError:
+            if not select.select([], [self._sock], [], deadline.remaining())[1]:
                 break
+            try:
+                sent += self._sock.send(view[sent:], socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
             except OSError as exc:
                 raise GuestLost(f"the UART socket failed: {exc.strerror or exc}") from exc
         return sent
 
-    def _recv(self, deadline: Deadline, limit: int = 65536) -> bytes | None:
-        """Some bytes, or None once the deadline has passed."""
-        if deadline.expired():
-            return None
-        self._sock.settimeout(deadline.remaining())
-        try:
-            data = self._sock.recv(limit)
-        except TimeoutError:
-            return None
-        except OSError as exc:
-            raise GuestLost(f"the UART socket failed: {exc.strerror or exc}") from exc
-        if not data:
-            raise GuestLost("the UART socket closed (QEMU exited)")
-        self._seen = (self._seen + data)[-TAIL_BYTES:]
-        return data
-
-    def send(self, data: bytes, deadline: Deadline) -> None:
+    def send_within(self, data: bytes, deadline: Deadline) -> None:
         """Write data to the UART; GuestTimeout if it will not take it all in time."""
         sent = self._send(data, deadline)
         if sent < len(data):
             raise GuestTimeout(f"the UART took {sent} of {len(data)} bytes within "
                                f"{deadline.seconds:g} s")
 
-    def expect(self, pattern: str, deadline: Deadline) -> bytes | None:
-        """The first match of pattern (a regex, on bytes) in what the UART sends;
-        what comes after it stays for the next call. None if the deadline passes."""
-        regex = re.compile(pattern.encode())
-        while (match := regex.search(self._buffer)) is None:
-            data = self._recv(deadline)
-            if data is None:
-                return None
-            self._buffer += data
-        self._buffer = self._buffer[match.end():]
-        return match.group(0)
+    def send(self, s) -> int:   # pexpect's, bounded by timeout
+        data = self._coerce_send_string(s)
+        self._log(data, "send")
+        self.send_within(data, Deadline(self.timeout if self.timeout is not None else 3600))
+        return len(data)
 
     # -- transfers
 
@@ -129,12 +126,12 @@ class Uart:
 
     def _collect(self, nbytes: int, deadline: Deadline, into: bytearray,
                  lost: list[GuestError]) -> None:
+        """What the UART sends, straight from the reader's queue (not what an
+        earlier expect left over), until nbytes or the deadline."""
         try:
-            while len(into) < nbytes:
-                data = self._recv(deadline, min(65536, nbytes - len(into)))
-                if data is None:
-                    return
-                into.extend(data)
+            while len(into) < nbytes and not deadline.expired():
+                into.extend(self._take(min(65536, nbytes - len(into)),
+                                       min(0.1, deadline.remaining())) or b"")
         except GuestError as exc:
             lost.append(exc)
 

@@ -71,6 +71,9 @@ CATALOGUE: tuple[FaultClass, ...] = tuple(
         ("odebug", False, r"\bODEBUG: (?!Out of memory)", {"context": 60, "report": True}),
         ("kmemleak", False, KMEMLEAK_RECORD.pattern,
          {"context": 60, "report": True, "tail": KMEMLEAK_RECORD}),
+        # The lab's own line for a gap in the forwarded /dev/kmsg (lab.guest.console):
+        # what was lost may have been an oops.
+        ("lost-log", False, r"^lab: kernel log: \d+ lines? lost", {"context": 0, "report": True}),
         ("bug", False, r"\bBUG: |kernel BUG at", {}),
         ("fault", False, r"Unable to handle kernel", {}),
         ("warning", False, r"\bWARNING: ", {}),

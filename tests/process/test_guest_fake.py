@@ -14,6 +14,7 @@ import pytest
 from lab.core.deadline import Deadline
 from lab.core.errors import GuestError, GuestLost, GuestPanic, GuestTimeout, OutputLost
 from lab.guest import console
+from lab.guest.console import TIMEOUT
 from lab.guest.guest import Guest
 from tests.conftest import lab_qemus
 from tests.unit.conftest import fake_build
@@ -88,10 +89,11 @@ def test_the_uart_is_connected_once_and_talks_both_ways(guest):
     g = guest("aarch64")          # the fake's dut chardev echoes, like a loopback plug
     uart = g.uart()
     assert g.uart() is uart
-    uart.send(b"hello lab\n", Deadline(2))
-    assert uart.expect(r"hel+o", Deadline(2)) == b"hello"
-    assert uart.expect(r"lab\n", Deadline(2)) == b"lab\n"
-    assert uart.expect(r"never", Deadline(0.2)) is None
+    uart.sendline(b"hello lab")
+    assert uart.expect(rb"hel+o", timeout=2) == 0 and uart.after == b"hello"
+    assert uart.expect_exact(b"lab\n", timeout=2) == 0
+    with pytest.raises(TIMEOUT):
+        uart.expect(rb"never", timeout=0.2)
     assert uart.tail.endswith(b"hello lab\n")
 
 

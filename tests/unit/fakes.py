@@ -15,6 +15,7 @@ from typing import Any
 
 from lab.core.deadline import Deadline
 from lab.core.model import BootFacts, CommandResult, KernelMessage
+from lab.guest.console import TIMEOUT
 from lab.guest.uart import Transfer
 from lab.scenario.steps.base import Context
 
@@ -43,13 +44,16 @@ class FakeUart:
     transfers: list[FakeTransfer] = field(default_factory=list)
     moved: list[tuple[str, str, int]] = field(default_factory=list)
 
-    def send(self, data: bytes, deadline: Deadline) -> None:
+    def send_within(self, data: bytes, deadline: Deadline) -> None:
         self.sent.append(data)
 
-    def expect(self, pattern: str, deadline: Deadline) -> bytes | None:
-        m = re.search(pattern.encode(), self.received)
+    def expect(self, pattern: bytes, timeout: float) -> int:
+        """pexpect's: 0, or TIMEOUT."""
+        m = re.search(pattern, self.received)
         self.tail = self.received[-64:]
-        return m.group(0) if m else None
+        if m is None:
+            raise TIMEOUT(f"{pattern!r}")
+        return 0
 
     def _move(self, direction: str, device: str, nbytes: int) -> Transfer:
         """The next planned outcome, as the real UART reports one."""

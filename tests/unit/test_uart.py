@@ -11,6 +11,7 @@ import pytest
 from lab.core.deadline import Deadline
 from lab.core.errors import GuestLost
 from lab.core.model import CommandResult
+from lab.guest.console import TIMEOUT
 from lab.guest.uart import Uart
 
 
@@ -100,12 +101,15 @@ def test_expect_consumes_up_to_the_match_and_keeps_the_rest(wire):
     host, far = wire
     uart = Uart(host, ScriptedGuest(far).run)
     far.sendall(b"boot noise\nREADY 42\nmore")
-    assert uart.expect(r"READY (\d+)", Deadline(2)) == b"READY 42"
-    assert uart.expect(r"\nmo", Deadline(2)) == b"\nmo"
-    assert uart.expect(r"never", Deadline(0.1)) is None
+    assert uart.expect(rb"READY (\d+)", timeout=2) == 0
+    assert (uart.before, uart.match.group(1)) == (b"boot noise\n", b"42")
+    assert uart.expect_exact([b"never", b"\nmo"], timeout=2) == 1
+    with pytest.raises(TIMEOUT):
+        uart.expect(rb"never", timeout=0.1)
     assert uart.tail == b"boot noise\nREADY 42\nmore"
-    uart.send(b"ping", Deadline(1))
-    assert far.recv(10) == b"ping"
+    uart.sendline(b"ping")
+    uart.sendcontrol("c")
+    assert far.recv(10) == b"ping\n\x03"
 
 
 def test_a_closed_socket_is_guest_lost(wire):
@@ -113,4 +117,4 @@ def test_a_closed_socket_is_guest_lost(wire):
     uart = Uart(host, ScriptedGuest(far).run)
     far.close()
     with pytest.raises(GuestLost):
-        uart.expect("x", Deadline(2))
+        uart.expect(b"x", timeout=2)

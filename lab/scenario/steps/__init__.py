@@ -14,6 +14,7 @@ from lab.core.model import Step
 from lab.scenario.schema import TEXT_LINE, Ctx, Fields, Node, kind_of
 from lab.scenario.steps import (
     asserts,
+    dialog,
     dmesg,
     hmp,
     kmemleak,
@@ -40,6 +41,7 @@ PARSERS: dict[str, Callable[..., Step]] = {
     "kselftest": kselftest.Kselftest.parse,
     "kunit": kunit.Kunit.parse,
     "kmemleak": kmemleak.Kmemleak.parse,
+    "dialog": dialog.Dialog.parse,
 }
 
 #: Modules of this package that are not step kinds: what kinds share (base), KTAP

@@ -8,6 +8,7 @@ from typing import Any
 
 from lab.core import inputs
 from lab.core.model import Metric, Step
+from lab.guest.console import TIMEOUT
 from lab.scenario.schema import TEXT_LINE, TEXT_RAW, Fields, metric_name
 from lab.scenario.steps.base import Context
 
@@ -30,10 +31,12 @@ class UartExpect(Step):
     def execute(self, ctx: Context) -> list[str]:
         uart = ctx.guest.uart()
         if self.send:
-            uart.send(self.send.encode(), ctx.deadline)
+            uart.send_within(self.send.encode(), ctx.deadline)
         if self.expect is None:
             return []
-        if uart.expect(self.expect, ctx.deadline) is None:
+        try:
+            uart.expect(self.expect.encode(), timeout=ctx.deadline.remaining())
+        except TIMEOUT:
             return [f"the UART did not send {self.expect!r} within {ctx.deadline.seconds:g} s "
                     f"(got {uart.tail!r})"]
         return []
