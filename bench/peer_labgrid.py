@@ -1,8 +1,8 @@
 """One labgrid session for bench/peer.py: run by the labgrid venv's python, never the lab's.
 
-    python peer_labgrid.py CONFIG_JSON
+    python peer_labgrid.py < CONFIG_JSON
 
-CONFIG_JSON: {qemu, machine, cpu, memory, extra_args, kernel, boot_args, prompt,
+CONFIG_JSON (on stdin, so that no QEMU path is in this process's argv): {qemu, machine, cpu, memory, extra_args, kernel, boot_args, prompt,
 rtts, outputs: {label: N}}. Writes a labgrid environment YAML (QEMUDriver +
 ShellDriver) to a temporary directory, boots once and prints one JSON object:
 boot_s (QEMUDriver activated and powered on, to the ShellDriver's first
@@ -79,7 +79,7 @@ def session(cfg: dict, tmp: Path) -> dict:
 
 
 def main() -> None:
-    cfg = json.loads(sys.argv[1])
+    cfg = json.loads(sys.stdin.read())
     with tempfile.TemporaryDirectory(prefix="lab-peer-") as tmp:
         try:
             out = session(cfg, Path(tmp))

@@ -113,7 +113,7 @@ static pid_t start(char **argv, int *master)
 	pid_t pid;
 	int fd;
 
-	*master = posix_openpt(O_RDWR | O_NOCTTY);
+	*master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (*master < 0 || grantpt(*master) || unlockpt(*master))
 		die("posix_openpt");
 	slave = ptsname(*master);
@@ -208,7 +208,7 @@ static _Noreturn void shell(const char *path, const char *noncefile, char **argv
 {
 	int port;
 
-	port = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK);
+	port = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 	if (port < 0)
 		die(path);
 	if (pipe2(wake, O_NONBLOCK | O_CLOEXEC))
@@ -243,10 +243,10 @@ static _Noreturn void kmsg(const char *path)
 	static char batch[BUF];
 	int port, fd;
 
-	port = open(path, O_WRONLY | O_NOCTTY);
+	port = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
 	if (port < 0)
 		die(path);
-	fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+	fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		die("/dev/kmsg");
 	for (;;) {

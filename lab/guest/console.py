@@ -663,11 +663,15 @@ class Shell:
                      f"boot (ready marker within {deadline_s:.0f} s)")
 
     def setup(self, deadline_s: float = 10.0) -> None:
-        """Echo off (ash then reads plain lines, no line editor), no prompts, the
-        function that counts the bytes the guest sent on the port (TX_COUNTER),
+        """Echo off (ash then reads plain lines, no line editor), no prompts, a trap
+        on SIGINT (an interactive ash whose job a ^C ended drops the rest of the
+        line, the end marker with it; a trap keeps the line, and the job still
+        gets the default action), the function that counts the bytes the guest
+        sent on the port (TX_COUNTER),
         and the nonce labconsole puts in the marker it prints when the shell
         ends (SHELL_NONCE; written after echo is off, so it is never echoed)."""
-        self._send(f"stty -echo; PS1=''; PS2=''; _lab_tx() {{ _lab_n=; {TX_COUNTER}; }}; "
+        self._send(f"stty -echo; PS1=''; PS2=''; trap : INT; "
+                   f"_lab_tx() {{ _lab_n=; {TX_COUNTER}; }}; "
                    "printf '%s\\n' '@@LAB''-SYNC@@'\n".encode(), "shell setup")
         self._expect([b"@@LAB-SYNC@@\r\n", b"@@LAB-SYNC@@\n"], Deadline(deadline_s),
                      "shell setup")

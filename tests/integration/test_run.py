@@ -15,7 +15,7 @@ def test_the_whole_catalogue_passes(catalogue):
     assert result.returncode == 0, result.stdout + result.stderr
     assert {c["scenario"] for c in results["cells"]} == {
         "kpti", "fork-cow", "proc-self-mem", "demand-paging", "syscall-abi", "mmio",
-        "pl011-driver"}
+        "pl011-driver", "dialog"}
     assert {c["status"] for c in results["cells"]} == {"pass"}
 
 

@@ -63,7 +63,7 @@ def test_a_regex_is_searched_in_a_window_larger_than_one_read(wire):
 def test_timeout_names_what_it_saw_and_close_is_eof(wire):
     channel, far, _ = wire
     spawn = ConsoleSpawn(channel, timeout=0.3, encoding="utf-8")
-    far.sendall("name? ".encode())
+    far.sendall(b"name? ")
     with pytest.raises(TIMEOUT):
         spawn.expect("never")
     assert spawn.before == "name? "

@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""The lab against labgrid: the same kernels and initramfs, interleaved, with and without host load.
+
+    .venv/bin/python bench/peer.py [--runs 3] [--arch aarch64 x86_64] [--json FILE]
+
+Per repetition, per arch (kernel nokpti, TCG), per load ('none', then 'load': one
+`sh -c 'while :; do :; done'` per host core, started before the cell's two sessions
+and killed after them), one session of each tool on a fresh guest, their order
+alternating from one repetition to the next. A session: the boot, 20 round trips
+of `true`, then `seq 1 N` sized to 200 KB and to 2 MB, each output compared byte
+for byte with what seq prints.
+
+- lab: Guest(build, accel="tcg"); boot = Guest.__enter__ (launch to the shell set
+  up); round trip = g.run("true"); outputs from r.output (or its spill file).
+- labgrid: QEMUDriver + ShellDriver from a generated environment YAML, driven by
+  bench/peer_labgrid.py in a venv of its own (~/.cache/lab/bench/labgrid-venv,
+  made on first use: labgrid 26.x from PyPI, else the newest). Its console is a
+  board UART, so the same initramfs boots with rdinit=/bin/sh: busybox sh is PID 1
+  (x86_64: the 16550, console=ttyS0; aarch64: the PL011, whose driver is a module
+  in this kernel, so the shell loads serial_core and amba-pl011 from the
+  initramfs first and then runs on /dev/ttyAMA0). boot = QEMUDriver activated and
+  powered on, to the ShellDriver's first successful run("true"); its output is
+  run()'s lines joined with "\\n".
+
+Prints per arch x load x figure each tool's median over its sessions (a round trip:
+the median of the session's medians), labgrid/lab (>1: the lab is faster) and
+'exact' as sessions exact / sessions (for boot and round trip: sessions that got
+that far). The machine is shared and noisy: compare ratios, not seconds.
+Everything it starts (guests, helpers, load) is killed on exit and on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lab.app.pytest_plugin import lab_kernel
+from lab.arches import ARCHES
+from lab.guest.guest import Guest
+
+VENV = Path.home() / ".cache" / "lab" / "bench" / "labgrid-venv"
+HELPER = Path(__file__).resolve().parent / "peer_labgrid.py"
+RTTS = 20
+SIZES = {"200KB": 200_000, "2MB": 2_000_000}
+FIGURES = (("boot", "s"), ("round trip", "ms"), ("200KB", "s"), ("2MB", "s"))
+#: labgrid's serial console per arch, and what the shell (PID 1) runs first.
+UART = {
+    "x86_64": ("ttyS0", "/bin/busybox --install -s; exec /bin/sh -i"),
+    "aarch64": ("ttyAMA0", "/bin/busybox --install -s; mount -t devtmpfs devtmpfs /dev; "
+                "for m in serial_core amba-pl011; do "
+                "insmod /lib/modules/*/kernel/drivers/tty/serial/$m.ko; done; "
+                "while [ ! -c /dev/ttyAMA0 ]; do usleep 10000; done; "
+                "exec /bin/sh -i </dev/ttyAMA0 >/dev/ttyAMA0 2>&1"),
+}
+_started: list[subprocess.Popen] = []   # helpers and load, each its own process group
+
+
+def seq_n(nbytes: int) -> int:
+    """The smallest N whose `seq 1 N` prints at least nbytes."""
+    n, size = 0, 0
+    while size < nbytes:
+        n += 1
+        size += len(str(n)) + 1
+    return n
+
+
+def seq_text(n: int) -> str:
+    return "".join(f"{i}\n" for i in range(1, n + 1))
+
+
+def kill(proc: subprocess.Popen) -> None:
+    """proc's whole process group (a helper's QEMU with it), then reap proc."""
+    if proc.returncode is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    if proc in _started:
+        _started.remove(proc)
+
+
+def labgrid_python() -> tuple[Path, str]:
+    """The labgrid venv's python (the venv made on first use), and labgrid's version."""
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        print(f"making {VENV} (python3 -m venv; pip install labgrid)", file=sys.stderr)
+        VENV.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
+        pip = [str(python), "-m", "pip", "install", "-q"]
+        if subprocess.run([*pip, "labgrid>=26,<27"]).returncode:
+            subprocess.run([*pip, "labgrid"], check=True)
+    version = subprocess.run([str(python), "-c", "import labgrid; print(labgrid.__version__)"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    return python, version
+
+
+def start_load() -> list[subprocess.Popen]:
+    procs = []
+    for _ in range(os.cpu_count() or 2):
+        procs.append(subprocess.Popen(["sh", "-c", "while :; do :; done"],
+                                      start_new_session=True))
+        _started.append(procs[-1])
+    return procs
+
+
+def lab_session(build) -> dict:
+    out: dict = {"rtt_s": [], "outputs": {}}
+    with tempfile.TemporaryDirectory(prefix="lab-peer-") as tmp:
+        guest = Guest(build, logdir=Path(tmp), accel="tcg")
+        started = time.monotonic()
+        with guest:
+            out["boot_s"] = time.monotonic() - started
+            for _ in range(RTTS):
+                t = time.monotonic()
+                r = guest.run("true", 30)
+                out["rtt_s"].append(time.monotonic() - t)
+                assert r.exit_code == 0, r
+            for label, nbytes in SIZES.items():
+                n = seq_n(nbytes)
+                t = time.monotonic()
+                r = guest.run(f"seq 1 {n}", 600)
+                seconds = time.monotonic() - t
+                text = r.output_file.read_text() if r.output_file else r.output
+                out["outputs"][label] = {"seconds": seconds, "chars": len(text),
+                                         "exact": r.exit_code == 0 and text == seq_text(n)}
+    return out
+
+
+def labgrid_session(python: Path, arch, build) -> dict:
+    uart, script = UART[arch.name]
+    boot_args = [a for a in arch.cmdline if not a.startswith("console=")]
+    cfg = {"qemu": shutil.which(arch.qemu) or arch.qemu, "machine": arch.machine,
+           "cpu": arch.cpu, "memory": f"{arch.memory_mb}M",
+           "extra_args": "-accel tcg -smp 1 -nodefaults -no-user-config -no-reboot "
+                         f"-initrd {build.initramfs}",
+           "kernel": str(build.image), "prompt": "/ # ", "rtts": RTTS,
+           "boot_args": " ".join([f"console={uart}", *boot_args, "rdinit=/bin/sh",
+                                  "--", "-c", f'"{script}"']),
+           "outputs": {label: seq_n(nbytes) for label, nbytes in SIZES.items()}}
+    proc = subprocess.Popen([str(python), str(HELPER)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    _started.append(proc)
+    try:
+        stdout, stderr = proc.communicate(json.dumps(cfg), timeout=1800)
+    except subprocess.TimeoutExpired:
+        return {"error": "the labgrid session took over 30 min"}
+    finally:
+        kill(proc)
+    lines = stdout.strip().splitlines()
+    if not lines:
+        return {"error": f"helper exited {proc.returncode}: {stderr[-3000:]}"}
+    return json.loads(lines[-1])
+
+
+def session(tool: str, python: Path, arch, build) -> dict:
+    try:
+        out = lab_session(build) if tool == "lab" else labgrid_session(python, arch, build)
+    except Exception:
+        out = {"error": traceback.format_exc()}
+    if "error" in out:
+        print(f"[{tool} {arch.name}] {out['error']}", file=sys.stderr)
+    return out
+
+
+def figure(s: dict, name: str) -> tuple[float | None, bool]:
+    """A session's value of one figure (None: it never got there) and whether it is exact."""
+    if name == "boot":
+        return s.get("boot_s"), "boot_s" in s
+    if name == "round trip":
+        rtts = s.get("rtt_s") or []
+        ok = len(rtts) == RTTS
+        return (statistics.median(rtts) * 1000 if ok else None), ok
+    o = (s.get("outputs") or {}).get(name)
+    return (o["seconds"] if o else None), bool(o and o["exact"])
+
+
+def table(sessions: list[dict], arches: list[str]) -> None:
+    print("| arch | load | figure | lab | labgrid | labgrid/lab | lab exact | labgrid exact |")
+    print("|---|---|---|---|---|---|---|---|")
+    for arch in arches:
+        for load in ("none", "load"):
+            for name, unit in FIGURES:
+                med, exact = {}, {}
+                for tool in ("lab", "labgrid"):
+                    mine = [s for s in sessions
+                            if (s["arch"], s["load"], s["tool"]) == (arch, load, tool)]
+                    got = [figure(s, name) for s in mine]
+                    vals = [v for v, _ in got if v is not None]
+                    med[tool] = statistics.median(vals) if vals else None
+                    exact[tool] = f"{sum(ok for _, ok in got)}/{len(mine)}"
+                a, b = med["lab"], med["labgrid"]
+                fmt = lambda v: "-" if v is None else f"{v:.3f} {unit}"
+                ratio = f"{b / a:.2f}" if a and b else "-"
+                print(f"| {arch} | {load} | {name} | {fmt(a)} | {fmt(b)} | {ratio} | "
+                      f"{exact['lab']} | {exact['labgrid']} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--arch", nargs="+", default=["aarch64", "x86_64"], choices=list(ARCHES))
+    ap.add_argument("--json", type=Path, help="write every session's raw numbers here")
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    began = time.monotonic()
+    sessions: list[dict] = []
+    load: list[subprocess.Popen] = []
+    try:
+        python, version = labgrid_python()
+        builds = {a: lab_kernel(a, "nokpti") for a in args.arch}
+        for rep in range(args.runs):
+            order = ("lab", "labgrid") if rep % 2 == 0 else ("labgrid", "lab")
+            for arch in args.arch:
+                for cond in ("none", "load"):
+                    load = start_load() if cond == "load" else []
+                    try:
+                        for tool in order:
+                            print(f"run {rep + 1}/{args.runs} {arch} load={cond} {tool}",
+                                  file=sys.stderr, flush=True)
+                            s = session(tool, python, ARCHES[arch], builds[arch])
+                            sessions.append({"rep": rep, "arch": arch, "load": cond,
+                                             "tool": tool, **s})
+                    finally:
+                        for proc in load:
+                            kill(proc)
+    finally:
+        for proc in list(_started):
+            kill(proc)
+    elapsed = time.monotonic() - began
+    print(f"labgrid {version} against the lab, kernel nokpti, TCG, {args.runs} run(s), "
+          f"{elapsed / 60:.1f} min; outputs: `seq 1 N` of "
+          + ", ".join(f"{k} (N={seq_n(v)})" for k, v in SIZES.items()))
+    table(sessions, args.arch)
+    if args.json:
+        args.json.write_text(json.dumps({"labgrid": version, "runs": args.runs,
+                                         "elapsed_s": elapsed, "sessions": sessions}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

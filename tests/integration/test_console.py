@@ -1,0 +1,127 @@
+"""The console on real guests: exact under host load on both arches, a kernel log
+that loses nothing (or says what it lost), pexpect dialogs with ^C and exit
+statuses, and ^C in `lab shell` reaching the foreground job."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pexpect
+import pytest
+
+from lab.core.errors import GuestTimeout
+from lab.guest.console import EOF
+from tests.conftest import LAB, ROOT
+
+pytestmark = pytest.mark.qemu
+ARCHES = ["aarch64", "x86_64"]
+
+
+@pytest.fixture
+def host_load():
+    """Two host processes that keep both cores busy while the test runs."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(2)]
+    yield
+    for p in spinners:
+        p.kill()
+        p.wait()
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_output_is_exact_under_host_load(lab_boot, arch, host_load):
+    guest = lab_boot(arch, "nokpti")
+    want = hashlib.md5(b"a" * 4_000_000).hexdigest()
+    for _ in range(2):
+        r = guest.run("head -c 4000000 /dev/zero | tr '\\0' a | md5sum; "
+                      "head -c 4000000 /dev/zero | tr '\\0' a", 120)
+        assert r.exit_code == 0
+        head, _, body = r.output.partition("\n")
+        assert head.split()[0] == want and body == "a" * 4_000_000
+    lines = "".join(f"{n}\n" for n in range(1, 35_001))     # about 200 KB
+    for _ in range(5):
+        assert guest.run("seq 1 35000", 60).output == lines
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_every_kernel_line_is_logged_once_in_order_under_load(lab_boot, arch, host_load):
+    guest = lab_boot(arch, "nokpti")
+    n = 20_000
+    r = guest.run(f"i=0; while [ $i -lt {n} ]; do echo \"lab-kmsg $i\" > /dev/kmsg; "
+                  f"i=$((i + 1)); done; echo done", 300)
+    assert r.exit_code == 0
+    guest.run("sleep 1")    # the forwarder's last batch
+    log = (guest.logdir / "console.log").read_text()
+    seen = [int(m) for m in re.findall(r"\] lab-kmsg (\d+)$", log, re.M)]
+    assert seen == list(range(n))
+    assert "lines lost" not in log and not guest.faults()
+
+
+def test_a_gap_in_the_kernel_log_is_reported_as_lost_lines(lab_boot):
+    """The forwarder stopped while 40,000 records (more than the 1 MB log buffer
+    holds) are written: the records it never read are a gap, and a fault."""
+    guest = lab_boot("x86_64", "nokpti")
+    r = guest.run("p=$(for d in /proc/[0-9]*; do case \"$(cat $d/cmdline 2>/dev/null | "
+                  "tr '\\0' ' ')\" in 'labconsole kmsg '*) echo ${d#/proc/};; esac; done); "
+                  "kill -STOP $p; i=0; while [ $i -lt 40000 ]; do echo \"lab-gap $i\" "
+                  "> /dev/kmsg; i=$((i + 1)); done; kill -CONT $p; sleep 2", 300)
+    assert r.exit_code == 0
+    assert "lost-log" in [f.kind for f in guest.faults()]
+    assert re.search(r"lab: kernel log: \d+ lines lost \(records \d+ to \d+",
+                     (guest.logdir / "console.log").read_text())
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_a_dialog_expects_sends_interrupts_and_has_an_exit_status(lab_boot, arch):
+    guest = lab_boot(arch, "nokpti")
+    with guest.spawn("sh -c 'printf \"name? \"; read -r n; echo \"hello, $n\"; exit 3'") as p:
+        p.expect_exact("name? ")
+        p.sendline("lab")
+        p.expect(r"hello, (\w+)")
+        assert p.match.group(1) == "lab"
+        assert p.wait() == 3 and p.signalstatus is None
+    with guest.spawn("sh -c 'echo ready; read -r line; echo never'", timeout=10) as p:
+        p.expect("ready")
+        p.sendcontrol("c")
+        p.expect(EOF)
+        assert "never" not in p.before
+        assert (p.exitstatus, p.signalstatus, p.status) == (None, signal.SIGINT, 130)
+    assert guest.run("echo after").output == "after\n"     # the shell is whole again
+
+
+def test_a_dialog_that_never_ends_is_interrupted_and_one_that_ignores_it_times_out(lab_boot):
+    guest = lab_boot("x86_64", "nokpti")
+    with guest.spawn("sleep 600") as p:
+        pass                       # leaving the with sends ^C: sleep ends
+    assert p.status == 130
+    p = guest.spawn("sh -c 'trap \"\" INT; sleep 600'")
+    p.CLOSE_S = 1.0
+    with pytest.raises(GuestTimeout, match="did not end within 1 s of a"):
+        p.close()
+
+
+def test_ctrl_c_in_lab_shell_reaches_the_foreground_job(tmp_path):
+    """A person at `lab shell`: ^C ends `sleep 30` (status 130), bash stays."""
+    env = {**os.environ, "TERM": "xterm"}
+    child = pexpect.spawn(LAB[0], [*LAB[1:], "shell", "--arch", "x86_64", "--kernel", "nokpti"],
+                          cwd=str(ROOT), env=env, encoding="utf-8", timeout=120,
+                          dimensions=(24, 200))
+    try:
+        child.expect_exact("Ctrl-]")
+        child.expect(r"lab:/# ")
+        child.sendline("sleep 30")
+        child.sendcontrol("c")
+        child.expect(r"lab:/# ", timeout=10)
+        child.sendline("echo status=$?")
+        child.expect(r"status=(\d+)", timeout=10)
+        assert child.match.group(1) == "130"
+        child.sendline("exit")
+        child.expect(pexpect.EOF, timeout=30)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
