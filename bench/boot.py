@@ -41,10 +41,12 @@ def raw_boot(build, arch) -> float:
                 "-m", str(arch.memory_mb), "-smp", "1", "-nodefaults", "-no-user-config",
                 "-display", "none", "-no-reboot", "-kernel", str(build.image),
                 "-initrd", str(build.initramfs), "-append", qemu.kernel_cmdline(arch),
-                "-chardev", "null,id=kernel", "-chardev", f"socket,id=shell,path={path}"]
-        argv += (["-device", "virtio-serial-device", "-device", "virtconsole,chardev=kernel",
-                  "-device", "virtconsole,chardev=shell"] if arch.console_kind == "virtconsole"
-                 else ["-serial", "chardev:kernel", "-serial", "chardev:shell"])
+                "-chardev", "null,id=kernel", "-chardev", "null,id=kmsg",
+                "-chardev", f"socket,id=shell,path={path}", "-device", arch.virtio_serial]
+        argv += (["-device", "virtconsole,chardev=kernel"] if arch.console_kind == "virtconsole"
+                 else ["-serial", "chardev:kernel"])
+        argv += [w for chardev, name in qemu.PORTS.items()
+                 for w in ("-device", f"virtserialport,chardev={chardev},name={name}")]
         started = time.monotonic()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)

@@ -188,6 +188,10 @@ def figure(s: dict, name: str) -> tuple[float | None, bool]:
     return (o["seconds"] if o else None), bool(o and o["exact"])
 
 
+def fmt(value: float | None, unit: str) -> str:
+    return "-" if value is None else f"{value:.3f} {unit}"
+
+
 def table(sessions: list[dict], arches: list[str]) -> None:
     print("| arch | load | figure | lab | labgrid | labgrid/lab | lab exact | labgrid exact |")
     print("|---|---|---|---|---|---|---|---|")
@@ -203,9 +207,8 @@ def table(sessions: list[dict], arches: list[str]) -> None:
                     med[tool] = statistics.median(vals) if vals else None
                     exact[tool] = f"{sum(ok for _, ok in got)}/{len(mine)}"
                 a, b = med["lab"], med["labgrid"]
-                fmt = lambda v: "-" if v is None else f"{v:.3f} {unit}"
                 ratio = f"{b / a:.2f}" if a and b else "-"
-                print(f"| {arch} | {load} | {name} | {fmt(a)} | {fmt(b)} | {ratio} | "
+                print(f"| {arch} | {load} | {name} | {fmt(a, unit)} | {fmt(b, unit)} | {ratio} | "
                       f"{exact['lab']} | {exact['labgrid']} |")
 
 
@@ -231,9 +234,10 @@ def main() -> None:
                         for tool in order:
                             print(f"run {rep + 1}/{args.runs} {arch} load={cond} {tool}",
                                   file=sys.stderr, flush=True)
+                            loadavg = os.getloadavg()[0]
                             s = session(tool, python, ARCHES[arch], builds[arch])
                             sessions.append({"rep": rep, "arch": arch, "load": cond,
-                                             "tool": tool, **s})
+                                             "tool": tool, "loadavg_before": loadavg, **s})
                     finally:
                         for proc in load:
                             kill(proc)

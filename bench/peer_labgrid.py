@@ -2,13 +2,14 @@
 
     python peer_labgrid.py < CONFIG_JSON
 
-CONFIG_JSON (on stdin, so that no QEMU path is in this process's argv): {qemu, machine, cpu, memory, extra_args, kernel, boot_args, prompt,
-rtts, outputs: {label: N}}. Writes a labgrid environment YAML (QEMUDriver +
-ShellDriver) to a temporary directory, boots once and prints one JSON object:
-boot_s (QEMUDriver activated and powered on, to the ShellDriver's first
-successful run), rtt_s (each run("true")), outputs {label: {seconds, exact,
-lines}} (`seq 1 N` joined with "\\n", compared with what seq prints), version,
-or error. QEMU is quit (killed if it ignores that) before this exits.
+CONFIG_JSON, on stdin (no QEMU path in this process's argv): {qemu, machine, cpu,
+memory, extra_args, kernel, boot_args, prompt, rtts, outputs: {label: N}}. Writes
+a labgrid environment YAML (QEMUDriver + ShellDriver) to a temporary directory,
+boots once and prints one JSON object: boot_s (QEMUDriver activated and powered
+on, to the ShellDriver's first successful run), rtt_s (each run("true")),
+outputs {label: {seconds, exact, lines, chars}} (run("seq 1 N")'s lines joined
+with "\\n", compared with what seq prints), version, or error. labgrid quits QEMU
+before this exits; bench/peer.py kills this process group (QEMU in it) after.
 """
 
 import json

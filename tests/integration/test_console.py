@@ -125,3 +125,17 @@ def test_ctrl_c_in_lab_shell_reaches_the_foreground_job(tmp_path):
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+
+
+def test_a_pl011_exchange_with_pexpect_on_both_ends_of_the_wire(lab_boot):
+    """docs/scenarios.md's example: ping from the host through pl011_lab, pong back."""
+    guest = lab_boot("aarch64", "nokpti")
+    assert guest.run("modprobe pl011_lab && stty -F /dev/ttyLAB0 raw -echo").exit_code == 0
+    uart = guest.uart()
+    with guest.spawn("sh -c 'exec 3<>/dev/ttyLAB0; echo open; read -r l <&3; "
+                     "echo \"got $l\"; echo pong >&3'", timeout=20) as guest_end:
+        guest_end.expect("open")
+        uart.sendline(b"ping")
+        guest_end.expect("got ping")
+        uart.expect_exact(b"pong\n", timeout=10)
+        assert guest_end.wait() == 0
