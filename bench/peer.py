@@ -123,6 +123,7 @@ def lab_session(build) -> dict:
         started = time.monotonic()
         with guest:
             out["boot_s"] = time.monotonic() - started
+            out["ready_s"] = guest.ready_s   # launch to the ready marker, before setup
             for _ in range(RTTS):
                 t = time.monotonic()
                 r = guest.run("true", 30)

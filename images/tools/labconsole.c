@@ -123,6 +123,7 @@ static pid_t start(char **argv, int *master)
 	if (pid < 0)
 		die("fork");
 	if (pid == 0) {
+		struct termios tio;
 		sigset_t none;
 		int sig;
 
@@ -140,6 +141,12 @@ static pid_t start(char **argv, int *master)
 		if (fd < 0)
 			die(slave);
 		ioctl(fd, TIOCSCTTY, 0);
+		/* echo off from the start: the lab's first line is not echoed
+		 * (`lab shell` turns it on for a person) */
+		if (!tcgetattr(fd, &tio)) {
+			tio.c_lflag &= ~(ECHO | ECHONL);
+			tcsetattr(fd, TCSANOW, &tio);
+		}
 		dup2(fd, 0);
 		dup2(fd, 1);
 		dup2(fd, 2);
@@ -229,10 +236,15 @@ static _Noreturn void shell(const char *path, const char *noncefile, char **argv
 		}
 		n = snprintf(marker, sizeof(marker), "\n@@LAB-X%s@@%d@@\n", nonce, status);
 		write_all(port, marker, n);
-		fd = open("/dev/kmsg", O_WRONLY);
+		/* one write, one record (dprintf would lseek first, which
+		 * /dev/kmsg refuses with EINVAL, and then write nothing) */
+		n = snprintf(marker, sizeof(marker),
+			     "lab-init: the lab's shell exited with status %d; starting a new one\n",
+			     status);
+		fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
 		if (fd >= 0) {
-			dprintf(fd, "lab-init: the lab's shell exited with status %d; starting a new one\n",
-				status);
+			if (write(fd, marker, n) < 0)
+				perror("labconsole: /dev/kmsg");
 			close(fd);
 		}
 	}

@@ -829,6 +829,8 @@ class Dialog(ConsoleSpawn):
                          watch=lambda: shell._check(None, f"dialog {self.name}"))
         self._shell = shell
         self._end = b"@@LAB-E" + nonce.encode() + b"@@"
+        #: What the shell's pexpect read past the begin marker: the program's first bytes.
+        self._first = shell._leftover()
         self._held = b""
         self._done = False
         self.terminated = False
@@ -838,7 +840,7 @@ class Dialog(ConsoleSpawn):
         """The program's bytes; its end marker (held back until whole) ends them."""
         if self._done:
             return None
-        data = self.channel.get(wait, size)
+        data, self._first = self._first or self.channel.get(wait, size), b""
         if data is None:
             raise self._shell._closed(f"dialog {self.name}")
         held = self._held + data
