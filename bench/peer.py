@@ -26,6 +26,12 @@ Prints per arch x load x figure each tool's median over its sessions (a round tr
 the median of the session's medians), labgrid/lab (>1: the lab is faster) and
 'exact' as sessions exact / sessions (for boot and round trip: sessions that got
 that far). The machine is shared and noisy: compare ratios, not seconds.
+The boots differ in what they do: the lab's /init sets the guest up (mounts,
+/dev, its console relay) and Guest.__enter__ then runs `uname -r` and `dmesg`;
+labgrid's sh does the least a shell needs. A labgrid session takes some 4 min:
+QEMUDriver sleeps 10 ms before each read of its socket, and QEMU's 16550 and
+PL011 write one byte per socket write, so a few hundred bytes fill the socket
+and the guest waits (about 17 KB/s, against some 100 KB/s read flat out).
 Everything it starts (guests, helpers, load) is killed on exit and on Ctrl-C.
 """
 
@@ -256,4 +262,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("interrupted: every guest, helper and load process it started is killed")

@@ -109,6 +109,8 @@ class Cloning:
                 return None, f"no template made: the boot printed a kernel {kinds}"
             meta = self._template_meta(key, self.facts)
             self._monitor.save_state(scratch / snapshot.STATE, Deadline(SAVE_DEADLINE_S))
+            assert self.kernel
+            meta = replace(meta, kmsg_seq=self.kernel.next_seq())   # the guest is stopped
             self._teardown()
             template = snapshot.finish(scratch, meta)
         return template, f"template {key[:12]} made now, by a cold boot of " \

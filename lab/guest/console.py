@@ -205,6 +205,7 @@ class KernelLog(threading.Thread):
         #: `lab shell` sees a quiet boot, then every kernel message).
         self.echo_all = False
         self._kmsg: tuple[socket.socket, threading.Thread] | None = None
+        self._kmsg_seen = time.monotonic()
 
     def run(self) -> None:
         try:
@@ -224,6 +225,7 @@ class KernelLog(threading.Thread):
 
     def _read_kmsg(self, sock: socket.socket) -> None:
         for line in _lines(sock):
+            self._kmsg_seen = time.monotonic()
             record = kmsg_lines(line)
             if record is None:        # a record's " KEY=value" line
                 continue
@@ -268,6 +270,15 @@ class KernelLog(threading.Thread):
     def faults(self) -> list[KernelMessage]:
         with self._lock:
             return list(self.scanner.faults)
+
+    def next_seq(self, quiet_s: float = 0.1, within_s: float = 2.0) -> int | None:
+        """The next kernel log record's sequence number, once the forwarded log has
+        been quiet for quiet_s (a snapshot's: its clones start from there)."""
+        end = time.monotonic() + within_s
+        while time.monotonic() - self._kmsg_seen < quiet_s and time.monotonic() < end:
+            time.sleep(quiet_s / 4)
+        with self._lock:
+            return self._next_seq
 
     def panic(self, grace_s: float = PANIC_GRACE_S) -> KernelMessage | None:
         """The panic, once its trace has arrived (or grace_s has passed)."""
@@ -569,6 +580,8 @@ class Resume:
 
     session: str
     tx_base: int
+    #: The template's next kernel log record (None: unknown, the first one seen).
+    kmsg_seq: int | None = None
 
 
 class Shell:

@@ -108,7 +108,7 @@ class Guest(Cloning):
         self.machine.launch()
         self._log = ConsoleLog(self.logdir / "console.log")
         self.kernel = KernelLog(self.machine.connect("kernel"), self._log, self._echo_kernel,
-                                first_seq=None if resume else 0)
+                                first_seq=resume.kmsg_seq if resume else 0)
         self.kernel.start()
         self.kernel.attach_kmsg(self.machine.connect("kmsg"))
         self.shell = Shell(self.machine.connect("shell"), self._log, self.kernel,

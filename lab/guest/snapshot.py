@@ -89,6 +89,9 @@ class TemplateMeta:
     ram_size: int = 0       # the RAM file as it was saved: size, mtime, digest
     ram_mtime_ns: int = 0
     ram_digest: str = ""
+    #: The next /dev/kmsg record's sequence number when the state was saved (a
+    #: clone reports a gap from there); None in templates made before it was kept.
+    kmsg_seq: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -98,6 +101,8 @@ class TemplateMeta:
         """CorruptEntry (naming path) unless d has META_FIELDS with their types."""
         cache.require(path, d, META_FIELDS)
         known = {f.name for f in fields(cls)}
+        seq = d.get("kmsg_seq")
+        d = {**d, "kmsg_seq": seq if type(seq) is int and seq >= 0 else None}
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -122,7 +127,7 @@ class Template:
 
     def resume(self) -> Resume:
         """What a shell on a clone of this template carries over (console.Resume)."""
-        return Resume(self.meta.session, self.meta.tx_base)
+        return Resume(self.meta.session, self.meta.tx_base, self.meta.kmsg_seq)
 
 
 # ---------------------------------------------------------------- the key
