@@ -29,10 +29,12 @@ that far). The machine is shared and noisy: compare ratios, not seconds.
 The boots differ in what they do: the lab's /init sets the guest up (mounts,
 /dev, its console relay) and Guest.__enter__ then runs `uname -r` and `dmesg`;
 labgrid's sh does the least a shell needs. A labgrid session takes some 4 min:
-QEMUDriver sleeps 10 ms before each read of its socket, and QEMU's 16550 and
-PL011 write one byte per socket write, so a few hundred bytes fill the socket
-and the guest waits (about 17 KB/s, against some 100 KB/s read flat out).
-Everything it starts (guests, helpers, load) is killed on exit and on Ctrl-C.
+QEMUDriver sleeps 10 ms before each read of its socket, into which QEMU's 16550
+and PL011 write one byte at a time; it gets about 17 KB/s of output where the
+same guest's UART, read flat out, gives some 100 KB/s.
+Everything it starts (guests, helpers, load) is killed on exit and on Ctrl-C or
+SIGTERM, which still print the table of the sessions done so far; --json is
+rewritten after every session.
 """
 
 from __future__ import annotations
@@ -219,16 +221,25 @@ def table(sessions: list[dict], arches: list[str]) -> None:
                       f"{exact['lab']} | {exact['labgrid']} |")
 
 
+def dump(path: Path | None, version: str, runs: int, began: float, sessions: list[dict],
+         partial: bool) -> None:
+    """The raw numbers so far (rewritten after every session)."""
+    if path:
+        path.write_text(json.dumps({"labgrid": version, "runs": runs, "partial": partial,
+                                    "elapsed_s": time.monotonic() - began,
+                                    "sessions": sessions}, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--arch", nargs="+", default=["aarch64", "x86_64"], choices=list(ARCHES))
     ap.add_argument("--json", type=Path, help="write every session's raw numbers here")
     args = ap.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)   # as Ctrl-C
     began = time.monotonic()
     sessions: list[dict] = []
-    load: list[subprocess.Popen] = []
+    version, stopped = "?", ""
     try:
         python, version = labgrid_python()
         builds = {a: lab_kernel(a, "nokpti") for a in args.arch}
@@ -245,24 +256,24 @@ def main() -> None:
                             s = session(tool, python, ARCHES[arch], builds[arch])
                             sessions.append({"rep": rep, "arch": arch, "load": cond,
                                              "tool": tool, "loadavg_before": loadavg, **s})
+                            dump(args.json, version, args.runs, began, sessions, True)
                     finally:
                         for proc in load:
                             kill(proc)
+    except KeyboardInterrupt:
+        stopped = f"INTERRUPTED after {len(sessions)} session(s); "
     finally:
         for proc in list(_started):
             kill(proc)
     elapsed = time.monotonic() - began
-    print(f"labgrid {version} against the lab, kernel nokpti, TCG, {args.runs} run(s), "
-          f"{elapsed / 60:.1f} min; outputs: `seq 1 N` of "
+    print(f"{stopped}labgrid {version} against the lab, kernel nokpti, TCG, {args.runs} "
+          f"run(s), {elapsed / 60:.1f} min; outputs: `seq 1 N` of "
           + ", ".join(f"{k} (N={seq_n(v)})" for k, v in SIZES.items()))
     table(sessions, args.arch)
-    if args.json:
-        args.json.write_text(json.dumps({"labgrid": version, "runs": args.runs,
-                                         "elapsed_s": elapsed, "sessions": sessions}, indent=1))
+    dump(args.json, version, args.runs, began, sessions, bool(stopped))
+    if stopped:
+        sys.exit(130)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        sys.exit("interrupted: every guest, helper and load process it started is killed")
+    main()

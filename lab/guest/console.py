@@ -88,15 +88,16 @@ STOPPED = re.compile(r"reboot: (Power down|System halted)")
 SHELL_NONCE = "/run/lab-shell-nonce"
 #: How long the guest may take to start a new shell once one has ended.
 SHELL_RESTART_S = 10.0
-#: The body of the shell function that sets _lab_n to the guest driver's count of
-#: bytes sent on the shell's port (debugfs virtio-ports/vportNpM, whose `name:`
-#: line comes before its `bytes_sent:`). Builtins only (read, case): no process
-#: is forked, which matters most on a restored guest, whose TCG has translated
-#: no code yet (a `sed` there took 100 ms of the first command's 130).
-TX_COUNTER = ("for f in /sys/kernel/debug/virtio-ports/vport*; do _lab_p=; "
-              "while read -r k v; do case $k in name:) _lab_p=$v;; bytes_sent:) "
-              "[ \"$_lab_p\" = lab.shell ] && _lab_n=$v;; esac; "
-              "done 2>/dev/null < \"$f\"; done")
+#: Shell code that finds the debugfs file of the shell's port (virtio-ports/vportNpM,
+#: whose first line is `name: lab.shell`), once, at setup; and the body of the
+#: function that sets _lab_n to the guest driver's count of bytes sent on it.
+#: Builtins only (read, test): no process is forked, which matters most on a
+#: restored guest, whose TCG has translated no code yet (a `sed` there took 100 ms of
+#: the first command's 130).
+TX_FILE = ("for f in /sys/kernel/debug/virtio-ports/vport*; do read -r k v < \"$f\"; "
+           "[ \"$v\" = lab.shell ] && _lab_f=$f; done")
+TX_COUNTER = ("while read -r k v; do [ \"$k\" = bytes_sent: ] && _lab_n=$v; "
+              "done 2>/dev/null < \"$_lab_f\"")
 
 
 #: console.log holds back at most this much of an unfinished line (more is written
@@ -684,7 +685,7 @@ class Shell:
         and the nonce labconsole puts in the marker it prints when the shell
         ends (SHELL_NONCE; written after echo is off, so it is never echoed)."""
         self._send(f"stty -echo; PS1=''; PS2=''; trap : INT; "
-                   f"_lab_tx() {{ _lab_n=; {TX_COUNTER}; }}; "
+                   f"{TX_FILE}; _lab_tx() {{ _lab_n=; {TX_COUNTER}; }}; "
                    "printf '%s\\n' '@@LAB''-SYNC@@'\n".encode(), "shell setup")
         self._expect([b"@@LAB-SYNC@@\r\n", b"@@LAB-SYNC@@\n"], Deadline(deadline_s),
                      "shell setup")
