@@ -42,11 +42,7 @@ def raw_boot(build, arch) -> float:
                 "-display", "none", "-no-reboot", "-kernel", str(build.image),
                 "-initrd", str(build.initramfs), "-append", qemu.kernel_cmdline(arch),
                 "-chardev", "null,id=kernel", "-chardev", "null,id=kmsg",
-                "-chardev", f"socket,id=shell,path={path}", "-device", arch.virtio_serial]
-        argv += (["-device", "virtconsole,chardev=kernel"] if arch.console_kind == "virtconsole"
-                 else ["-serial", "chardev:kernel"])
-        argv += [w for chardev, name in qemu.PORTS.items()
-                 for w in ("-device", f"virtserialport,chardev={chardev},name={name}")]
+                "-chardev", f"socket,id=shell,path={path}", *qemu.channel_devices(arch)]
         started = time.monotonic()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)

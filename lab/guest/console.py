@@ -846,13 +846,12 @@ class Dialog(ConsoleSpawn):
         #: What the shell's pexpect read past the begin marker: the program's first bytes.
         self._first = shell._leftover()
         self._held = b""
-        self._done = False
         self.terminated = False
         self.name = f"<dialog {nonce}>"
 
     def _take(self, size: int, wait: float) -> bytes | None:
         """The program's bytes; its end marker (held back until whole) ends them."""
-        if self._done:
+        if self.terminated:
             return None
         data, self._first = self._first or self.channel.get(wait, size), b""
         if data is None:
@@ -875,7 +874,7 @@ class Dialog(ConsoleSpawn):
         return held[:len(held) - keep]
 
     def _finish(self, status: int, rest: bytes) -> None:
-        self._done = self.terminated = True
+        self.terminated = True
         self.status = status
         if status > 128:
             self.exitstatus, self.signalstatus = None, status - 128
@@ -886,12 +885,12 @@ class Dialog(ConsoleSpawn):
 
     def wait(self, timeout: float | None = -1) -> int | None:
         """Until the program ends; its exit status (None if a signal ended it)."""
-        if not self._done:
+        if not self.terminated:
             self.expect(pexpect.EOF, timeout=timeout)
         return self.exitstatus
 
     def close(self, force: bool = True) -> None:
-        if not self._done:
+        if not self.terminated:
             try:
                 self.expect(pexpect.EOF, timeout=0.2)
             except pexpect.TIMEOUT:

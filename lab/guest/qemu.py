@@ -79,6 +79,18 @@ def _opt(value: object) -> str:
     return str(value).replace(",", ",,")
 
 
+def channel_devices(arch: ArchProfile) -> list[str]:
+    """The devices of the lab's channels, on the chardevs `kernel`, `shell` and `kmsg`.
+    The kernel console: a virtconsole on the virtio-serial device, or the first UART.
+    The shell and the forwarded /dev/kmsg: virtserialports, which QEMU throttles (the
+    guest's writer waits) where a virtconsole drops."""
+    argv = ["-device", arch.virtio_serial]
+    argv += (["-device", "virtconsole,chardev=kernel"] if arch.console_kind == "virtconsole"
+             else ["-serial", "chardev:kernel"])
+    return argv + [w for chardev, name in PORTS.items()
+                   for w in ("-device", f"virtserialport,chardev={chardev},name={name}")]
+
+
 def command_line(arch: ArchProfile, kernel: Path, initramfs: Path, cmdline: str,
                  rundir: Path, accel: str = "tcg", memory_mb: int | None = None,
                  icount: bool = False, ram: RamFile | None = None,
@@ -102,16 +114,7 @@ def command_line(arch: ArchProfile, kernel: Path, initramfs: Path, cmdline: str,
     ]
     if icount:
         argv += ["-icount", "shift=0"]
-    # The kernel console: a virtconsole on the virtio-serial device, or the first
-    # UART. The shell and the forwarded /dev/kmsg: virtserialports, which QEMU
-    # throttles (the guest's writer waits) where a virtconsole drops.
-    argv += ["-device", arch.virtio_serial]
-    if arch.console_kind == "virtconsole":
-        argv += ["-device", "virtconsole,chardev=kernel"]
-    else:
-        argv += ["-serial", "chardev:kernel"]
-    argv += [w for chardev, name in PORTS.items()
-             for w in ("-device", f"virtserialport,chardev={chardev},name={name}")]
+    argv += channel_devices(arch)
     if arch.dut_uart:
         argv += ["-chardev", sock("dut"), "-serial", "chardev:dut"]
     if ram:

@@ -247,15 +247,29 @@ class Fields:
         node = self.node_of(k, required=False)
         return Selector() if node is None else selector(node, self.ctx, self.path(k))
 
-    def metrics(self) -> tuple[Metric, ...]:
-        node = self.node_of("metrics", required=False)
+    def exit_code(self, k: str) -> int | None:
+        """An exit code to expect: 0 to 255 (default 0), or `any` (None)."""
+        value = self.take(k, (int, str), 0)
+        if isinstance(value, str) and value != "any":
+            self.fail(k, "an integer, or 'any'")
+        if isinstance(value, int) and not 0 <= value <= 255:
+            self.fail(k, f"an exit code is 0 to 255, got {inputs.show(value)}")
+        return None if value == "any" else value
+
+    def items(self, k: str, most: int | None = None, what: str = "items") -> list[Fields]:
+        """A list of mappings (empty when absent), at most `most` of them."""
+        node = self.node_of(k, required=False)
         if node is None:
-            return ()
+            return []
         if not isinstance(node.value, list):
-            self.ctx.fail(node.line, self.path("metrics"),
-                          f"expected a list, got {kind_of(node.value)}")
-        return tuple(_metric(Fields(item, self.ctx, f"{self.path('metrics')}[{i}]"))
-                     for i, item in enumerate(node.value))
+            self.ctx.fail(node.line, self.path(k), f"expected a list, got {kind_of(node.value)}")
+        if most is not None and len(node.value) > most:
+            self.ctx.fail(node.line, self.path(k),
+                          f"{len(node.value):,} {what}, over the limit of {most:,}")
+        return [Fields(item, self.ctx, f"{self.path(k)}[{i}]") for i, item in enumerate(node.value)]
+
+    def metrics(self) -> tuple[Metric, ...]:
+        return tuple(_metric(item) for item in self.items("metrics"))
 
 
 def _check_plain(node: Node, ctx: Ctx, key: str) -> None:

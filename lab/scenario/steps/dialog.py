@@ -24,7 +24,7 @@ from typing import Any
 from lab.core import inputs
 from lab.core.model import Step
 from lab.guest.console import EOF, TIMEOUT
-from lab.scenario.schema import TEXT_LINE, Fields, kind_of
+from lab.scenario.schema import TEXT_LINE, Fields
 from lab.scenario.steps.base import Context
 
 #: Pairs in one dialog, at most.
@@ -55,25 +55,9 @@ class Dialog(Step):
         command = f.take("dialog", str, text=TEXT_LINE)
         if not command.strip():
             f.fail("dialog", "must not be empty")
-        node = f.node_of("pairs", required=False)
-        pairs: list[Pair] = []
-        if node is not None:
-            if not isinstance(node.value, list):
-                f.ctx.fail(node.line, f.path("pairs"),
-                           f"expected a list, got {kind_of(node.value)}")
-            if len(node.value) > MAX_PAIRS:
-                f.ctx.fail(node.line, f.path("pairs"),
-                           f"{len(node.value):,} pairs, over the limit of {MAX_PAIRS:,}")
-            for i, item in enumerate(node.value):
-                pairs.append(_pair(Fields(item, f.ctx, f"{f.path('pairs')}[{i}]")))
-        expect_exit = f.take("expect_exit", (int, str), 0)
-        if isinstance(expect_exit, str) and expect_exit != "any":
-            f.fail("expect_exit", "an integer, or 'any'")
-        if isinstance(expect_exit, int) and not 0 <= expect_exit <= 255:
-            f.fail("expect_exit", f"an exit code is 0 to 255, got {inputs.show(expect_exit)}")
+        pairs = tuple(_pair(p) for p in f.items("pairs", MAX_PAIRS, "pairs"))
         return cls(name=common.pop("name") or f"dialog: {command[:50]}", command=command,
-                   pairs=tuple(pairs), expect_exit=None if expect_exit == "any" else expect_exit,
-                   **common)
+                   pairs=pairs, expect_exit=f.exit_code("expect_exit"), **common)
 
     def execute(self, ctx: Context) -> list[str]:
         problems: list[str] = []

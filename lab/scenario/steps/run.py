@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lab.core import inputs
 from lab.core.model import Metric, Step
 from lab.scenario.schema import Fields
 from lab.scenario.steps.base import Context, check_output, extract
@@ -26,13 +25,8 @@ class Run(Step):
     @classmethod
     def parse(cls, f: Fields, **common: Any) -> Run:
         command = f.take("run", str)
-        expect_exit = f.take("expect_exit", (int, str), 0)
-        if isinstance(expect_exit, str) and expect_exit != "any":
-            f.fail("expect_exit", "an integer, or 'any'")
-        if isinstance(expect_exit, int) and not 0 <= expect_exit <= 255:
-            f.fail("expect_exit", f"an exit code is 0 to 255, got {inputs.show(expect_exit)}")
         return cls(name=common.pop("name") or f"run: {command[:50]}", command=command,
-                   expect_exit=None if expect_exit == "any" else expect_exit,
+                   expect_exit=f.exit_code("expect_exit"),
                    match=f.regex("match"), no_match=f.regex("no_match"),
                    metrics=f.metrics(), **common)
 
