@@ -24,6 +24,10 @@ from lab.scenario.steps.run import Run
 DEFAULT_KERNEL = "nokpti"
 #: The kernel of `lab driver --debug` (kernel-configs/variants/debug*.config).
 DEBUG_KERNEL = "debug"
+#: The boot deadline on the debug kernel, at least: instrumented (KASAN, lockdep,
+#: kmemleak), it took 44-52 s to its shell under TCG on a loaded 2-core CI machine,
+#: and once 60 s (the default) was not enough.
+DEBUG_BOOT_S = 180.0
 #: obj-m += a.o b.o, obj-$(CONFIG_X) := c.o (what kbuild builds as modules here)
 _OBJ = re.compile(r"^\s*obj-(?:m|\$\(CONFIG_[A-Za-z0-9_]+\))\s*[:+]?=\s*(.*?)\s*(?:#.*)?$")
 
@@ -92,7 +96,8 @@ def driver_scenario(driver: Path, arch: str, kernel: str | None,
         return target
     scan = Kmemleak(name="kmemleak scan: no leak of " + ", ".join(kbuild_modules(driver)),
                     line=0, modules=tuple(kbuild_modules(driver)))
-    return replace(target, steps=(*target.steps, scan))
+    return replace(target, steps=(*target.steps, scan),
+                   boot_timeout=max(target.boot_timeout, DEBUG_BOOT_S))
 
 
 def retarget(scenario: Scenario, arch: str, kernel: str | None) -> Scenario:

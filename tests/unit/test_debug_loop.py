@@ -25,6 +25,7 @@ def test_debug_runs_the_smoke_test_on_the_debug_kernel_and_ends_with_a_kmemleak_
     assert [c.kernel for c in debug.cells] == ["debug"]
     assert debug.steps[:-1] == plain.steps
     assert isinstance(debug.steps[-1], Kmemleak) and debug.steps[-1].modules == ("lab_hello",)
+    assert (plain.boot_timeout, debug.boot_timeout) == (60.0, driverloop.DEBUG_BOOT_S)
 
 
 def test_debug_with_another_kernel_is_refused():
