@@ -16,6 +16,8 @@ from lab.guest.console import MAX_MARKER, Shell
 ESCAPE = b"\x1d"
 #: After the end of a piped input, how long the guest may stay quiet before the end.
 QUIET_S = 0.5
+#: The guest shell's prompt, as the shell quotes it.
+PROMPT = "'lab:$PWD# '"
 
 
 def interact(shell: Shell, escape: bytes = ESCAPE) -> None:
@@ -29,13 +31,15 @@ def interact(shell: Shell, escape: bytes = ESCAPE) -> None:
     size = os.get_terminal_size() if person else os.terminal_size((80, 24))
     # run() gives commands /dev/null as stdin: name the tty. Echo comes on after
     # bash's line is read, which is then not echoed.
+    # The prompt is set for bash alone when a person is there: the lab's shell
+    # showing it first would invite typing into the exec (CI once lost a ^C so).
     shell.run(f"stty -F /dev/tty {'' if person else 'echo '}rows {size.lines} "
-              f"cols {size.columns}; export PS1='lab:$PWD# '", 10)
+              f"cols {size.columns}" + ("" if person else f"; export PS1={PROMPT}"), 10)
     stdin = sys.stdin.fileno()
     saved = termios.tcgetattr(stdin) if person else None
     try:
         if saved:
-            shell.send(b"stty echo; exec bash --norc -i\n")
+            shell.send(f"stty echo; PS1={PROMPT} exec bash --norc -i\n".encode())
             tty.setraw(stdin)
         _pass_through(shell, stdin, escape)
     finally:

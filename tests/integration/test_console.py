@@ -114,7 +114,12 @@ def test_ctrl_c_in_lab_shell_reaches_the_foreground_job(tmp_path):
     try:
         child.expect_exact("Ctrl-]")
         child.expect(r"lab:/# ")
-        child.sendline("sleep 30")
+        # As a person would: ^C once the job runs. bash hands the terminal to a
+        # job's group in the job's process before exec, so once the job prints,
+        # ^C reaches it. (A ^C within ms of a builtin's output, or typed ahead
+        # into bash's start, reaches bash instead, on any terminal: CI saw both.)
+        child.sendline("sh -c 'echo started; exec sleep 30'")
+        child.expect("\r\nstarted\r\n")
         child.sendcontrol("c")
         child.expect(r"lab:/# ", timeout=10)
         child.sendline("echo status=$?")
