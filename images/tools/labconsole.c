@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 /*
  * labconsole: the guest's end of the lab's two virtio-serial channels.
  *
@@ -19,6 +20,13 @@
  * sh's $?), and starts PROG again on a new pty. PROG finds its tty's path in
  * $LAB_TTY.
  *
+ * The relay counts every byte it writes to PORT. Where the shell prints COUNT
+ * (below), the relay puts that count instead, as COUNT_DIGITS decimal digits:
+ * the bytes written before it since labconsole started. The lab compares it
+ * with where it received them, so a lost byte cannot go unnoticed, and asking
+ * costs the shell nothing (reading the driver's debugfs count took 2-4 ms of
+ * builtin reads per command under TCG).
+ *
  * kmsg: copies /dev/kmsg records (one per read, "prio,seq,usec,flags;text\n"
  * plus " KEY=value" lines) to PORT, several per write when they come faster
  * than the port takes them. A record the ring buffer overwrote before it was
@@ -31,6 +39,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdnoreturn.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
@@ -39,13 +48,23 @@
 
 #define BUF (64 * 1024)
 /* How long to leave a port alone whose host end is not connected (poll then
- * says POLLIN|POLLHUP and read says 0 at once). */
+ * says POLLIN|POLLHUP and read says 0 at once).
+ */
 #define HOST_AWAY_MS 20
 
 struct pipe_buf {
 	char data[BUF];
 	size_t len;
 };
+
+/* What the shell prints to ask for the count; as long as the count it becomes. */
+#define COUNT "\001LAB-TX-CNT\001"
+#define COUNT_DIGITS (sizeof(COUNT) - 1)
+/* How long the relay holds the start of a COUNT for the rest of it. */
+#define COUNT_WAIT_MS 100
+
+/* Bytes written to the shell's port so far. */
+static unsigned long long port_sent;
 
 /* SIGCHLD wakes the relay's poll through this pipe (tinyconfig has no signalfd). */
 static int wake[2];
@@ -76,6 +95,49 @@ static int flush_some(int fd, struct pipe_buf *b)
 	memmove(b->data, b->data + n, b->len - n);
 	b->len -= n;
 	return 0;
+}
+
+/* Write up to len bytes of b to the shell's port, counted, and drop them from b
+ * (*scanned, an offset in b, moves with them). -1 only on a real error.
+ */
+static int flush_port(int port, struct pipe_buf *b, size_t len, size_t *scanned)
+{
+	ssize_t n = write(port, b->data, len);
+
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -1;
+	memmove(b->data, b->data + n, b->len - n);
+	b->len -= n;
+	*scanned -= n;
+	port_sent += n;
+	return 0;
+}
+
+/*
+ * Put the count in place of each COUNT in b from *from on. Returns how many
+ * bytes at the end must wait for more: the start of what may be a COUNT.
+ */
+static size_t stamp(struct pipe_buf *b, size_t *from)
+{
+	size_t i, k;
+
+	for (i = *from; i < b->len; i++) {
+		for (k = 0; k < COUNT_DIGITS && i + k < b->len; k++)
+			if (b->data[i + k] != COUNT[k])
+				break;
+		if (k == COUNT_DIGITS) {
+			char digits[COUNT_DIGITS + 1];
+
+			snprintf(digits, sizeof(digits), "%0*llu", (int)COUNT_DIGITS,
+				 port_sent + i);
+			memcpy(b->data + i, digits, COUNT_DIGITS);
+			i += COUNT_DIGITS - 1;
+		} else if (i + k == b->len) {
+			break;		/* a start of COUNT ends the buffer */
+		}
+	}
+	*from = i;
+	return b->len - i;
 }
 
 /* Read into the buffer's free room: bytes read, 0 at end, -1 would block. */
@@ -129,7 +191,8 @@ static pid_t start(char **argv, int *master)
 
 		/* init started us in the background, so SIGINT and SIGQUIT are
 		 * ignored, and an ignored signal stays ignored across exec: the
-		 * shell's jobs would never see a ^C */
+		 * shell's jobs would never see a ^C
+		 */
 		for (sig = 1; sig < NSIG; sig++)
 			signal(sig, SIG_DFL);
 		sigemptyset(&none);
@@ -142,7 +205,8 @@ static pid_t start(char **argv, int *master)
 			die(slave);
 		ioctl(fd, TIOCSCTTY, 0);
 		/* echo off from the start: the lab's first line is not echoed
-		 * (`lab shell` turns it on for a person) */
+		 * (`lab shell` turns it on for a person)
+		 */
 		if (!tcgetattr(fd, &tio)) {
 			tio.c_lflag &= ~(ECHO | ECHONL);
 			tcsetattr(fd, TCSANOW, &tio);
@@ -161,12 +225,16 @@ static pid_t start(char **argv, int *master)
 }
 
 /* Forward what the program printed before it ended (all of it: the slave is
- * gone, so the master reads what is left, then EIO). */
-static void drain(int port, int master, struct pipe_buf *out)
+ * gone, so the master reads what is left, then EIO).
+ */
+static void drain(int port, int master, struct pipe_buf *out, size_t scanned)
 {
 	while (fill(master, out) > 0 || out->len) {
+		stamp(out, &scanned);
 		write_all(port, out->data, out->len);
+		port_sent += out->len;
 		out->len = 0;
+		scanned = 0;
 	}
 }
 
@@ -174,7 +242,8 @@ static void drain(int port, int master, struct pipe_buf *out)
 static int relay(int port, int master, pid_t pid)
 {
 	static struct pipe_buf out, in;	/* pty to port, port to pty */
-	int away = 0, ws;
+	size_t scanned = 0, hold = 0;	/* out: stamped so far; held back */
+	int away = 0, ws, n;
 
 	out.len = 0;
 	in.len = 0;
@@ -183,12 +252,17 @@ static int relay(int port, int master, pid_t pid)
 			{ .fd = master, .events = (out.len < BUF ? POLLIN : 0) |
 						  (in.len ? POLLOUT : 0) },
 			{ .fd = port, .events = (in.len < BUF && !away ? POLLIN : 0) |
-						(out.len ? POLLOUT : 0) },
+						(out.len > hold ? POLLOUT : 0) },
 			{ .fd = wake[0], .events = POLLIN },
 		};
 
-		if (poll(p, 3, away ? HOST_AWAY_MS : -1) < 0 && errno != EINTR)
+		n = poll(p, 3, away ? HOST_AWAY_MS : hold ? COUNT_WAIT_MS : -1);
+		if (n < 0 && errno != EINTR)
 			die("poll");
+		if (n == 0 && hold) {	/* the rest never came: it was no COUNT */
+			scanned = out.len;
+			hold = 0;
+		}
 		away = 0;
 		if (p[2].revents & POLLIN) {
 			char drop[64];
@@ -197,21 +271,22 @@ static int relay(int port, int master, pid_t pid)
 				;
 		}
 		if (waitpid(pid, &ws, WNOHANG) == pid) {
-			drain(port, master, &out);
+			drain(port, master, &out, scanned);
 			return WIFSIGNALED(ws) ? 128 + WTERMSIG(ws) : WEXITSTATUS(ws);
 		}
-		if (p[0].revents & (POLLIN | POLLHUP))
-			fill(master, &out);
+		if (p[0].revents & (POLLIN | POLLHUP) && fill(master, &out) > 0)
+			hold = stamp(&out, &scanned);
 		if (p[0].revents & POLLOUT)
 			flush_some(master, &in);
-		if (p[1].revents & POLLOUT && flush_some(port, &out) < 0)
+		if (p[1].revents & POLLOUT &&
+		    flush_port(port, &out, out.len - hold, &scanned) < 0)
 			die("write to the port");
 		if (p[1].revents & POLLIN && fill(port, &in) == 0)
 			away = 1;	/* host end not connected: read says 0 */
 	}
 }
 
-static _Noreturn void shell(const char *path, const char *noncefile, char **argv)
+static noreturn void run_shell(const char *path, const char *noncefile, char **argv)
 {
 	int port;
 
@@ -236,8 +311,10 @@ static _Noreturn void shell(const char *path, const char *noncefile, char **argv
 		}
 		n = snprintf(marker, sizeof(marker), "\n@@LAB-X%s@@%d@@\n", nonce, status);
 		write_all(port, marker, n);
+		port_sent += n;
 		/* one write, one record (dprintf would lseek first, which
-		 * /dev/kmsg refuses with EINVAL, and then write nothing) */
+		 * /dev/kmsg refuses with EINVAL, and then write nothing)
+		 */
 		n = snprintf(marker, sizeof(marker),
 			     "lab-init: the lab's shell exited with status %d; starting a new one\n",
 			     status);
@@ -250,7 +327,7 @@ static _Noreturn void shell(const char *path, const char *noncefile, char **argv
 	}
 }
 
-static _Noreturn void kmsg(const char *path)
+static noreturn void forward_kmsg(const char *path)
 {
 	static char batch[BUF];
 	int port, fd;
@@ -285,9 +362,9 @@ static _Noreturn void kmsg(const char *path)
 int main(int argc, char **argv)
 {
 	if (argc >= 5 && !strcmp(argv[1], "shell"))
-		shell(argv[2], argv[3], argv + 4);
+		run_shell(argv[2], argv[3], argv + 4);
 	if (argc == 3 && !strcmp(argv[1], "kmsg"))
-		kmsg(argv[2]);
+		forward_kmsg(argv[2]);
 	fprintf(stderr, "usage: labconsole shell PORT NONCEFILE PROG [ARG]...\n"
 			"       labconsole kmsg PORT\n");
 	return 2;
