@@ -62,6 +62,14 @@ struct pipe_buf {
 #define COUNT_DIGITS (sizeof(COUNT) - 1)
 /* How long the relay holds the start of a COUNT for the rest of it. */
 #define COUNT_WAIT_MS 100
+/*
+ * A read of a full pty buffer means more is coming: the relay gathers up to
+ * BATCH before it writes to the port (each write costs the guest an exit to
+ * QEMU and an interrupt), unless the pty stays quiet for MORE_WAIT_MS.
+ */
+#define PTY_FULL 1024
+#define BATCH (32 * 1024)
+#define MORE_WAIT_MS 2
 
 /* Bytes written to the shell's port so far. */
 static unsigned long long port_sent;
@@ -243,7 +251,8 @@ static int relay(int port, int master, pid_t pid)
 {
 	static struct pipe_buf out, in;	/* pty to port, port to pty */
 	size_t scanned = 0, hold = 0;	/* out: stamped so far; held back */
-	int away = 0, ws, n;
+	int away = 0, more = 0, ws, n;	/* more: the pty has more coming */
+	ssize_t got;
 
 	out.len = 0;
 	in.len = 0;
@@ -252,14 +261,17 @@ static int relay(int port, int master, pid_t pid)
 			{ .fd = master, .events = (out.len < BUF ? POLLIN : 0) |
 						  (in.len ? POLLOUT : 0) },
 			{ .fd = port, .events = (in.len < BUF && !away ? POLLIN : 0) |
-						(out.len > hold ? POLLOUT : 0) },
+						(out.len > hold && !more ? POLLOUT : 0) },
 			{ .fd = wake[0], .events = POLLIN },
 		};
 
-		n = poll(p, 3, away ? HOST_AWAY_MS : hold ? COUNT_WAIT_MS : -1);
+		n = poll(p, 3, more ? MORE_WAIT_MS : away ? HOST_AWAY_MS :
+			 hold ? COUNT_WAIT_MS : -1);
 		if (n < 0 && errno != EINTR)
 			die("poll");
-		if (n == 0 && hold) {	/* the rest never came: it was no COUNT */
+		if (n == 0 && more) {
+			more = 0;
+		} else if (n == 0 && hold) {	/* the rest never came: no COUNT */
 			scanned = out.len;
 			hold = 0;
 		}
@@ -274,8 +286,12 @@ static int relay(int port, int master, pid_t pid)
 			drain(port, master, &out, scanned);
 			return WIFSIGNALED(ws) ? 128 + WTERMSIG(ws) : WEXITSTATUS(ws);
 		}
-		if (p[0].revents & (POLLIN | POLLHUP) && fill(master, &out) > 0)
-			hold = stamp(&out, &scanned);
+		if (p[0].revents & (POLLIN | POLLHUP)) {
+			got = fill(master, &out);
+			if (got > 0)
+				hold = stamp(&out, &scanned);
+			more = got >= PTY_FULL && out.len < BATCH;
+		}
 		if (p[0].revents & POLLOUT)
 			flush_some(master, &in);
 		if (p[1].revents & POLLOUT &&
