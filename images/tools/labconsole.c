@@ -260,8 +260,13 @@ static int relay(int port, int master, pid_t pid)
 		struct pollfd p[3] = {
 			{ .fd = master, .events = (out.len < BUF ? POLLIN : 0) |
 						  (in.len ? POLLOUT : 0) },
-			{ .fd = port, .events = (in.len < BUF && !away ? POLLIN : 0) |
-						(out.len > hold && !more ? POLLOUT : 0) },
+			/*
+			 * a port whose host end is away says POLLHUP at once:
+			 * leave it out of this poll, which then only waits
+			 */
+			{ .fd = away ? -1 : port,
+			  .events = (in.len < BUF ? POLLIN : 0) |
+				    (out.len > hold && !more ? POLLOUT : 0) },
 			{ .fd = wake[0], .events = POLLIN },
 		};
 
