@@ -63,6 +63,11 @@ PANIC_GRACE_S = 1.0
 _POLL_S = 0.1
 #: Kernel lines KernelLog keeps (the fault scanner keeps its own, bounded).
 KERNEL_LINES = 2000
+#: The kernel's last boot line before /init, which every kernel prints (pr_info):
+#: the boot's facts (release, KPTI) are in the log by then.
+INIT_STARTED = re.compile(r"\] Run \S+ as init process$")
+#: At most this many lines of a boot are kept for its facts.
+BOOT_LINES = 20_000
 #: A command's output kept in memory; the rest spills to output-<n>.txt in the logdir.
 MEMORY_LIMIT = 8 * 1024 * 1024
 #: What the shell may print while nobody waits (background output) before the
@@ -187,6 +192,9 @@ class KernelLog(threading.Thread):
         self._echo = echo
         self.scanner = FaultScanner()
         self.lines: deque[str] = deque(maxlen=KERNEL_LINES)
+        #: The log up to the start of /init (a cold boot's facts), once `booted`.
+        self.boot_lines: list[str] = []
+        self.booted = threading.Event()
         self.panicked = threading.Event()
         #: The guest powered off or halted: its consoles stay open, nothing more comes.
         self.stopped: str | None = None
@@ -259,11 +267,24 @@ class KernelLog(threading.Thread):
         if self._echo and (source != "kmsg" or self.echo_all):
             self._echo(line + "\n")
         self.lines.append(line)
+        if not self.booted.is_set():
+            if len(self.boot_lines) < BOOT_LINES:
+                self.boot_lines.append(line)
+            if INIT_STARTED.search(line):
+                self.booted.set()
         fault = self.scanner.feed(line)
         if fault is not None and fault.fatal:
             self.panicked.set()
         if (m := STOPPED.search(line)) is not None:
             self.stopped = {"Power down": "powered off"}.get(m.group(1), "halted")
+
+    def boot_log(self, within_s: float) -> str | None:
+        """The kernel log of a cold boot up to /init, as dmesg would print it, once
+        it has all come (None if it has not within within_s)."""
+        if not self.booted.wait(within_s):
+            return None
+        with self._lock:
+            return "\n".join(self.boot_lines) + "\n"
 
     def faults(self) -> list[KernelMessage]:
         with self._lock:
