@@ -27,7 +27,7 @@ the median of the session's medians), labgrid/lab (>1: the lab is faster) and
 'exact' as sessions exact / sessions (for boot and round trip: sessions that got
 that far). The machine is shared and noisy: compare ratios, not seconds.
 The boots differ in what they do: the lab's /init sets the guest up (mounts,
-/dev, its console relay) and Guest.__enter__ then runs `uname -r` and `dmesg`;
+/dev, its console relay) and Guest.__enter__ then sets the shell up;
 labgrid's sh does the least a shell needs. A labgrid session takes some 4 min:
 QEMUDriver sleeps 10 ms before each read of its socket, into which QEMU's 16550
 and PL011 write one byte at a time; it gets about 17 KB/s of output where the

@@ -24,9 +24,9 @@ Every command runs between markers that carry a fresh random nonce
 (secrets.token_hex), assembled by printf so the command line never holds them:
 a command cannot print its own end marker, so it cannot forge its exit code,
 and output that arrives between commands is never taken for a marker. The end
-marker also carries the guest driver's count of bytes sent on the shell's port
-(debugfs virtio-ports, bytes_sent): fewer bytes received than the guest sent
-is OutputLost, never a pass.
+marker also carries labconsole's count of the bytes it wrote to the shell's port
+before that count (COUNT): a count other than the offset where the lab received
+it is OutputLost, never a pass.
 """
 
 from __future__ import annotations
@@ -610,7 +610,7 @@ class Shell:
         self._spill_dir = spill_dir
         self._n = 0
         #: A restored shell (resume) keeps the session its template's setup() left in
-        #: the guest, and the guest driver's count of bytes sent starts where the
+        #: the guest, and labconsole's count of bytes sent starts where the
         #: template's connection left it, not at 0 as this connection does.
         self._session = resume.session if resume else secrets.token_hex(8)
         self._tx_base = resume.tx_base if resume else 0
