@@ -44,6 +44,7 @@
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BUF (64 * 1024)
@@ -70,6 +71,14 @@ struct pipe_buf {
 #define PTY_FULL 1024
 #define BATCH (32 * 1024)
 #define MORE_WAIT_MS 2
+/*
+ * Small writes in quick succession (a program's lines, each its own write to a
+ * line-buffered tty): a read within SMALL_GAP_US of the last port write waits
+ * GATHER_MS for the rest before it is sent. Each line its own port write took
+ * 0.3 ms under TCG; the first output after a pause still goes at once.
+ */
+#define SMALL_GAP_US 500
+#define GATHER_MS 1
 
 /* Bytes written to the shell's port so far. */
 static unsigned long long port_sent;
@@ -146,6 +155,14 @@ static size_t stamp(struct pipe_buf *b, size_t *from)
 	}
 	*from = i;
 	return b->len - i;
+}
+
+static long long now_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000000LL + t.tv_nsec / 1000;
 }
 
 /* Read into the buffer's free room: bytes read, 0 at end, -1 would block. */
@@ -252,29 +269,36 @@ static int relay(int port, int master, pid_t pid)
 	static struct pipe_buf out, in;	/* pty to port, port to pty */
 	size_t scanned = 0, hold = 0;	/* out: stamped so far; held back */
 	int away = 0, more = 0, ws, n;	/* more: the pty has more coming */
+	int gather = 0, gathered = 0;	/* waiting for small writes; done */
+	long long wrote_at = 0;
 	ssize_t got;
 
 	out.len = 0;
 	in.len = 0;
 	for (;;) {
 		struct pollfd p[3] = {
-			{ .fd = master, .events = (out.len < BUF ? POLLIN : 0) |
-						  (in.len ? POLLOUT : 0) },
+			{ .fd = master,
+			  .events = (out.len < BUF && !gather ? POLLIN : 0) |
+				    (in.len ? POLLOUT : 0) },
 			/*
 			 * a port whose host end is away says POLLHUP at once:
 			 * leave it out of this poll, which then only waits
 			 */
 			{ .fd = away ? -1 : port,
 			  .events = (in.len < BUF ? POLLIN : 0) |
-				    (out.len > hold && !more ? POLLOUT : 0) },
+				    (out.len > hold && !more && !gather ?
+				     POLLOUT : 0) },
 			{ .fd = wake[0], .events = POLLIN },
 		};
 
-		n = poll(p, 3, more ? MORE_WAIT_MS : away ? HOST_AWAY_MS :
-			 hold ? COUNT_WAIT_MS : -1);
+		n = poll(p, 3, gather ? GATHER_MS : more ? MORE_WAIT_MS :
+			 away ? HOST_AWAY_MS : hold ? COUNT_WAIT_MS : -1);
 		if (n < 0 && errno != EINTR)
 			die("poll");
-		if (n == 0 && more) {
+		if (n == 0 && gather) {
+			gather = 0;
+			gathered = 1;
+		} else if (n == 0 && more) {
 			more = 0;
 		} else if (n == 0 && hold) {	/* the rest never came: no COUNT */
 			scanned = out.len;
@@ -296,12 +320,17 @@ static int relay(int port, int master, pid_t pid)
 			if (got > 0)
 				hold = stamp(&out, &scanned);
 			more = got >= PTY_FULL && out.len < BATCH;
+			gather = !more && !gathered && got > 0 &&
+				 now_us() - wrote_at < SMALL_GAP_US;
+			gathered = 0;
 		}
 		if (p[0].revents & POLLOUT)
 			flush_some(master, &in);
-		if (p[1].revents & POLLOUT &&
-		    flush_port(port, &out, out.len - hold, &scanned) < 0)
-			die("write to the port");
+		if (p[1].revents & POLLOUT && out.len > hold) {
+			if (flush_port(port, &out, out.len - hold, &scanned) < 0)
+				die("write to the port");
+			wrote_at = now_us();
+		}
 		if (p[1].revents & POLLIN && fill(port, &in) == 0)
 			away = 1;	/* host end not connected: read says 0 */
 	}
