@@ -33,9 +33,10 @@ def cmd_driver(args) -> int:
     writable("--out", args.out)
     opts = runner.Options(out=args.out, jobs=1, drivers=(driver,), stop_on_fail=True,
                           kernel_src=args.kernel_src)
-    results = run_scenarios([target], opts)
-    report.driver_verdict(results, args.out)
-    return exit_code(results)
+    ran = run_scenarios([target], opts)
+    report.driver_verdict(ran.results, args.out)
+    ran.end(args.out, failures=False)    # the verdict above shows the first failure
+    return exit_code(ran.results)
 
 
 def _driver_check(args, driver: Path) -> int:
