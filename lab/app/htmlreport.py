@@ -234,17 +234,24 @@ def write(source: Source, out: Path | None = None) -> Path:
 
 # ---------------------------------------------------------------- the page
 
+#: The page's sections in order, with the words the table of contents gives them.
+SECTIONS = (("baseline", "against the baseline"), ("failures", "failures"),
+            ("matrix", "matrix"), ("comparisons", "comparisons"), ("tests", "tests"),
+            ("cells", "cells"), ("timeline", "timeline"), ("files", "files"))
+
+
 def render(src: Source) -> str:
     run = src.results
     counts = Counts.of(run)
     plans = comparing.planned(run, src.compared)
-    sections = [_header(src, counts), _controls()]
-    if src.baseline is not None:
-        sections.append(_against_baseline(src))
-    sections += [_failures(src), _matrix(src), _comparisons(src, plans), _tests(src),
-                 _cells(src), timeline(run), _files(src)]
+    sections = {"baseline": _against_baseline(src) if src.baseline is not None else "",
+                "failures": _failures(src), "matrix": _matrix(src),
+                "comparisons": _comparisons(src, plans), "tests": _tests(src),
+                "cells": _cells(src), "timeline": timeline(run), "files": _files(src)}
+    present = [(k, v) for k, v in SECTIONS if sections[k]]
     title = f"{_names(run)}: {_verdict(run, counts)}"
-    return w.page(title, "".join(sections))
+    return w.page(title, _header(src, counts, present) + _controls()
+                  + "".join(sections[k] for k, _ in present))
 
 
 def _names(run: RunResult) -> str:
@@ -277,7 +284,7 @@ def exit_code(run: RunResult) -> tuple[int, str]:
     return code, EXIT_MEANING[code]
 
 
-def _header(src: Source, c: Counts) -> str:
+def _header(src: Source, c: Counts, present: list[tuple[str, str]]) -> str:
     run = src.results
     code, meaning = exit_code(run)
     status = "interrupted" if run.interrupted else WORDS[run.status]
@@ -290,7 +297,9 @@ def _header(src: Source, c: Counts) -> str:
     counts = "".join(w.el("li", f"<b>{n:,}</b> {w.text(what)}", cls) for n, what, cls in chips)
     head = (w.el("h1", w.text(f"{_names(run)}: {_verdict(run, c)}"))
             + w.el("p", f"Exit code <b>{code}</b>: {w.text(meaning)}.", "exit")
-            + w.el("ul", counts, "counts") + _environment(src) + _xfails(run) + _toc(src))
+            + w.el("ul", counts, "counts") + _environment(src) + _xfails(run)
+            + w.el("nav", "".join(f'<a href="#{k}">{w.text(v)}</a>' for k, v in present),
+                   "toc"))
     return w.el("header", head, f"top st-{status}")
 
 
@@ -303,14 +312,6 @@ def _xfails(run: RunResult) -> str:
     more = f"<li>… and {len(rows) - 500:,} more</li>" if len(rows) > 500 else ""
     return w.el("details", w.el("summary", f"expected failures ({len(rows):,}) and why")
                 + f"<ul>{items}{more}</ul>", "xfails")
-
-
-def _toc(src: Source) -> str:
-    parts = [("failures", "failures"), ("matrix", "matrix"), ("comparisons", "comparisons"),
-             ("tests", "tests"), ("cells", "cells"), ("timeline", "timeline"), ("files", "files")]
-    if src.baseline is not None:
-        parts.insert(0, ("baseline", "against the baseline"))
-    return w.el("nav", "".join(f'<a href="#{k}">{w.text(v)}</a>' for k, v in parts), "toc")
 
 
 def _controls() -> str:
@@ -598,10 +599,9 @@ def _grid_cell(cell: CellResult | None) -> str:
 # ---------------------------------------------------------------- comparisons
 
 def _comparisons(src: Source, plans: list[comparing.Planned]) -> str:
-    parts = [w.el("h2", "Comparisons")]
     if not plans:
-        parts.append(w.el("p", "No scenario of this run names a baseline (compare: in the "
-                               "scenario, or lab compare DIR --baseline KEY=VALUE).", "muted"))
+        return ""
+    parts = [w.el("h2", "Comparisons")]
     for plan in plans:
         parts.append(w.el("h3", w.text(f"{plan.scenario}: against {'='.join(plan.baseline)}")))
         if plan.problem:
@@ -635,10 +635,10 @@ def _compare_table(rows: list[comparing.Row]) -> str:
             f'<td class="num" data-v="{d.value:.6g}">{d.value:.3g}×</td>' if d
             else "<td></td>",
             f'<td class="num">{d.ci[0]:.3g}–{d.ci[1]:.3g}</td>' if d else "<td></td>",
-            f"<td><b>{w.text(d.verdict)}</b></td>" if d else "<td>baseline</td>",
-            f"<td>{w.text(r.sentence)}</td>"]) + "</tr>")
-    return w.table(("arch", "cell", "boots", "value", "95% interval", "ratio", "ratio 95%",
-                    "verdict", "in words"), out)
+            f"<td><b>{w.text(d.verdict)}</b></td>" if d else "<td>baseline</td>"]) + "</tr>")
+    words = "".join(f"<li>{w.text(r.sentence)}</li>" for r in rows if r.ratio)
+    return w.table(("arch", "cell", "boots", "median", "95% interval", "ratio", "ratio 95%",
+                    "verdict"), out) + (f"<ul class=\"words\">{words}</ul>" if words else "")
 
 
 def _num(value: float) -> str:
@@ -723,9 +723,9 @@ def _metrics_against(src: Source) -> str:
 
 def _tests(src: Source) -> str:
     cells = [c for c in src.results.cells if c.tests]
-    parts = [w.el("h2", "Tests (kselftest, KUnit)")]
     if not cells:
-        parts.append(w.el("p", "No step of this run reported tests one by one.", "muted"))
+        return ""
+    parts = [w.el("h2", "Tests (kselftest, KUnit)")]
     budget = MAX_TEST_ROWS
     for cell in cells:
         tests = [t for t in tests_of(cell) if t.kind == "test"]

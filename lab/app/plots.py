@@ -57,7 +57,7 @@ def nice_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
 def _short(v: float) -> str:
     if v == 0:
         return "0"
-    if abs(v) >= 10_000 or abs(v) < 0.01:
+    if abs(v) >= 10_000_000 or abs(v) < 0.01:
         return f"{v:.0e}".replace("e+0", "e").replace("e-0", "e-")
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
@@ -82,13 +82,13 @@ def compare_svg(metric: str, unit: str, rows: list[comparing.Row]) -> str:
         pad = (hi - lo) * 0.08 or 1.0
         lo, hi = lo - pad, hi + pad
     top = 10
-    height = top + ROW_H * len(rows) + 34
+    height = top + ROW_H * len(rows) + 40
     x = Scale(lo, hi, LEFT, LEFT + PLOT_W, positive)
     parts = []
     for t in x.ticks():
-        parts.append(w.line(x(t), top, x(t), height - 30, "grid"))
-        parts.append(w.label(x(t), height - 16, _short(t), anchor_at="middle"))
-    parts.append(w.line(LEFT, height - 30, LEFT + PLOT_W, height - 30, "axis"))
+        parts.append(w.line(x(t), top, x(t), height - 36, "grid"))
+        parts.append(w.label(x(t), height - 22, _short(t), anchor_at="middle"))
+    parts.append(w.line(LEFT, height - 36, LEFT + PLOT_W, height - 36, "axis"))
     for i, r in enumerate(rows):
         y = top + ROW_H * i + ROW_H / 2
         e = r.estimate
@@ -104,7 +104,7 @@ def compare_svg(metric: str, unit: str, rows: list[comparing.Row]) -> str:
         parts.append(w.label(LEFT + PLOT_W + 10, y + 4,
                              f"{said}  [{e.boots} boot{'s' * (e.boots != 1)}]"))
     scale = ", log scale" if positive else ""
-    parts.append(w.label(LEFT + PLOT_W / 2, height - 2, f"{metric} ({unit}{scale}): dots are "
+    parts.append(w.label(LEFT + PLOT_W / 2, height - 7, f"{metric} ({unit}{scale}): dots are "
                          "each boot's median, the bar the 95% interval", anchor_at="middle"))
     return w.svg(LEFT + PLOT_W + RIGHT, height, "".join(parts), f"{metric} per cell")
 

@@ -179,7 +179,7 @@ dl.kv dt{color:var(--mute)}dl.kv dd{margin:0;overflow-wrap:anywhere;min-width:0}
 table{border-collapse:collapse;margin:6px 0;max-width:100%}
 th,td{border:1px solid var(--line);padding:3px 8px;text-align:left;vertical-align:top;
 overflow-wrap:anywhere}
-th{background:var(--soft);font-weight:600}
+th{background:var(--soft);font-weight:600;white-space:nowrap}td{min-width:2.5em}
 table.sortable th{cursor:default}body.js table.sortable th{cursor:pointer}
 body.js table.sortable th:hover{text-decoration:underline}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
@@ -218,13 +218,15 @@ width:18em}
 body.problems .f[data-st=pass],body.problems .f[data-st=skip],
 body.problems .f[data-st=xfail]{display:none}
 .hidden-by-search{display:none}
-nav.toc{margin:8px 0;color:var(--mute)}nav.toc a{margin-right:10px}
+nav.toc{margin:8px 0;color:var(--mute)}ul.words{margin:4px 0 10px;padding-left:20px}
+nav.toc a{margin-right:10px}
 svg{max-width:100%;height:auto;display:block;margin:6px 0}
 svg text{font:11px system-ui,DejaVu Sans,sans-serif;fill:var(--fg)}
 svg .axis{stroke:#8c959f;stroke-width:1}svg .grid{stroke:#eaeef2;stroke-width:1}
 svg .ci{stroke:#1f2328;stroke-width:3;stroke-opacity:.55}svg .mid{stroke:#1f2328;stroke-width:2}
 svg .pt{fill:#cf222e;fill-opacity:.7}svg .pt-base{fill:#6e7781;fill-opacity:.7}
-svg .t-build{fill:#8c959f}svg .t-cold{fill:#0969da}svg .t-restored{fill:#54aeff}
+svg rect{stroke:#fff;stroke-width:.6}svg .t-build{fill:#8c959f}svg .t-cold{fill:#0969da}
+svg .t-restored{fill:#54aeff}
 svg .t-pass{fill:#2da44e}svg .t-fail{fill:#cf222e}svg .t-error{fill:#8250df}
 svg .t-skip{fill:#d0d7de}svg .t-interrupted{fill:#bc4c00}svg .t-boot-error{fill:#8250df}
 svg .one{stroke:#8c959f;stroke-dasharray:3 3}
