@@ -58,7 +58,7 @@ def chromium(width: int = 1280, height: int = 1000) -> Iterator:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     service = Service(executable_path=str(CHROMEDRIVER),
-                      log_output=open(os.devnull, "w"))  # noqa: SIM115
+                      log_output=open(os.devnull, "w"))
     driver = webdriver.Chrome(service=service, options=options(width, height))
     driver.set_page_load_timeout(120)
     driver.set_script_timeout(120)

@@ -194,7 +194,8 @@ class Source:
         return self._tails[(path, limit)]
 
     def link(self, rel: str, label: object = None) -> str:
-        return w.link(self.dir / rel, rel if label is None else label, self.page_dir)
+        shown = rel if label is None else label
+        return w.link(self.dir / rel, shown, self.page_dir, self.dir)
 
 
 def load(directory: Path, baseline: Path | None = None, page: Path | None = None) -> Source:
@@ -486,7 +487,7 @@ def _output_excerpt(src: Source, r: Row) -> str:
     if r.test is not None:
         lines = _around(lines, r.name.split(".")[-1]) or lines
     shown = lines[-OUTPUT_LINES:]
-    head = f"output: the last {len(shown)} lines of {w.link(src.dir / rel, rel, src.page_dir)}" \
+    head = f"output: the last {len(shown)} lines of {src.link(rel)}" \
            f" ({size:,} bytes)"
     return w.el("h4", head) + f"<pre>{w.text(chr(10).join(shown), 20_000)}</pre>"
 
@@ -509,7 +510,7 @@ def _kernel_tail(src: Source, r: Row) -> str:
     if not kernel:
         return ""
     head = f"kernel log: the last {len(kernel)} kernel lines of " \
-           f"{w.link(src.dir / rel, rel, src.page_dir)}"
+           f"{src.link(rel)}"
     return w.el("h4", head) + f"<pre>{w.text(chr(10).join(kernel), 20_000)}</pre>"
 
 

@@ -74,11 +74,17 @@ def el(tag: str, content: str = "", cls: str = "", **attrs: object) -> str:
     return f"<{' '.join(parts)}>{content}</{tag}>"
 
 
-def link(target: Path, label: object, page_dir: Path) -> str:
-    """A link to a local file, relative to the page, when the file exists; else the
-    label as text, saying it is missing. The href is a quoted relative path: no
-    scheme, no host, nothing a browser would run."""
-    if not target.is_file():
+def link(target: Path, label: object, page_dir: Path, within: Path) -> str:
+    """A link to a local file under within, relative to the page, when the file exists
+    there; else the label as text, saying it is missing. The href is a quoted relative
+    path: no scheme, no host, nothing a browser would run, nothing outside within (a
+    log named ../../etc/passwd in a results.json is no link)."""
+    try:
+        target.resolve().relative_to(within.resolve())
+        found = target.is_file()
+    except (OSError, ValueError, RuntimeError):
+        found = False
+    if not found:
         return text(label) + ' <span class="muted">(missing)</span>'
     rel = os.path.relpath(target, page_dir)
     href = "./" + quote(rel, safe="/")
