@@ -573,9 +573,9 @@ def _matrix(src: Source) -> str:
         by_row: dict[tuple[str, str], dict[str, CellResult]] = {}
         for c in cells:
             by_row.setdefault((c.cell.arch, c.cell.kernel), {})[c.cell.cmdline] = c
-        head = "".join(f"<th>{w.text(x)}</th>" for x in ["arch / kernel \\ cmdline", *cols])
+        head = "".join(f"<th>{w.text(x, 120)}</th>" for x in ["arch / kernel \\ cmdline", *cols])
         body = "".join(
-            f'<tr><th class="row">{w.text(arch)} / {w.text(kernel)}</th>'
+            f'<tr><th class="row">{w.text(arch, 60)} / {w.text(kernel, 120)}</th>'
             + "".join(_grid_cell(row.get(col)) for col in cols) + "</tr>"
             for (arch, kernel), row in by_row.items())
         parts.append(w.el("h3", w.text(scenario))

@@ -3,8 +3,8 @@ Content-Security-Policy, its style and its script, and SVG by hand.
 
 Every string from a run (names, commands, outputs, kernel lines: anything a user
 or a guest wrote) reaches the page through text() or attr(): escaped, stripped of
-what HTML cannot show (control characters become their visible pictures, lone
-surrogates U+FFFD) and clipped. Links come from link(): relative paths only, never a
+what HTML cannot show (a control character becomes the text \\xNN, a lone
+surrogate U+FFFD) and clipped. Links come from link(): relative paths only, never a
 scheme, so a log named `javascript:alert(1)` is a file name and nothing else. The
 page fetches nothing: its CSP allows only its own <style> and <script>, by hash,
 and images from data: URIs; there is no src or url() anywhere. The script only
@@ -32,11 +32,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _visible(m: re.Match) -> str:
-    """A control character as its Unicode control picture (ESC as ␛), or \\xNN."""
-    code = ord(m.group())
-    if code < 0x20:
-        return chr(0x2400 + code)
-    return "\u2421" if code == 0x7f else f"\\x{code:02x}"
+    """A control character as the text \\xNN (a terminal colour reads \\x1b[31m)."""
+    return f"\\x{ord(m.group()):02x}"
 
 
 def clean(value: object, limit: int = MAX_TEXT) -> str:
@@ -210,7 +207,7 @@ table.grid td.st-pass{background:#dafbe1}table.grid td.st-fail{background:#ffebe
 table.grid td.st-error{background:#fbefff}table.grid td.st-interrupted{background:#fff1e5}
 table.grid td.none{background:repeating-linear-gradient(45deg,#fff,#fff 4px,#f6f8fa 4px,
 #f6f8fa 8px)}
-table.grid th.row{white-space:nowrap}
+table.grid th{white-space:normal;overflow-wrap:anywhere;max-width:18em}
 #controls{position:sticky;top:0;background:var(--bg);padding:6px 0;
 border-bottom:1px solid var(--line);
 z-index:2;display:flex;gap:8px;align-items:center;flex-wrap:wrap}
