@@ -16,6 +16,7 @@ kernel, the command line and the inputs, disagree on pass and fail.
 
 from __future__ import annotations
 
+import re
 import shlex
 import signal
 import statistics
@@ -455,10 +456,23 @@ def _failure_body(src: Source, r: Row) -> str:
             facts.append(("expected", w.text(s.expected)))
         facts += [("exit code", w.text(s.exit_code if s.exit_code is not None else "none")),
                   ("duration", w.text(f"{s.duration_s:.2f} s"))]
-    facts.append(("actual", f"<pre>{w.text(r.message or '(no message)')}</pre>"))
+    facts.append(("actual", f"<pre>{w.text(_actual(src, r) or '(no message)')}</pre>"))
     dl = w.el("dl", "".join(f"<dt>{w.text(k)}</dt><dd>{v}</dd>" for k, v in facts), "kv")
     return (dl + _fault_excerpts(r) + _output_excerpt(src, r) + _kernel_tail(src, r)
             + _reproduce(src, r))
+
+
+#: Where a run step's message starts quoting its output (lab/scenario/steps/run.py).
+_QUOTED_OUTPUT = re.compile(r"(^|; )output( \(last [^)]*\))?:\n")
+
+
+def _actual(src: Source, r: Row) -> str:
+    """A row's message, without the output it quotes when the page shows that output
+    from its file anyway."""
+    m = _QUOTED_OUTPUT.search(r.message)
+    if m and r.test is None and r.step is not None and src.tail(r.step.output, 1) is not None:
+        return r.message[:m.start()] + ("" if m.start() else "(the output is below)")
+    return r.message
 
 
 def _fault_excerpts(r: Row) -> str:
@@ -566,7 +580,7 @@ def _first_line(text: str) -> str:
 
 def _matrix(src: Source) -> str:
     run = src.results
-    parts = [w.el("h2", "Matrix")]
+    parts, grids = [w.el("h2", "Matrix")], []
     for scenario in dict.fromkeys(c.scenario for c in run.cells):
         cells = [c for c in run.cells if c.scenario == scenario]
         cols = list(dict.fromkeys(c.cell.cmdline for c in cells))
@@ -578,11 +592,11 @@ def _matrix(src: Source) -> str:
             f'<tr><th class="row">{w.text(arch, 60)} / {w.text(kernel, 120)}</th>'
             + "".join(_grid_cell(row.get(col)) for col in cols) + "</tr>"
             for (arch, kernel), row in by_row.items())
-        parts.append(w.el("h3", w.text(scenario))
-                     + f'<table class="grid"><thead><tr>{head}</tr></thead>'
-                       f"<tbody>{body}</tbody></table>")
-    if not run.cells:
-        parts.append(w.el("p", "This run has no cells.", "muted"))
+        grids.append(w.el("div", w.el("h3", w.text(scenario))
+                          + f'<table class="grid"><thead><tr>{head}</tr></thead>'
+                            f"<tbody>{body}</tbody></table>"))
+    parts.append(w.el("div", "".join(grids), "grids") if grids
+                 else w.el("p", "This run has no cells.", "muted"))
     return w.el("section", "".join(parts), id="matrix")
 
 
@@ -612,8 +626,12 @@ def _comparisons(src: Source, plans: list[comparing.Planned]) -> str:
         if plan.comparison is not None:
             for metric, rows in plan.comparison.metrics.items():
                 unit = plan.comparison.units.get(metric, "")
+                arches = list(dict.fromkeys(r.result.cell.arch for r in rows))
+                plots = "".join(compare_svg(metric, unit, [r for r in rows
+                                                           if r.result.cell.arch == arch])
+                                for arch in arches)       # each arch on its own scale
                 parts.append(w.el("h4", w.text(f"{metric} ({unit})" if unit else metric))
-                             + compare_svg(metric, unit, rows) + _compare_table(rows))
+                             + plots + _compare_table(rows))
             for flag in plan.comparison.flags:
                 parts.append(w.el("p", w.text(comparing_note(flag)), "note"))
     return w.el("section", "".join(parts), id="comparisons")

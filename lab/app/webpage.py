@@ -201,6 +201,7 @@ details.failure{border-left:5px solid var(--fail)}
 details.failure.st-error{border-left-color:var(--error)}
 details.failure > summary{font-weight:600}details.failure pre{max-height:260px}
 details.cell.st-pass > summary,details.suite.st-pass > summary{color:var(--fg)}
+.grids{display:flex;flex-wrap:wrap;gap:4px 28px;align-items:flex-start}
 table.grid td{text-align:center;min-width:110px;padding:6px}
 table.grid td a{color:inherit;text-decoration:none;display:block}
 table.grid td.st-pass{background:#dafbe1}table.grid td.st-fail{background:#ffebe9}
