@@ -205,8 +205,8 @@ def load(directory: Path, baseline: Path | None = None, page: Path | None = None
     if not directory.is_dir():
         raise UserError(f"{directory}: not a directory (lab report DIR: a results directory)")
     if not (directory / "results.json").exists():
-        raise UserError(f"{directory}: no results.json here: not the --out directory of a "
-                        "lab run, kselftest, kunit or driver")
+        raise UserError(f"{directory}: no results.json (nor {CHECKS_FILE}) here: not the --out "
+                        "directory of a lab run, kselftest, kunit or driver")
     results = comparing.load_results(directory)
     base = comparing.load_results(baseline) if baseline else None
     page_dir = (page or directory / FILE).absolute().parent
@@ -903,3 +903,98 @@ def _files(src: Source) -> str:
     return w.el("section", w.el("h2", "Files") + f"<ul>{items}</ul>" + w.el(
         "p", w.text(f"Every cell's logs are linked in its section above; all of them are "
                     f"under {src.dir}."), "muted"), id="files")
+
+
+# ---------------------------------------------------------------- lab driver --check
+
+CHECKS_FILE = "checks.json"
+#: checks.json is a few KiB; a larger one is not the lab's.
+MAX_CHECKS_JSON = 64 * 1024 * 1024
+CHECK_WORDS = {"pass": "clean", "fail": "findings", "error": "could not run",
+               "skip": "not run"}
+
+
+def _checks(directory: Path) -> dict:
+    """checks.json, its shape checked: a UserError naming it otherwise."""
+    path = directory / CHECKS_FILE
+    text = inputs.read_text(path, MAX_CHECKS_JSON, "driver checks")
+    try:
+        data = inputs.strict_json(text)
+        if problem := inputs.long_string(data, inputs.MAX_RESULT_STRING):
+            raise ValueError(problem)
+        if not isinstance(data, dict) or not isinstance(data.get("checks"), list):
+            raise ValueError("expected an object with a list of checks")
+        for c in data["checks"]:
+            if not isinstance(c, dict) or not isinstance(c.get("findings", []), list) \
+                    or not all(isinstance(f, dict) for f in c.get("findings", [])) \
+                    or not isinstance(c.get("commands", []), list):
+                raise ValueError("a check is not an object with lists of findings and "
+                                 "commands")
+    except RecursionError:
+        raise UserError(f"{path}: not a checks.json: nested too deeply") from None
+    except ValueError as exc:
+        raise UserError(f"{path}: not a checks.json: {exc}") from None
+    return data
+
+
+def write_checks(directory: Path, out: Path | None = None) -> Path:
+    """report.html of a `lab driver --check` directory (checks.json)."""
+    data = _checks(directory)
+    path = out or directory / FILE
+    cache.write_text(path, checks_page(data, directory.absolute(), path.absolute().parent),
+                     mode=0o644)
+    return path
+
+
+def checks_page(data: dict, directory: Path, page_dir: Path) -> str:
+    checks = data["checks"]
+    status = str(data.get("status", "error"))
+    found = sum(len(c.get("findings", [])) for c in checks)
+    driver = Path(str(data.get("driver", "?"))).name
+    kernel = f"{data.get('arch', '?')}/{data.get('kernel', '?')}"
+    code = 0 if status == "pass" else 1
+    by = {w: sum(str(c.get("status")) == s for c in checks) for s, w in CHECK_WORDS.items()}
+    head = (w.el("h1", w.text(f"lab driver --check {driver} against {kernel}: {found} "
+                              f"finding{'s' * (found != 1)}"))
+            + w.el("p", f"Exit code <b>{code}</b>: " + w.text(
+                "every check that ran is clean" if code == 0 else
+                "a check has findings or could not run") + ".", "exit")
+            + w.el("ul", "".join(w.el("li", f"<b>{n}</b> {w.text(k)}") for k, n in by.items()),
+                   "counts")
+            + w.el("p", w.text(f"kernel {kernel} {data.get('release', '')} "
+                               f"({str(data.get('kernel_hash', ''))[:12]}), its scripts from "
+                               f"{data.get('kernel_source', '?')}; driver {data.get('driver')}"),
+                   "envline"))
+    st = {"pass": "pass", "fail": "fail", "skip": "skip"}.get(status, "error")
+    body = w.el("header", head, f"top st-{st}") + _controls()
+    body += w.el("section", w.el("h2", "Checks") + "".join(
+        _check(c, directory, page_dir) for c in checks), id="checks")
+    files = "".join(f"<li>{w.link(directory / n, n, page_dir, directory)}</li>"
+                    for n in (CHECKS_FILE, "junit.xml"))
+    body += w.el("section", w.el("h2", "Files") + f"<ul>{files}</ul>", id="files")
+    return w.page(f"driver check {driver}: {found} findings", body)
+
+
+def _check(c: dict, directory: Path, page_dir: Path) -> str:
+    status = str(c.get("status", "error"))
+    findings = c.get("findings", [])
+    rows = [f'<tr class="f" data-st="fail"><td><code>{w.text(f.get("file", ""))}:'
+            f'{w.text(f.get("line", ""))}</code></td><td>{w.text(f.get("severity", ""))}</td>'
+            f'<td>{w.text(f.get("type", ""))}</td><td>{w.text(f.get("message", ""), 600)}</td>'
+            "</tr>" for f in findings[:2000]]
+    more = w.el("p", w.text(f"… and {len(findings) - 2000:,} more in {CHECKS_FILE}"),
+                "muted") if len(findings) > 2000 else ""
+    log = str(c.get("log", ""))
+    parts = [w.el("p", w.text(c.get("message", "")), "note") if c.get("message") else "",
+             w.table(("where", "severity", "type", "message"), rows) + more if rows else "",
+             w.el("h4", "commands") + "<pre>" + w.text("\n".join(map(str, c.get("commands",
+                                                                                    [])))) +
+             "</pre>" if c.get("commands") else "",
+             w.el("p", "log: " + w.link(directory / log, log, page_dir, directory))
+             if log else ""]
+    summary = (f'<span class="badge b-{w.attr(status)}">{w.text(status)}</span> '
+               f"<b>{w.text(c.get('name', '?'))}</b>: "
+               f"{w.text(CHECK_WORDS.get(status, status))}, {len(findings)} finding(s)")
+    return w.el("details", w.el("summary", summary) + "".join(parts),
+                f"failure f st-{w.attr(status)}" if status in ("fail", "error") else "cell f",
+                open=status in ("fail", "error"), data__st=status)

@@ -392,8 +392,8 @@ def test_lab_report_refuses_invalid_utf8_in_a_results_json(tmp_path):
 def test_lab_report_names_a_directory_without_results_and_an_out_it_cannot_write(tmp_path):
     (tmp_path / "empty").mkdir()
     assert refused(tmp_path, "report", str(tmp_path / "empty")) == (
-        f"lab: error: {tmp_path / 'empty'}: no results.json here: not the --out directory of a "
-        "lab run, kselftest, kunit or driver")
+        f"lab: error: {tmp_path / 'empty'}: no results.json (nor checks.json) here: not the "
+        "--out directory of a lab run, kselftest, kunit or driver")
     assert refused(tmp_path, "report", str(tmp_path / "missing")) == (
         f"lab: error: {tmp_path / 'missing'}: not a directory (lab report DIR: a results "
         "directory)")
@@ -429,3 +429,30 @@ def test_off_a_terminal_the_run_ends_in_plain_lines_one_per_row(synthetic, tmp_p
     fails = [x for x in lines if x.startswith("FAIL synthetic/")]
     assert len(fails) == min(len(htmlreport.failures(run)), report.MAX_FAILURE_LINES)
     assert lines[-1].startswith("results: ")
+
+
+# ---------------------------------------------------------------- lab driver --check
+
+def test_a_driver_check_directory_makes_a_page_of_its_findings(tmp_path):
+    h = HOSTILE[0] + HOSTILE[1]
+    data = {"driver": f"/x/{h}", "arch": "aarch64", "kernel": "nokpti", "kernel_hash": "ab" * 32,
+            "release": "6.1", "kernel_source": h, "status": "fail", "checks": [
+                {"name": "checkpatch", "status": "fail", "message": "", "log": "checkpatch.log",
+                 "commands": [f"checkpatch.pl {h}"], "duration_s": 1.0, "findings": [
+                     {"file": h, "line": 3, "column": 0, "severity": "WARNING", "type": "T",
+                      "message": h}]},
+                {"name": "sparse", "status": "pass", "findings": [], "commands": [],
+                 "log": "javascript:alert(1)"}]}
+    (tmp_path / "checks.json").write_text(json.dumps(data))
+    (tmp_path / "checkpatch.log").write_text("log\n")
+    result = lab("report", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    page = Page((tmp_path / "report.html").read_text())
+    assert page.scripts == [webpage.SCRIPT] and not page.tags("img")
+    text = page.all_text
+    assert f"{h}:3" in text and "1 finding" in text and "Exit code 1" in text
+    assert "./checkpatch.log" in {a["href"] for a in page.tags("a")}
+    assert "javascript:alert(1) (missing)" in text
+    (tmp_path / "checks.json").write_text('{"checks": 5}')
+    assert "not a checks.json: expected an object with a list of checks" in refused(
+        tmp_path, "report", str(tmp_path))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from lab.app import checks, driverloop, report
+from lab.app import checks, driverloop, htmlreport, report
 from lab.app.commands.options import (
     allow_put_from,
     builds,
@@ -55,6 +55,10 @@ def _driver_check(args, driver: Path) -> int:
         run = checks.run_checks(kbuild, driver, out, progress)
     report.write_checks(run, out)
     report.checks_table(run, out)
+    try:
+        report.wrote_report(htmlreport.write_checks(out))
+    except OSError as exc:
+        report.warning(f"{out / htmlreport.FILE}: not written: {exc.strerror or exc}")
     return 0 if run.status is Status.PASS else 1
 
 

@@ -23,9 +23,14 @@ def out_file(option: str, path: Path) -> Path:
 def cmd_report(args) -> int:
     directory = args.dir.parent if args.dir.is_file() else args.dir
     out = out_file("--out", args.out) if args.out else None
-    source = htmlreport.load(directory, args.baseline, out)
+    checks = (directory / htmlreport.CHECKS_FILE).exists() and not (
+        directory / "results.json").exists()
+    if checks and args.baseline:
+        raise UserError(f"--baseline: {directory} holds lab driver --check's checks.json, "
+                        "which is compared with nothing")
     try:
-        path = htmlreport.write(source, out)
+        path = (htmlreport.write_checks(directory, out) if checks else
+                htmlreport.write(htmlreport.load(directory, args.baseline, out), out))
     except OSError as exc:
         raise UserError(f"--out {out or directory / htmlreport.FILE}: cannot write it: "
                         f"{exc.strerror or exc}") from None
