@@ -277,11 +277,12 @@ EXIT_MEANING = {
 
 
 def exit_code(run: RunResult) -> tuple[int, str]:
-    """The code lab run exited with for these results, and what it meant."""
+    """The code lab run exits with for these results (the lab's one policy:
+    commands.options.exit_code asks here), and what it means."""
     if run.interrupted:
-        number = signal.Signals[run.interrupted].value if run.interrupted in \
+        code = 128 + signal.Signals[run.interrupted].value if run.interrupted in \
             signal.Signals.__members__ else 2
-        return 128 + number, f"{run.interrupted} stopped the run; unfinished cells say so"
+        return code, f"{run.interrupted} stopped the run; unfinished cells say so"
     code = {Status.PASS: 0, Status.FAIL: 1}.get(run.status, 2)
     return code, EXIT_MEANING[code]
 
@@ -402,7 +403,7 @@ def failures(run: RunResult) -> list[Failure]:
         for cell in run.cells:
             for t in tests_of(cell):
                 bad = [r for r in t.rows if r.status is wanted]
-                if bad and (wanted is not Status.FAIL or not t.xfail):
+                if bad:
                     found.append(Failure(t, bad))
     return found
 
@@ -765,20 +766,24 @@ def _tests(src: Source) -> str:
 
 
 def _suite(suite: str, tests: list[Test], budget: int) -> str:
+    """A suite's tests as a table; past the page's row budget, only those that did not
+    pass are listed and the passing ones counted."""
     status = Status.worst(t.status for t in tests).value
-    bad = status != "pass"
-    shown = [t for t in tests if bad and t.status is not Status.PASS or budget > 0]
-    rows = [_test_row(t) for t in (shown if budget > 0 else
-                                   [t for t in tests if t.status is not Status.PASS])]
-    hidden = len(tests) - len(rows)
+    passing = 0
+    listed = []
+    for t in tests:
+        if t.status is not Status.PASS or passing < budget:
+            listed.append(t)
+            passing += t.status is Status.PASS
+    hidden = len(tests) - len(listed)
     more = w.el("p", w.text(f"{hidden:,} passing tests are counted, not listed (the page "
                             f"lists {MAX_TEST_ROWS:,} rows at most; results.json has them all)"),
                 "muted") if hidden else ""
     summary = (f'<span class="badge b-{status}">{w.text(status)}</span> '
                f"<code>{w.text(suite)}</code>: {w.text(_count_words(tests))}")
     return w.el("details", w.el("summary", summary) + w.table(
-        ("test", "status", "boots", "reason or message"), rows, "tests") + more,
-        f"suite f st-{status}", open=bad, data__st=status)
+        ("test", "status", "boots", "reason or message"), [_test_row(t) for t in listed],
+        "tests") + more, f"suite f st-{status}", open=status != "pass", data__st=status)
 
 
 def _test_row(t: Test) -> str:

@@ -6,8 +6,8 @@ or a guest wrote) reaches the page through text() or attr(): escaped, stripped o
 what HTML cannot show (a control character becomes the text \\xNN, a lone
 surrogate U+FFFD) and clipped. Links come from link(): relative paths only, never a
 scheme, so a log named `javascript:alert(1)` is a file name and nothing else. The
-page fetches nothing: its CSP allows only its own <style> and <script>, by hash,
-and images from data: URIs; there is no src or url() anywhere. The script only
+page fetches nothing: its CSP allows only its own <style> and <script>, by hash;
+there is no src or url() anywhere (the pictures are inline SVG). The script only
 adds filters and sorting; without it, <details> keeps the page usable.
 """
 
@@ -105,10 +105,10 @@ def _sha(content: str) -> str:
 
 
 def csp(style: str, script: str) -> str:
-    """Nothing from anywhere: the one style and the one script by hash, images only
-    as data: URIs, no fetch, no form, no base (frame-ancestors is ignored in a <meta>)."""
+    """Nothing from anywhere: the one style and the one script by hash; no image, font,
+    fetch, frame, form or base (frame-ancestors is ignored in a <meta>)."""
     return ("default-src 'none'; "
-            f"style-src '{_sha(style)}'; script-src '{_sha(script)}'; img-src data:; "
+            f"style-src '{_sha(style)}'; script-src '{_sha(script)}'; "
             "base-uri 'none'; form-action 'none'")
 
 

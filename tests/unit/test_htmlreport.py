@@ -456,3 +456,18 @@ def test_a_driver_check_directory_makes_a_page_of_its_findings(tmp_path):
     (tmp_path / "checks.json").write_text('{"checks": 5}')
     assert "not a checks.json: expected an object with a list of checks" in refused(
         tmp_path, "report", str(tmp_path))
+
+
+def test_an_interrupted_run_says_so_and_its_exit_code(tmp_path):
+    done = CellResult(Cell("aarch64", "nokpti", "a", ()), "s", boots=[BootResult(
+        0, BootFacts("6.1", "tcg", "", 0.5, None), [StepResult("x", "run", 0, Status.PASS)])])
+    never = CellResult(Cell("aarch64", "nokpti", "b", ()), "s", interrupted="SIGINT",
+                       error="not run: interrupted by SIGINT")
+    run = RunResult([{"name": "s"}], HostFacts(), 1, "wallclock", [done, never],
+                    interrupted="SIGINT")
+    assert htmlreport.exit_code(run)[0] == 130
+    text = Page(_page(tmp_path, run)).all_text
+    assert "Exit code 130: SIGINT stopped the run" in text and "1 interrupted" in text
+    assert "not run: interrupted by SIGINT" in text
+    run.interrupted = "NOSUCHSIGNAL"                  # a results.json anyone wrote
+    assert htmlreport.exit_code(run)[0] == 2

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from lab.artifacts import build, kconfig
 from lab.core import inputs
 from lab.core.errors import UserError
 from lab.core.model import ArchProfile, GuestFile, KernelBuild, KernelVariant
-from lab.core.results import RunResult, Status
+from lab.core.results import RunResult
 from lab.run import runner
 
 KERNEL_HELP = "a variant name from kernel-configs/variants/, or a path to a .config fragment"
@@ -94,16 +93,10 @@ def ensure(arch: ArchProfile, variant: KernelVariant, jobs: int | None = None,
         return build.with_files(kbuild, files, progress)
 
 
-#: The exit-code policy: 0 pass, 1 a test failed, 2 an error (infrastructure or input).
-
-
-EXIT_CODES = {Status.PASS: 0, Status.FAIL: 1, Status.ERROR: 2}
-
-
 def exit_code(results: RunResult) -> int:
-    if results.interrupted:
-        return 128 + signal.Signals[results.interrupted].value
-    return EXIT_CODES[results.status]
+    """0 pass, 1 a test failed, 2 an error (infrastructure or input), 128 + N a signal
+    stopped the run: the policy and its words are htmlreport.exit_code's."""
+    return htmlreport.exit_code(results)[0]
 
 
 @dataclass
