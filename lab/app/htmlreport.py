@@ -695,12 +695,17 @@ def _against_baseline(src: Source) -> str:
     d = testdiff.diff_runs(src.baseline, src.results)
     parts = [w.el("h2", w.text(f"Against {src.baseline_dir}: {d.regressions} regression(s), "
                                f"{d.fixes} fix(es)"))]
+    same = _same_kernel(src.baseline, src.results)
     rows = []
     for what, st in (("regression", "fail"), ("fix", "pass"), ("changed", "skip")):
         for cd in d.cells:
             changes = {"regression": cd.regressions, "fix": cd.fixes,
                        "changed": cd.changed}[what]
-            rows += [f'<tr class="f" data-st="{st}"><td><b>{w.text(what)}</b></td>'
+            note = (' <span class="badge b-flaky" title="the same kernel (by hash) and '
+                    'command line in both runs: the same test changed its outcome on the '
+                    'same kernel, so it is flaky or its scenario changed">same kernel</span>'
+                    if cd.other in same else "")
+            rows += [f'<tr class="f" data-st="{st}"><td><b>{w.text(what)}</b>{note}</td>'
                      f"<td>{w.text(cd.other)}</td><td><code>{w.text(ch.name)}</code></td>"
                      f"<td>{w.text(ch.baseline.value)}</td><td>{w.text(ch.other.value)}</td>"
                      "</tr>" for ch in changes]
@@ -718,6 +723,16 @@ def _against_baseline(src: Source) -> str:
                  if rows else w.el("p", "No test changed its outcome.", "muted"))
     parts.append(_metrics_against(src))
     return w.el("section", "".join(parts), id="baseline")
+
+
+def _same_kernel(a: RunResult, b: RunResult) -> set[str]:
+    """The cells ("scenario/id") both runs booted on the same kernel (by its hash) and
+    command line: there, a test that changed its outcome did so on the same kernel."""
+    kernels = {f"{c.scenario}/{c.id}": (c.kernel.get("hash"), c.cell.cmdline_words)
+               for c in a.cells}
+    return {k for c in b.cells if (k := f"{c.scenario}/{c.id}") in kernels
+            and c.kernel.get("hash") and kernels[k] == (c.kernel.get("hash"),
+                                                          c.cell.cmdline_words)}
 
 
 def _metrics_against(src: Source) -> str:

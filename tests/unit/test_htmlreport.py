@@ -348,6 +348,7 @@ def test_against_a_baseline_regressions_fixes_and_tests_in_one_run_come_first(tm
     for said in ("regression", "fix", "only in the baseline", "only in this run", "t3", "t4",
                  "s/aarch64-nokpti-gone"):
         assert said in text, said
+    assert ">same kernel</span>" not in html     # these results name no kernel hash
 
 
 # ---------------------------------------------------------------- bad input
@@ -471,3 +472,12 @@ def test_an_interrupted_run_says_so_and_its_exit_code(tmp_path):
     assert "not run: interrupted by SIGINT" in text
     run.interrupted = "NOSUCHSIGNAL"                  # a results.json anyone wrote
     assert htmlreport.exit_code(run)[0] == 2
+
+
+def test_against_a_baseline_a_change_on_the_same_kernel_says_so(tmp_path):
+    a = synthetic_run(tmp_path / "a", cells=2, tests=20, fail=0.0, seed=8)
+    synthetic_run(tmp_path / "b", cells=2, tests=20, fail=0.3, seed=8)
+    result = lab("report", str(tmp_path / "b"), "--baseline", str(tmp_path / "a"))
+    assert result.returncode == 0, result.stderr
+    html = (tmp_path / "b" / "report.html").read_text()
+    assert a.cells[0].kernel["hash"] and "<b>regression</b> <span class=\"badge b-flaky\"" in html
