@@ -682,10 +682,11 @@ def _testdiffs(diffs: list[testdiff.CellDiff]) -> str:
         rows += [f'<tr class="f" data-st="skip"><td>only in this cell</td>'
                  f"<td>{w.text(d.other)}</td><td><code>{w.text(n)}</code></td><td>-</td>"
                  f"<td>ran</td></tr>" for n in d.only_other]
-    said = ", ".join(f"{d.other} against {d.baseline}: {len(d.regressions)} regression(s), "
-                     f"{len(d.fixes)} fix(es), {d.unchanged} unchanged" for d in diffs)
-    return (w.el("p", w.text(said)) + (w.table(("change", "cell", "test", "baseline", "this"),
-                                               rows) if rows else ""))
+    said = "".join(f"<li>{w.text(d.other)} against {w.text(d.baseline)}: "
+                   f"<b>{len(d.regressions)} regression(s)</b>, {len(d.fixes)} fix(es), "
+                   f"{d.unchanged} unchanged</li>" for d in diffs)
+    return (f'<ul class="words">{said}</ul>'
+            + (w.table(("change", "cell", "test", "baseline", "this"), rows) if rows else ""))
 
 
 # ---------------------------------------------------------------- against a baseline run
