@@ -4,7 +4,6 @@ verdict comes with the sentence that reports and docs print."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,17 @@ TCG = "tcg"
 
 
 def load_results(path: Path) -> RunResult:
+    """A results.json (or the one in a directory), whatever lab wrote it; any other
+    file, however hostile, is a UserError naming it."""
     file = path / "results.json" if path.is_dir() else path
     text = inputs.read_text(file, inputs.MAX_RESULTS_BYTES, "results")
     try:
-        return RunResult.from_json(json.loads(text))
+        data = inputs.strict_json(text)
+        if problem := inputs.long_string(data, inputs.MAX_RESULT_STRING):
+            raise ValueError(problem)
+        return RunResult.from_json(data)
+    except RecursionError:
+        raise UserError(f"{file}: not a results.json: nested too deeply") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:   # any shape of JSON
         raise UserError(f"{file}: not a results.json: {exc}") from None
 
@@ -285,3 +291,77 @@ def compare_runs(a: RunResult, b: RunResult, names: tuple[str, str] = ("A", "B")
             for x, y in ((cells_a, cells_b), (cells_b, cells_a))]
     return RunComparison(names[0], names[1], rows, only[0], only[1],
                          _flags(a.cells + b.cells), margin)
+
+
+# ---------------------------------------------------------------- what a run asked for
+
+#: Samples of one metric in one cell beyond which the report and `lab run` compare
+#: nothing (the bootstrap resamples each boot: its cost grows with them). Real runs
+#: take tens; a results.json anyone can write may hold millions.
+MAX_COMPARED_SAMPLES = 20_000
+
+
+@dataclass
+class Planned:
+    """The comparison a scenario's compare: asks for, made on a run's cells of it:
+    its metrics (None: none recorded) and its tests' regressions and fixes, or why
+    there is none (problem)."""
+
+    scenario: str
+    baseline: tuple[str, str]
+    margin: float
+    comparison: Comparison | None = None
+    tests: list[Any] = field(default_factory=list)   # testdiff.CellDiff
+    problem: str = ""
+
+
+def _spec(entry: dict[str, Any], fallback: str) -> tuple[tuple[str, str], list[str], float] | None:
+    spec = entry.get("compare") or ({"baseline": fallback} if fallback else None)
+    if not spec:
+        return None
+    key, _, value = str(spec.get("baseline", "")).partition("=")
+    metrics = [str(m) for m in spec.get("metrics") or []]
+    margin: Any = spec.get("margin")
+    ok = isinstance(margin, int | float) and not isinstance(margin, bool) and 0 < margin < 1
+    return (key, value), metrics, float(margin) if ok else stats.MARGIN
+
+
+def planned(results: RunResult, fallback: str = "") -> list[Planned]:
+    """Each scenario's comparison, as its compare: names it (fallback: a KEY=VALUE
+    baseline for scenarios that name none, as `lab compare DIR --baseline` was given).
+    A comparison that cannot be made (no baseline cell, no samples) says why."""
+    from lab.analysis import testdiff
+    out = []
+    for entry in results.scenarios:
+        spec = _spec(entry, fallback)
+        if spec is None:
+            continue
+        (key, value), metrics, margin = spec
+        name = str(entry.get("name", ""))
+        cells = [c for c in results.cells if c.scenario == name]
+        run = RunResult(results.scenarios, results.host, results.jobs, results.timing, cells)
+        plan = Planned(name, (key, value), margin)
+        try:
+            if any(len(v) > MAX_COMPARED_SAMPLES for c in cells for v in c.metrics.values()):
+                raise UserError(f"a cell has more than {MAX_COMPARED_SAMPLES:,} samples of a "
+                                "metric: not compared here (lab compare DIR compares them)")
+            plan.tests = testdiff.diff(run, (key, value))
+            if any(c.metrics for c in cells):
+                plan.comparison = compare_metrics(run, (key, value), metrics, margin)
+        except (UserError, ArithmeticError, ValueError) as exc:
+            plan.problem = str(exc)
+        out.append(plan)
+    return out
+
+
+def compare_metrics(run: RunResult, baseline: tuple[str, str], metrics: list[str],
+                    margin: float) -> Comparison:
+    """compare() over several metrics (all of them when metrics is empty)."""
+    if len(metrics) <= 1:
+        return compare(run, baseline, metrics[0] if metrics else None, margin)
+    parts = [compare(run, baseline, m, margin) for m in metrics]
+    first = parts[0]
+    for part in parts[1:]:
+        first.metrics.update(part.metrics)
+        first.units.update(part.units)
+    return first

@@ -9,6 +9,7 @@ test, by name. Pure logic over results; report.py prints it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,8 +63,25 @@ def statuses(cell: CellResult) -> dict[str, Status]:
     return found
 
 
-def diff_cells(base: CellResult, other: CellResult) -> CellDiff:
-    a, b = statuses(base), statuses(other)
+def outcomes(cell: CellResult) -> dict[str, Status]:
+    """Everything a cell ran, by name, as JUnit counts it: the boot, each step that
+    reported no tests, each test a step reported; the worst status over its boots.
+    A step that erred is there too (a crash ended it), and a cell that never ran
+    is its boot's error."""
+    found: dict[str, Status] = {
+        "boot": Status.ERROR if cell.failed_to_boot or not cell.boots else Status.PASS}
+    for s in cell.steps:
+        rows = [(t.name, t.status) for t in s.tests]
+        if not s.tests or s.status is Status.ERROR:
+            rows.insert(0, (s.name, s.status))
+        for name, status in rows:
+            found[name] = Status.worst([found[name], status]) if name in found else status
+    return found
+
+
+def diff_cells(base: CellResult, other: CellResult,
+               of: Callable[[CellResult], dict[str, Status]] = statuses) -> CellDiff:
+    a, b = of(base), of(other)
     out = CellDiff(other.cell.arch, base.id, other.id,
                    only_baseline=[n for n in a if n not in b],
                    only_other=[n for n in b if n not in a])
@@ -101,3 +119,37 @@ def diff(results: RunResult, baseline: tuple[str, str]) -> list[CellDiff]:
                             "no baseline to compare the others with")
         out += [diff_cells(_baseline_for(c, bases), c) for c in group if c not in bases]
     return out
+
+
+@dataclass
+class RunDiff:
+    """One run (B) against another (A), cell by cell (same scenario and id)."""
+
+    cells: list[CellDiff]
+    #: "scenario/id" of the cells only one run has.
+    only_a: list[str]
+    only_b: list[str]
+
+    @property
+    def regressions(self) -> int:
+        return sum(len(d.regressions) for d in self.cells)
+
+    @property
+    def fixes(self) -> int:
+        return sum(len(d.fixes) for d in self.cells)
+
+
+def diff_runs(a: RunResult, b: RunResult) -> RunDiff:
+    """B against A: for each cell both ran, what passed in A and fails in B
+    (regressions), the reverse (fixes), other changes, and what only one of them ran
+    (outcomes: steps and tests alike)."""
+    cells_a = {f"{c.scenario}/{c.id}": c for c in a.cells}
+    cells_b = {f"{c.scenario}/{c.id}": c for c in b.cells}
+    both = [k for k in cells_b if k in cells_a]
+    diffs = []
+    for k in both:
+        d = diff_cells(cells_a[k], cells_b[k], outcomes)
+        d.baseline = d.other = k
+        diffs.append(d)
+    return RunDiff(diffs, [k for k in cells_a if k not in cells_b],
+                   [k for k in cells_b if k not in cells_a])

@@ -132,12 +132,16 @@ def shell_banner(guest: str, facts, logdir: Path) -> None:
 # ---------------------------------------------------------------- lab run
 
 class CellsLive:
-    """A live table of cells (phase, status, elapsed) while a run goes on."""
+    """A live table of cells (phase, status, elapsed) while a run goes on, at a
+    terminal. Elsewhere (a CI log, a pipe) no table is drawn: one plain line per
+    cell as it ends."""
 
     def __init__(self):
         self._rows: dict[str, dict] = {}
         self._lock = threading.Lock()
-        self._live = Live(self._render(), console=err, refresh_per_second=4, transient=False)
+        self._drawn = err.is_terminal
+        self._live = Live(self._render(), console=err, refresh_per_second=4,
+                          transient=False) if self._drawn else None
 
     def _render(self) -> Table:
         table = Table(title="cells", expand=False)
@@ -157,14 +161,20 @@ class CellsLive:
             row["phase"] = phase or row["phase"]
             if status:
                 row["status"], row["end"] = status, time.monotonic()
-            self._live.update(self._render())
+                if self._live is None:
+                    err.print(Text(f"cell {cell.id}: {status} "
+                                   f"({row['end'] - row['start']:.1f} s)"), soft_wrap=True)
+            if self._live is not None:
+                self._live.update(self._render())
 
     def __enter__(self):
-        self._live.__enter__()
+        if self._live is not None:
+            self._live.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self._live.__exit__(*exc)
+        if self._live is not None:
+            self._live.__exit__(*exc)
 
 
 def write_results(results: RunResult, out: Path) -> None:
@@ -252,36 +262,50 @@ def _median(values: list[float]) -> str:
     return _num(statistics.median(values))
 
 
+def _cell_metrics(c: CellResult) -> str:
+    return ", ".join(f"{k}={_median(v)} {c.units.get(k, '')}".rstrip()
+                     for k, v in c.metrics.items() if v)
+
+
 def run_summary(results: RunResult, outdir: Path) -> None:
-    table = Table(title=f"lab run: {', '.join(s['name'] for s in results.scenarios)}  "
-                        f"({results.duration_s:.1f} s, -j{results.jobs}, {results.timing})")
-    for col in ("cell", "status", "accel", "KPTI active", "boot s", "boot", "metrics (median)"):
-        table.add_column(col)
+    """The cells, and their metrics. At a terminal, tables; elsewhere plain text, one
+    line per row."""
+    title = (f"lab run: {', '.join(s['name'] for s in results.scenarios)}  "
+             f"({results.duration_s:.1f} s, -j{results.jobs}, {results.timing})")
+    rows = []
     for c in results.cells:
-        metrics = ", ".join(f"{k}={_median(v)} {c.units.get(k, '')}"
-                            for k, v in c.metrics.items() if v)
         boots = c.boot_times
-        table.add_row(Text(f"{c.scenario}/{c.id}"), Text(c.status.value, STATUS_STYLE[c.status]),
-                      c.accel or "-",
-                      str(c.kpti_active).lower() if c.kpti_active is not None else "-",
-                      f"{statistics.median(boots):.2f}" if boots else "-", c.boot_mode or "-",
-                      Text(metrics))
-    out.print(table)
-    for c in results.cells:
-        for s in c.steps:
-            if s.status in (Status.FAIL, Status.ERROR):
-                err.print(Text(f"{c.scenario}/{c.id}: step '{s.name}' {s.status}: ",
-                               "bold red"), Text(s.message[:1500]), soft_wrap=True)
-        if c.failed_to_boot:
-            err.print(Text(f"{c.scenario}/{c.id}: error: ", "bold magenta"),
-                      Text(c.error_message[:1500]), soft_wrap=True)
+        rows.append((f"{c.scenario}/{c.id}", c.status.value, c.accel or "-",
+                     str(c.kpti_active).lower() if c.kpti_active is not None else "-",
+                     f"{statistics.median(boots):.2f}" if boots else "-", c.boot_mode or "-",
+                     _cell_metrics(c)))
+    if not out.is_terminal:
+        out.print(Text(title), soft_wrap=True)
+        for cid, status, accel, kpti, boot_s, mode, metrics in rows:
+            out.print(Text(f"cell {cid}: {status}, {accel}, KPTI active {kpti}, boot {boot_s} s "
+                           f"({mode})" + (f"; {metrics}" if metrics else "")), soft_wrap=True)
+    else:
+        table = Table(title=title)
+        for col in ("cell", "status", "accel", "KPTI active", "boot s", "boot",
+                    "metrics (median)"):
+            table.add_column(col)
+        for row in rows:
+            table.add_row(Text(row[0]), Text(row[1], STATUS_STYLE[Status(row[1])]),
+                          *row[2:6], Text(row[6]))
+        out.print(table)
     _metrics_table(results)
-    out.print(Text(f"results: {outdir}/results.json and junit.xml; logs per cell under {outdir}"))
 
 
 def _metrics_table(results: RunResult) -> None:
     rows = [(c, k, v) for c in results.cells for k, v in c.metrics.items() if v]
     if not rows:
+        return
+    if not out.is_terminal:
+        out.print("metrics (n, median, min, max):")
+        for c, k, v in rows:
+            out.print(Text(f"metric {c.scenario}/{c.id} {k}: n={len(v)}, median {_median(v)}, "
+                           f"min {_num(min(v))}, max {_num(max(v))} {c.units.get(k, '')}"
+                           .rstrip()), soft_wrap=True)
         return
     table = Table(title="metrics")
     for col in ("cell", "metric", "n", "median", "min", "max", "unit"):
@@ -290,6 +314,84 @@ def _metrics_table(results: RunResult) -> None:
         table.add_row(Text(f"{c.scenario}/{c.id}"), k, str(len(v)), _median(v), _num(min(v)),
                       _num(max(v)), c.units.get(k, ""))
     out.print(table)
+
+
+#: Failures the terminal lists at the end of a run; the page has every one.
+MAX_FAILURE_LINES = 30
+
+
+def run_end(results: RunResult, outdir: Path, page: Path | None, plans: list,
+            failures: list | None = None) -> None:
+    """What a run ends with: its failures (one line each), the verdicts of the
+    comparisons its scenarios name, and where the results and the page are.
+    failures: htmlreport.failures(results) (None: not listed here)."""
+    if failures:
+        _failure_lines(failures)
+    for plan in plans:
+        verdict_table(plan)
+    said = f"results: {outdir}/results.json and junit.xml; logs per cell under {outdir}"
+    out.print(Text(said), soft_wrap=True)
+    if page is not None:
+        wrote_report(page)
+
+
+def _failure_lines(failures: list) -> None:
+    out.print(Text(f"failures ({len(failures)}):", "bold red"))
+    for f in failures[:MAX_FAILURE_LINES]:
+        r = f.first
+        boots = [x.boot.index for x in f.rows if x.boot]
+        where = f" in boot {', '.join(map(str, boots))}" if len(f.test.rows) > 1 else ""
+        line = next((x.strip() for x in r.message.splitlines() if x.strip()), "")
+        out.print(Text.assemble((f"{r.status.value.upper()} ", STATUS_STYLE[r.status]),
+                                f"{r.cell.scenario}/{r.cell.id}: {r.kind} '{r.name}'{where}: ",
+                                line[:300]), soft_wrap=True)
+    if len(failures) > MAX_FAILURE_LINES:
+        out.print(f"... and {len(failures) - MAX_FAILURE_LINES} more (every one is in the report)")
+
+
+def verdict_table(plan) -> None:
+    """One scenario's compare: the verdict per cell and metric (and its tests'
+    regressions and fixes); plain lines off a terminal."""
+    base = "=".join(plan.baseline)
+    if plan.problem:
+        out.print(Text(f"compare {plan.scenario} against {base}: not compared: {plan.problem}"),
+                  soft_wrap=True)
+        return
+    for d in plan.tests:
+        out.print(Text(f"compare {plan.scenario}: {d.other} against {d.baseline}: "
+                       f"{len(d.regressions)} regression(s), {len(d.fixes)} fix(es)"
+                       + "".join(f"; regression {ch.name}" for ch in d.regressions[:10])),
+                  soft_wrap=True)
+    if plan.comparison is None:
+        return
+    rows = [(m, r) for m, rs in plan.comparison.metrics.items() for r in rs if r.ratio]
+    title = f"compare {plan.scenario}: each cell against {base} (±{plan.margin:.0%})"
+    if not out.is_terminal:
+        out.print(Text(title), soft_wrap=True)
+        for m, r in rows:
+            d = r.ratio
+            out.print(Text(f"verdict {m} {r.result.cell.arch} {r.label}: {d.value:.3g}x "
+                           f"(95% {d.ci[0]:.3g}-{d.ci[1]:.3g}) {d.verdict}, "
+                           f"{d.boots[0]} boots against {d.boots[1]}"), soft_wrap=True)
+    else:
+        table = Table(title=title)
+        for col in ("metric", "arch", "cell", "ratio", "95% CI", "boots", "verdict"):
+            table.add_column(col, justify="right" if col in ("ratio", "95% CI") else "left")
+        for m, r in rows:
+            d = r.ratio
+            table.add_row(m, r.result.cell.arch, Text(r.label), f"{d.value:.3g}x",
+                          f"{d.ci[0]:.3g}–{d.ci[1]:.3g}", f"{d.boots[0]} vs {d.boots[1]}",
+                          _verdict_text(d))
+        out.print(table)
+    for note in compare_notes(plan.comparison.flags)[:-1]:   # the boots note is in the page
+        out.print(Text("note: ", "bold") + Text(note), soft_wrap=True)
+
+
+def wrote_report(path: Path) -> None:
+    """The line that names the page: a path a person can open."""
+    size = path.stat().st_size
+    out.print(Text(f"report: {path} ({size / 1024:,.0f} KiB; open it in a browser)"),
+              soft_wrap=True)
 
 
 def driver_verdict(results: RunResult, outdir: Path) -> None:
@@ -424,13 +526,28 @@ def compare_notes(flags: list[str]) -> list[str]:
 
 def write_compare(comparison: Comparison, outdir: Path) -> None:
     data = dict(comparison.to_json(), notes=compare_notes(comparison.flags))
-    _write_both(data, outdir, [
-        (f"{metric}: ratio to {comparison.baseline}  [{_accels(rows)}]",
-         f"{metric} ({comparison.units.get(metric, '')})",
-         [_PlotRow(f"{r.result.cell.arch}\n{r.label}", r.estimate, r.is_baseline,
-                   f"{r.ratio.value:.2f}x  ({r.ratio.verdict})" if r.ratio else "baseline")
-          for r in rows])
-        for metric, rows in comparison.metrics.items()])
+    _write_both(data, outdir, _panels(comparison))
+
+
+def _panels(comparison: Comparison) -> list:
+    return [(f"{metric}: ratio to {comparison.baseline}  [{_accels(rows)}]",
+             f"{metric} ({comparison.units.get(metric, '')})",
+             [_PlotRow(f"{r.result.cell.arch}\n{r.label}", r.estimate, r.is_baseline,
+                       f"{r.ratio.value:.2f}x  ({r.ratio.verdict})" if r.ratio else "baseline")
+              for r in rows])
+            for metric, rows in comparison.metrics.items()]
+
+
+def write_planned(plan, outdir: Path) -> None:
+    """What a scenario's compare: made, as lab compare DIR writes it (compare.json and
+    compare.png, testdiff.json), into the scenario's results directory; quietly (the
+    run ends with the verdicts)."""
+    if plan.tests:
+        cache.write_json(outdir / "testdiff.json", {"cells": [d.to_json() for d in plan.tests]})
+    if plan.comparison is not None:
+        c = plan.comparison
+        cache.write_json(outdir / "compare.json", dict(c.to_json(), notes=compare_notes(c.flags)))
+        compare_plot(_panels(c), outdir / "compare.png")
 
 
 def _accels(rows: list) -> str:
@@ -529,7 +646,7 @@ def compare_plot(panels: list[tuple[str, str, list[_PlotRow]]], path: Path) -> N
 
 # ---------------------------------------------------------------- tests (kselftest, kunit)
 
-def _counts(tests: list[TestResult]) -> str:
+def test_counts(tests: list[TestResult]) -> str:
     by = {s: sum(t.status is s for t in tests) for s in Status}
     xfail = sum(t.message.startswith("xfail") for t in tests)
     return (f"{by[Status.PASS]} ok of {len(tests)}: {by[Status.FAIL]} fail, "
@@ -557,7 +674,7 @@ def tests_table(results: RunResult, passed: bool = True) -> None:
                           ", ".join(f.kind for f in t.faults) or "", Text(_first_line(t.message)))
         if shown:
             out.print(table)
-        out.print(Text(f"{c.scenario}/{c.id}: {_counts(c.tests)}", style="bold"))
+        out.print(Text(f"{c.scenario}/{c.id}: {test_counts(c.tests)}", style="bold"))
 
 
 def testdiff_table(diffs: list[CellDiff]) -> None:

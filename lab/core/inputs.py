@@ -11,12 +11,14 @@ docs (docs/scenarios.md, "Bounds") say the same thing.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import stat
 import tempfile
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from lab.core.errors import UserError
 
@@ -31,6 +33,9 @@ MAX_YAML_NODES = 10_000
 MAX_FRAGMENT_BYTES = 1 * MIB
 #: A results.json that `lab compare` reads.
 MAX_RESULTS_BYTES = 256 * MIB
+#: The longest string a results.json may hold (a key or a value): the lab's own
+#: messages quote at most a few KiB of an output, and a kernel report is some 10 KiB.
+MAX_RESULT_STRING = 1 * MIB
 #: Every deadline, in seconds: 24 h.
 MAX_SECONDS = 24 * 3600
 #: Guest memory, MiB: what a lab kernel boots with, up to what a host can lend.
@@ -169,6 +174,61 @@ def decode_text(data: bytes, path: Path) -> str:
 
 def read_text(path: Path, limit: int, what: str) -> str:
     return decode_text(read_bytes(path, limit, what), path)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number (the lab writes strict JSON)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is not a finite number")
+    return value
+
+
+def strict_json(text: str) -> Any:
+    """JSON as the lab writes it: NaN, Infinity and numbers too large for a float
+    (1e999) are ValueErrors, not values that break every sum they reach.
+    RecursionError (nesting deeper than Python's stack) passes to the caller."""
+    return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+
+
+def long_string(data: Any, limit: int) -> str | None:
+    """Where data (parsed JSON) holds a string, or a key, longer than limit, and how
+    long it is (None: nowhere). Iterative: nesting costs no stack."""
+    todo: list[tuple[str, Any]] = [("", data)]
+    while todo:
+        where, value = todo.pop()
+        if isinstance(value, str) and len(value) > limit:
+            return (f"{where or 'the file'}: a string of {len(value):,} characters, over the "
+                    f"bound of {limit:,}")
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if len(k) > limit:
+                    return f"{where or 'the file'}: a key of {len(k):,} characters"
+                todo.append((f"{where}.{k}" if where else k, v))
+        elif isinstance(value, list):
+            todo += [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+    return None
+
+
+def tail(path: Path, limit: int, within: Path) -> tuple[bytes, int] | None:
+    """The last limit bytes of a regular file under within, and the file's size;
+    None when it is missing, not a regular file, or outside within (a log name in
+    a results.json is any string a user wrote: "../../etc/shadow" is not a log)."""
+    try:
+        real = path.resolve()
+        real.relative_to(within.resolve())
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (OSError, ValueError, RuntimeError):
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        f.seek(max(0, st.st_size - limit))
+        return f.read(limit), st.st_size
 
 
 # ---------------------------------------------------------------- directories

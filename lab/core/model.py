@@ -139,16 +139,19 @@ class HostFacts:
     cpu: str = ""
     qemu: str = ""
     cores: int = 0
+    #: The host's name ("" in results made before it was kept).
+    name: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"accel_available": self.accel_available, "accel_reason": self.accel_reason,
-                "cpu": self.cpu, "qemu": self.qemu, "cores": self.cores}
+                "cpu": self.cpu, "qemu": self.qemu, "cores": self.cores, "name": self.name}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> HostFacts:
         """What a results.json of any lab says (older ones may lack a key)."""
         return cls(str(d.get("accel_available", "")), str(d.get("accel_reason", "")),
-                   str(d.get("cpu", "")), str(d.get("qemu", "")), int(d.get("cores", 0) or 0))
+                   str(d.get("cpu", "")), str(d.get("qemu", "")), int(d.get("cores", 0) or 0),
+                   str(d.get("name", "")))
 
 
 @dataclass(frozen=True)
@@ -301,6 +304,12 @@ class Step:
         programs); the runner adds them to the initramfs of every cell it runs in."""
         return ()
 
+    def shown(self) -> tuple[str, str]:
+        """(what it does, what it expects), one line each, as results and the report
+        show them: a run step's shell command and "exit 0; output matches 'x'".
+        Each kind says its own; "" where there is nothing to say."""
+        return "", ""
+
     def execute(self, ctx: Any) -> list[str]:
         """Runs the step in a boot (ctx: lab.scenario.steps.base.Context); returns what went
         wrong, empty for a pass. Each kind in lab/scenario/steps/ implements it."""
@@ -320,6 +329,22 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class CompareSpec:
+    """What a scenario asks `lab run` to compare once its cells ran (compare:), as
+    `lab compare DIR --baseline KEY=VALUE` would: each cell against its baseline."""
+
+    baseline: tuple[str, str]          # (KEY, VALUE), KEY one of CELL_KEYS
+    #: The metrics to compare (empty: every metric the cells recorded).
+    metrics: tuple[str, ...] = ()
+    #: "equivalent" means the ratio's interval lies within ±margin.
+    margin: float = 0.05
+
+    def to_json(self) -> dict[str, Any]:
+        return {"baseline": "=".join(self.baseline), "metrics": list(self.metrics),
+                "margin": self.margin}
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -336,6 +361,8 @@ class Scenario:
     #: Host files in every guest's initramfs (files:), and sysctls set at boot (sysctl:).
     files: tuple[GuestFile, ...] = ()
     sysctls: tuple[tuple[str, str], ...] = ()
+    #: The comparison `lab run` makes and prints at its end (None: none).
+    compare: CompareSpec | None = None
 
     def metrics(self) -> dict[str, Metric]:
         """Every metric the steps define, by name, in the order they first appear."""

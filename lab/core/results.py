@@ -7,10 +7,16 @@ to_json/from_json sit beside the types. The results.json format is versioned
 (FORMAT); files written before the version existed (format 1: no "boots")
 still load, and so do format 2 files (boots without their place in the schedule),
 and files written before steps reported tests (no "tests").
+
+from_json reads any file a user hands over (`lab report`, `lab compare`): every value
+it keeps is checked for its type, and a number must be finite and fit a float, so a
+hostile or truncated file is a ValueError naming the key (the caller's one line),
+never a crash further on.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 from collections.abc import Iterable
@@ -23,6 +29,127 @@ from lab.core.model import BootFacts, Cell, HostFacts, KernelMessage, accel_name
 FORMAT = 3
 #: What names a boot's worker (its "worker" may say more: what it fetched).
 WORKER_KEYS = ("name", "address", "host")
+
+
+# ---------------------------------------------------------------- checked reading
+
+def _kind(value: Any) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "a list", dict: "an object", type(None): "null"}.get(type(value), "a value")
+
+
+def _wrong(key: str, want: str, value: Any) -> ValueError:
+    return ValueError(f"{key!r}: expected {want}, got {_kind(value)}")
+
+
+def _number(value: Any, key: str) -> float:
+    """A finite number that fits a float (JSON allows 10**4000 and 1e999)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _wrong(key, "a number", value)
+    try:
+        as_float = float(value)
+    except OverflowError:
+        raise ValueError(f"{key!r}: a number of {len(str(abs(value)))} digits is too large")\
+            from None
+    if not math.isfinite(as_float):
+        raise ValueError(f"{key!r}: {value} is not a finite number")
+    return as_float
+
+
+def _float(d: dict[str, Any], key: str, default: float | None = 0.0) -> Any:
+    value = d.get(key)
+    return default if value is None else _number(value, key)
+
+
+def _int(d: dict[str, Any], key: str, default: int | None = None) -> Any:
+    value = d.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _wrong(key, "an integer", value)
+    _number(value, key)
+    return value
+
+
+def _str(d: dict[str, Any], key: str, default: str | None = "") -> str:
+    """A string; default None: the key is required."""
+    value = d.get(key)
+    if value is None:
+        if default is None:
+            raise ValueError(f"{key!r} is missing")
+        return default
+    if not isinstance(value, str):
+        raise _wrong(key, "a string", value)
+    return value
+
+
+def _bool(d: dict[str, Any], key: str) -> bool | None:
+    value = d.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise _wrong(key, "true, false or null", value)
+    return value
+
+
+def _dict(d: dict[str, Any], key: str) -> dict[str, Any]:
+    value = d.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _wrong(key, "an object", value)
+    return value
+
+
+def _list(d: dict[str, Any], key: str) -> list[Any]:
+    value = d.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _wrong(key, "a list", value)
+    return value
+
+
+def _objects(d: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """A list of JSON objects."""
+    items = _list(d, key)
+    for item in items:
+        if not isinstance(item, dict):
+            raise _wrong(f"{key}[]", "an object", item)
+    return items
+
+
+def _strings(d: dict[str, Any], key: str) -> dict[str, str]:
+    """An object of strings (logs, units, config)."""
+    found = _dict(d, key)
+    for k, v in found.items():
+        if not isinstance(v, str):
+            raise _wrong(f"{key}.{k}", "a string", v)
+    return found
+
+
+def _samples(d: dict[str, Any], key: str) -> dict[str, list[float]]:
+    """name -> finite numbers."""
+    found = _dict(d, key)
+    for name, values in found.items():
+        if not isinstance(values, list):
+            raise _wrong(f"{key}.{name}", "a list", values)
+        for v in values:
+            _number(v, f"{key}.{name}[]")
+    return found
+
+
+def _status(d: dict[str, Any], key: str = "status") -> Status:
+    value = _str(d, key, None)
+    try:
+        return Status(value)
+    except ValueError:
+        raise ValueError(f"{key!r}: {value[:40]!r} is not a status "
+                         f"({', '.join(s.value for s in Status)})") from None
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _wrong(what, "an object", value)
+    return value
 
 
 class Status(StrEnum):
@@ -62,8 +189,8 @@ class TestResult:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TestResult:
-        return cls(d["name"], Status(d["status"]), d.get("message", ""),
-                   tuple(_fault(x) for x in d.get("faults", [])))
+        return cls(_str(d, "name", None), _status(d), _str(d, "message"),
+                   tuple(_fault(x) for x in _objects(d, "faults")))
 
 
 @dataclass(frozen=True)
@@ -79,18 +206,28 @@ class StepResult:
     output: str | None = None
     #: The tests the step ran and reported one by one (kselftest, kunit), in order.
     tests: tuple[TestResult, ...] = ()
+    #: What it did and what it expected (Step.shown): a run step's shell command and
+    #: "exit 0"; "" in results made before they were recorded.
+    command: str = ""
+    expected: str = ""
+    #: When it started, in seconds after the run started (None before it was recorded).
+    start_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "boot": self.boot,
                 "status": self.status.value, "duration_s": round(self.duration_s, 4),
                 "exit_code": self.exit_code, "message": self.message, "output": self.output,
-                "tests": [t.to_json() for t in self.tests]}
+                "tests": [t.to_json() for t in self.tests], "command": self.command,
+                "expected": self.expected,
+                "start_s": None if self.start_s is None else round(self.start_s, 3)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> StepResult:
-        return cls(d["name"], d["kind"], d.get("boot", 0), Status(d["status"]),
-                   d.get("duration_s", 0.0), d.get("exit_code"), d.get("message", ""),
-                   d.get("output"), tuple(TestResult.from_json(t) for t in d.get("tests", [])))
+        return cls(_str(d, "name", None), _str(d, "kind", None), _int(d, "boot", 0), _status(d),
+                   _float(d, "duration_s"), _int(d, "exit_code"), _str(d, "message"),
+                   d.get("output") and _str(d, "output"),
+                   tuple(TestResult.from_json(t) for t in _objects(d, "tests")),
+                   _str(d, "command"), _str(d, "expected"), _float(d, "start_s", None))
 
 
 def _fault_json(f: KernelMessage) -> dict[str, Any]:
@@ -98,7 +235,7 @@ def _fault_json(f: KernelMessage) -> dict[str, Any]:
 
 
 def _fault(d: dict[str, Any]) -> KernelMessage:
-    return KernelMessage(d["kind"], d.get("fatal", False), d.get("text", ""))
+    return KernelMessage(_str(d, "kind"), bool(_bool(d, "fatal")), _str(d, "text"))
 
 
 @dataclass
@@ -155,15 +292,16 @@ class BootResult:
 
     @classmethod
     def from_json(cls, d: dict[str, Any], steps: list[StepResult]) -> BootResult:
-        f = d.get("facts")
-        facts = BootFacts(f["kernel_release"], f["accel"], f["cmdline"], f["boot_s"],
-                          f["kpti_active"], f.get("boot", "cold"), f.get("template", ""),
-                          f.get("note", "")) if f else None
-        return cls(d["index"], facts, steps, d.get("samples", {}),
-                   [_fault(x) for x in d.get("faults", [])], d.get("tainted"),
-                   d.get("logs", {}), d.get("error", ""), d.get("position"),
-                   d.get("start_s"), d.get("host_load"), d.get("duration_s", 0.0),
-                   d.get("worker") or {}, d.get("note", ""))
+        f = _dict(d, "facts")
+        facts = BootFacts(_str(f, "kernel_release"), _str(f, "accel"), _str(f, "cmdline"),
+                          _float(f, "boot_s"), _bool(f, "kpti_active"),
+                          _str(f, "boot", "cold"), _str(f, "template"),
+                          _str(f, "note")) if f else None
+        return cls(_int(d, "index", 0), facts, steps, _samples(d, "samples"),
+                   [_fault(x) for x in _objects(d, "faults")], _int(d, "tainted"),
+                   _strings(d, "logs"), _str(d, "error"), _int(d, "position"),
+                   _float(d, "start_s", None), _float(d, "host_load", None),
+                   _float(d, "duration_s"), _dict(d, "worker"), _str(d, "note"))
 
 
 @dataclass
@@ -188,6 +326,9 @@ class CellResult:
     #: Whether its guests booted cold or restored from a snapshot template, and why
     #: (runner.boot_policy); "" in results made before templates.
     boot_policy: str = ""
+    #: The kernel it booted: {"hash": the cache's content hash, "fragments": the
+    #: Kconfig fragments it was made from}; {} in results made before they were kept.
+    kernel: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -308,23 +449,30 @@ class CellResult:
             "tainted": self.tainted, "logs": self.logs, "duration_s": round(self.duration_s, 2),
             "cell_error": self.error, "interrupted": self.interrupted,
             "boot": self.boot_mode, "boot_policy": self.boot_policy,
+            "kernel_build": self.kernel,
             "boots": [b.to_json() for b in self.boots],
         }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> CellResult:
-        cell = Cell(d["arch"], d["kernel"], d["cmdline"], tuple(d.get("cmdline_words", ())))
-        steps = [StepResult.from_json(s) for s in d.get("steps", [])]
+        d = _object(d, "cells[]")
+        words = _list(d, "cmdline_words")
+        if not all(isinstance(w, str) for w in words):
+            raise _wrong("cmdline_words[]", "a string", next(w for w in words
+                                                             if not isinstance(w, str)))
+        cell = Cell(_str(d, "arch", None), _str(d, "kernel", None), _str(d, "cmdline", None),
+                    tuple(words))
+        steps = [StepResult.from_json(s) for s in _objects(d, "steps")]
         if "boots" in d:
-            boots = [BootResult.from_json(b, [s for s in steps if s.boot == b["index"]])
-                     for b in d["boots"]]
-            error = d.get("cell_error", "")
+            boots = [BootResult.from_json(b, [s for s in steps if s.boot == b.get("index")])
+                     for b in _objects(d, "boots")]
+            error = _str(d, "cell_error")
         else:
             boots, error = _legacy_boots(d, steps), ""
-        return cls(cell, d["scenario"], d.get("timing", "wallclock"), d.get("config", {}),
-                   boots, d.get("units", {}), d.get("duration_s", 0.0), error,
-                   d.get("interrupted", ""), d.get("kernel_source", {}),
-                   d.get("boot_policy", ""))
+        return cls(cell, _str(d, "scenario", None), _str(d, "timing", "wallclock"),
+                   _strings(d, "config"), boots, _strings(d, "units"), _float(d, "duration_s"),
+                   error, _str(d, "interrupted"), _dict(d, "kernel_source"),
+                   _str(d, "boot_policy"), _dict(d, "kernel_build"))
 
 
 #: A format-1 log name with its boot's number (the runner wrote those with repeat > 1).
@@ -336,8 +484,9 @@ def _legacy_boots(d: dict[str, Any], steps: list[StepResult]) -> list[BootResult
     its per-boot logs ("console-1") name; one that never came up has no time, so no facts.
     The samples and faults go to the first boot, whose samples then stand for the whole
     cell; the error to the last boot, since a cell stopped at the boot that erred."""
-    times = d.get("boots_s") or ([d["boot_s"]] if d.get("boot_s") is not None else [])
-    logs: dict[str, str] = d.get("logs", {})
+    times = [_number(t, "boots_s[]") for t in _list(d, "boots_s")] or (
+        [_number(d["boot_s"], "boot_s")] if d.get("boot_s") is not None else [])
+    logs = _strings(d, "logs")
     numbered = {k: (m.group(1), int(m.group(2))) for k in logs if (m := _BOOT_LOG.match(k))}
     if len(numbered) < len(logs):   # a single boot's logs, unnumbered
         numbered = {}
@@ -345,18 +494,18 @@ def _legacy_boots(d: dict[str, Any], steps: list[StepResult]) -> list[BootResult
                 *(n + 1 for _, n in numbered.values()))
     boots = []
     for i in range(count):
-        facts = BootFacts(d.get("kernel_release", ""), d.get("accel", ""), "", times[i],
-                          d.get("kpti_active")) if i < len(times) else None
+        facts = BootFacts(_str(d, "kernel_release"), _str(d, "accel"), "", times[i],
+                          _bool(d, "kpti_active")) if i < len(times) else None
         boots.append(BootResult(i, facts, [s for s in steps if s.boot == i]))
     for k, v in logs.items():
         name, n = numbered.get(k, (k, 0))
         boots[n].logs[name] = v
     first = boots[0]
-    first.samples = d.get("metrics", {})
-    first.faults = [_fault(x) for x in d.get("faults", [])]
-    first.tainted = d.get("tainted")
+    first.samples = _samples(d, "metrics")
+    first.faults = [_fault(x) for x in _objects(d, "faults")]
+    first.tainted = _int(d, "tainted")
     if d.get("status") == "error":
-        boots[-1].error = d.get("error") or "error"
+        boots[-1].error = _str(d, "error") or "error"
     return boots
 
 
@@ -364,7 +513,7 @@ def _legacy_boots(d: dict[str, Any], steps: list[StepResult]) -> list[BootResult
 class RunResult:
     """One `lab run`: the scenarios, the host it ran on, and every cell."""
 
-    scenarios: list[dict[str, str]]
+    scenarios: list[dict[str, Any]]
     host: HostFacts
     jobs: int
     timing: str
@@ -379,6 +528,10 @@ class RunResult:
     #: "scheduler": ADDRESS, "workers": {ADDRESS: guest slots}, "jobs": their sum}.
     #: jobs above is the same guest-slot count (a cluster run's -j means nothing).
     executor: dict[str, Any] = field(default_factory=dict)
+    #: The kernels and images the run made ready before its boots, in order:
+    #: {"what": "aarch64/kpti", "start_s", "duration_s", "built": whether anything was
+    #: built (else it came from the cache)}; [] in results made before they were kept.
+    builds: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def status(self) -> Status:
@@ -392,17 +545,23 @@ class RunResult:
                 "host": self.host.to_json(), "jobs": self.jobs, "timing": self.timing,
                 "duration_s": round(self.duration_s, 2), "interrupted": self.interrupted,
                 "schedule": self.schedule, "executor": self.executor,
-                "cells": [c.to_json() for c in self.cells]}
+                "builds": self.builds, "cells": [c.to_json() for c in self.cells]}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RunResult:
-        version = d.get("format", 1)
+        d = _object(d, "the file")
+        version = _int(d, "format", 1)
         if version > FORMAT:
             raise ValueError(f"results format {version} is newer than this lab ({FORMAT})")
-        scenarios = d.get("scenarios") or [{"name": n} for n in
-                                           str(d.get("scenario", "")).split(", ") if n]
-        return cls(scenarios, HostFacts.from_json(d.get("host") or {}), d.get("jobs", 1),
-                   d.get("timing", "wallclock"),
-                   [CellResult.from_json(c) for c in d.get("cells", [])],
-                   d.get("duration_s", 0.0), d.get("lab_version", ""), d.get("interrupted", ""),
-                   d.get("schedule", {}), d.get("executor", {}))
+        scenarios = _objects(d, "scenarios") or [{"name": n} for n in
+                                                 _str(d, "scenario").split(", ") if n]
+        for s in scenarios:
+            _str(s, "name"), _str(s, "description"), _str(s, "path"), _dict(s, "compare")
+        builds = _objects(d, "builds")
+        for b in builds:
+            _str(b, "what"), _float(b, "start_s"), _float(b, "duration_s"), _bool(b, "built")
+        return cls(scenarios, HostFacts.from_json(_dict(d, "host")), _int(d, "jobs", 1),
+                   _str(d, "timing", "wallclock"),
+                   [CellResult.from_json(c) for c in _list(d, "cells")],
+                   _float(d, "duration_s"), _str(d, "lab_version"), _str(d, "interrupted"),
+                   _dict(d, "schedule"), _dict(d, "executor"), builds)

@@ -436,11 +436,19 @@ def dumps(data: Any) -> str:
 
 def write_json(path: Path, data: dict) -> None:
     """Atomic: a unique temporary file beside path, then os.replace. Strict JSON."""
+    write_text(path, dumps(data) + "\n")
+
+
+def write_text(path: Path, text: str, mode: int | None = None) -> None:
+    """Atomic: a unique temporary file beside path (mode: its permissions, else
+    mkstemp's 0600), then os.replace, so a reader never sees half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(dumps(data) + "\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

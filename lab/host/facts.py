@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -149,4 +150,4 @@ def summary() -> HostFacts:
     """The host part of a results document."""
     status = accel_status()
     return HostFacts("kvm" if status.kvm else "tcg", status.reason, host_cpu(),
-                     qemu_version(), cores())
+                     qemu_version(), cores(), socket.gethostname())

@@ -5,6 +5,7 @@ reads this module to name the package of a command that is missing."""
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,51 @@ _SPARSE = Probe(("sparse", "-Wsparse-error", "{dir}/t.c"), (("t.c", "int f(void)
 _CHECKPATCH = Probe(("perl", "{src}/scripts/checkpatch.pl", "--strict", "--no-tree", "-f",
                      "{dir}/t.c"), (("t.c", "// SPDX-License-Identifier: GPL-2.0\n"
                                             "static int lab_probe;\n"),), kernel_source=True)
+#: report.html's browser tests drive Debian's chromium headless through Debian's
+#: chromedriver (tests/browser.py). As root Chromium starts only with --no-sandbox.
+#: The page comes from a data: URL whose text is percent-encoded, so the DOM holds
+#: "lab-probe" only if the browser really parsed it (an error echoing the URL does not).
+_CHROMIUM_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage")
+_CHROMIUM = Probe(("chromium", *_CHROMIUM_ARGS, "--dump-dom", "data:text/html,<b>lab-%70robe</b>"),
+                  expect="<b>lab-probe</b>")
+#: chromedriver started, a W3C WebDriver session of headless chromium opened over its
+#: HTTP API (the standard library's urllib: Selenium is a test dependency, not the lab's),
+#: the page loaded and read back through the DOM, the session closed.
+_WEBDRIVER_SCRIPT = f"""\
+import json, socket, subprocess, time, urllib.request
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+driver = subprocess.Popen(["chromedriver", f"--port={{port}}"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+def call(method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{{port}}{{path}}", data=data, method=method,
+                                 headers={{"Content-Type": "application/json"}})
+    with urllib.request.urlopen(req, timeout=20) as answer:
+        return json.load(answer)["value"]
+try:
+    for _ in range(100):
+        try:
+            call("GET", "/status")
+            break
+        except OSError:
+            time.sleep(0.1)
+    options = {{"binary": "/usr/bin/chromium", "args": {list(_CHROMIUM_ARGS)!r}}}
+    session = call("POST", "/session", {{"capabilities": {{"alwaysMatch": {{
+        "browserName": "chrome", "goog:chromeOptions": options}}}}}})["sessionId"]
+    try:
+        page = "data:text/html,<b id=p>lab-%70robe</b>"
+        call("POST", f"/session/{{session}}/url", {{"url": page}})
+        print(call("POST", f"/session/{{session}}/execute/sync",
+                   {{"script": "return document.getElementById('p').textContent", "args": []}}))
+    finally:
+        call("DELETE", f"/session/{{session}}")
+finally:
+    driver.kill()
+"""
+_WEBDRIVER = Probe((sys.executable, "{dir}/webdriver.py"), (("webdriver.py", _WEBDRIVER_SCRIPT),),
+                   expect="lab-probe")
+
+
 def _qemu_probe(arch: ArchProfile) -> Probe:
     """A board with a device tree (virt) is built with the arch's CPU and virtio
     consoles, its tree written, and QEMU exits; another board's QEMU prints its
@@ -154,6 +200,10 @@ DEPS: tuple[Dep, ...] = (
     Dep("Python library (coccicheck's Python scripts)", PYTHON_LIBRARY_PACKAGE,
         path=PYTHON_LIBRARY, probe=_SPATCH_PYTHON),
     Dep("lz4 (the x86_64 debug kernel's bzImage)", "lz4", command="lz4", probe=_version("lz4")),
+    Dep("Chromium (report.html's browser tests)", "chromium", command="chromium",
+        probe=_CHROMIUM),
+    Dep("ChromeDriver (report.html's browser tests)", "chromium-driver", command="chromedriver",
+        probe=_WEBDRIVER),
     *(Dep(f"{name} ({a})", f"{name}:{a}", foreign=a) for name in GUEST_DEBS for a in GUEST_ARCHES),
 )
 

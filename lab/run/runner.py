@@ -39,6 +39,7 @@ from lab.core.model import (
     Step,
     timing,
 )
+from lab.core.paths import KERNEL_CONFIGS
 from lab.core.results import BootResult, CellResult, RunResult, Status, StepResult
 from lab.guest import qemu
 from lab.guest.guest import Guest
@@ -209,15 +210,16 @@ def boot_policy(scenario: Scenario, cold: bool) -> tuple[bool, str]:
 # ---------------------------------------------------------------- cells and their steps
 
 def _skip(boot: BootResult, steps: list[Step]) -> None:
-    boot.steps += [StepResult(s.name, s.kind, boot.index, Status.SKIP) for s in steps]
+    boot.steps += [StepResult(s.name, s.kind, boot.index, Status.SKIP,
+                              command=s.shown()[0], expected=s.shown()[1]) for s in steps]
 
 
 def _fail_boot(boot: BootResult, step: Step, rest: list[Step], seconds: float, ctx: Context,
-               exc: BaseException) -> None:
+               exc: BaseException, start_s: float) -> None:
     """The step that ended its boot is an error; the steps after it are skipped."""
     boot.steps.append(StepResult(step.name, step.kind, boot.index, Status.ERROR, seconds,
                                  ctx.exit_code, str(exc) or repr(exc), ctx.kept_output(),
-                                 tuple(ctx.tests)))
+                                 tuple(ctx.tests), *step.shown(), start_s))
     _skip(boot, rest)
 
 
@@ -360,7 +362,7 @@ def _steps(task: BootTask, guest: Guest, outcome: BootOutcome, deadline: Deadlin
     for i, step in enumerate(steps):
         task.event(task.cell, phase=f"step {i + 1}/{len(steps)}: {step.name}")
         before = len(guest.faults())
-        started = time.monotonic()
+        started, start_s = time.monotonic(), time.time() - task.since
         ctx = _context(task, guest, outcome, i)
         try:
             ctx.deadline = task.within(step.timeout or task.scenario.step_timeout, deadline)
@@ -370,7 +372,8 @@ def _steps(task: BootTask, guest: Guest, outcome: BootOutcome, deadline: Deadlin
             # UART that would not connect, OSError from a socket whose QEMU died, the
             # cell's deadline) or a bug in the lab: an error, never a test failure,
             # and the boot ends. What a step can judge it returns as a problem.
-            _fail_boot(boot, step, steps[i + 1:], time.monotonic() - started, ctx, exc)
+            _fail_boot(boot, step, steps[i + 1:], time.monotonic() - started, ctx, exc,
+                       start_s)
             raise
         new_faults = guest.faults()[before:]
         if new_faults and not step.allow_faults:
@@ -380,7 +383,7 @@ def _steps(task: BootTask, guest: Guest, outcome: BootOutcome, deadline: Deadlin
                                      Status.FAIL if problems else Status.PASS,
                                      time.monotonic() - started, ctx.exit_code,
                                      "; ".join(ctx.notes + problems), ctx.kept_output(),
-                                     tuple(ctx.tests)))
+                                     tuple(ctx.tests), *step.shown(), start_s))
         if problems and task.opts.stop_on_fail:
             _skip(boot, steps[i + 1:])
             return
@@ -452,9 +455,22 @@ def _cell_run(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options
     meta = build.kernel_meta(kbuild)
     result = CellResult(cell, scenario.name, timing=timing(opts.icount),
                         config=meta.get("options", {}), kernel_source=meta.get("source_info", {}),
-                        boot_policy=why)
+                        boot_policy=why, kernel={"hash": kbuild.hash,
+                                                 "fragments": _fragments(meta)})
     return _CellRun(scenario, cell, kbuild, opts, event, result,
                     opts.repeat or scenario.repeat, restore)
+
+
+def _fragments(meta: dict) -> list[str]:
+    """The kernel's Kconfig fragments as results show them: relative to the lab's
+    kernel-configs/ when they are the lab's own, else as they were given."""
+    shown = []
+    for path in meta.get("fragments", []):
+        try:
+            shown.append(str(Path(path).relative_to(KERNEL_CONFIGS)))
+        except ValueError:
+            shown.append(str(path))
+    return shown
 
 
 def run_cell(scenario: Scenario, cell: Cell, kbuild: KernelBuild, opts: Options,
@@ -474,8 +490,8 @@ class _Schedule:
     """The run's boots, handed to the executor lazily and in schedule order, so that
     the later boots of a cell that erred are skipped; what comes back goes to its cell."""
 
-    def __init__(self, runs: list[_CellRun], slots: list[tuple[int, int]]):
-        self.runs, self.slots, self.since = runs, slots, time.time()
+    def __init__(self, runs: list[_CellRun], slots: list[tuple[int, int]], since: float):
+        self.runs, self.slots, self.since = runs, slots, since
         self.done: dict[int, CellResult] = {}
         #: Boots handed out and not back yet: position -> cell.
         self.out: dict[int, int] = {}
@@ -555,17 +571,18 @@ def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for: Ca
         raise UserError(f"this run {problem} into several runs")
     repeats = [opts.repeat or s.repeat for s, _ in pairs]
     seed = _seed(opts, repeats)
-    started = time.monotonic()
+    started, since = time.monotonic(), time.time()
     executor = executor or LocalPool(opts.jobs)
     sched: _Schedule | None = None
     stopped, in_flight = "", set[int]()
+    made: list[dict[str, Any]] = []
+    timed = _timed(progress_for, since, made)
     try:
-        builds = ensure_kernels((c for _, c in pairs), progress_for, opts.drivers,
-                                opts.kernel_src)
-        images = guest_images(pairs, builds, progress_for)
+        builds = ensure_kernels((c for _, c in pairs), timed, opts.drivers, opts.kernel_src)
+        images = guest_images(pairs, builds, timed)
         opts.out.mkdir(parents=True, exist_ok=True)
         sched = _Schedule([_cell_run(s, c, images[i], opts, event)
-                           for i, (s, c) in enumerate(pairs)], schedule(repeats, seed))
+                           for i, (s, c) in enumerate(pairs)], schedule(repeats, seed), since)
         for outcome in executor.map_unordered(run_boot_task, sched.tasks()):
             sched.record(outcome)
     except KeyboardInterrupt as exc:
@@ -578,13 +595,30 @@ def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for: Ca
     cells = _cells(pairs, sched, stopped, in_flight, opts.out)
     where = executor.describe()
     return RunResult(
-        scenarios=[{"name": s.name, "description": s.description, "path": str(s.path)}
+        scenarios=[{"name": s.name, "description": s.description, "path": str(s.path),
+                    **({"compare": s.compare.to_json()} if s.compare else {})}
                    for s in scenarios],
         host=host_facts(), jobs=where["jobs"], executor=where,
         timing=timing(opts.icount),
         cells=cells, duration_s=time.monotonic() - started, lab_version=__version__,
-        interrupted=stopped,
+        interrupted=stopped, builds=made,
         schedule={"order": "interleaved" if seed is not None else "in order", "seed": seed})
+
+
+def _timed(progress_for: Callable, since: float, made: list[dict[str, Any]]) -> Callable:
+    """progress_for, recording each kernel or image made ready in made: what, when
+    (seconds after since), for how long, and whether anything was built."""
+    @contextlib.contextmanager
+    def timed(label: str) -> Iterator[build.Progress]:
+        started, built = time.time(), [False]
+        with progress_for(label) as progress:
+            def said(phase: str, detail: str) -> None:
+                built[0] = True
+                progress(phase, detail)
+            yield said
+        made.append({"what": label, "start_s": round(started - since, 3),
+                     "duration_s": round(time.time() - started, 3), "built": built[0]})
+    return timed
 
 
 def _cells(pairs: list[tuple[Scenario, Cell]], sched: _Schedule | None, stopped: str,

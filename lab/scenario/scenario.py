@@ -21,7 +21,16 @@ from lab.arches import ARCHES
 from lab.artifacts import kconfig
 from lab.core import inputs
 from lab.core.errors import UserError
-from lab.core.model import CELL_KEYS, Cell, Claim, GuestFile, KernelVariant, Scenario, Selector
+from lab.core.model import (
+    CELL_KEYS,
+    Cell,
+    Claim,
+    CompareSpec,
+    GuestFile,
+    KernelVariant,
+    Scenario,
+    Selector,
+)
 from lab.scenario.schema import TEXT_LINE, Ctx, Fields, Node, join, kind_of, selector
 from lab.scenario.steps import parse_steps
 
@@ -232,6 +241,25 @@ def _claim(top: Fields) -> tuple[Claim | None, list[tuple[str, int]]]:
     return claim, metrics
 
 
+def _compare(top: Fields, ctx: Ctx) -> tuple[CompareSpec | None, list[tuple[str, int]]]:
+    """compare: {baseline: KEY=VALUE, metrics: [...], margin: 0.05}; the baseline names
+    a value of the matrix; the metrics (with their lines) are checked once steps are read."""
+    if not top.has("compare"):
+        return None, []
+    c = top.sub("compare")
+    text = c.take("baseline", str, required=True, text=TEXT_LINE)
+    key, sep, value = text.partition("=")
+    if not sep or key not in CELL_KEYS:
+        c.fail("baseline", f"{text!r}: expected KEY=VALUE, KEY one of {', '.join(CELL_KEYS)}")
+    if value not in ctx.valid.get(key, []):
+        c.fail("baseline", f"no cell has {key}={value!r} (the matrix's {key}: "
+                           f"{', '.join(ctx.valid[key])})")
+    metrics = c.strings("metrics") if c.has("metrics") else []
+    margin = c.positive("margin", 0.05, most=0.99)
+    c.done()
+    return CompareSpec((key, value), tuple(m for m, _ in metrics), margin), metrics
+
+
 def _check_uart(scenario: Scenario, ctx: Ctx) -> None:
     """UART steps need an arch whose board UART is free as the device under test."""
     for i, step in enumerate(scenario.steps):
@@ -308,6 +336,7 @@ def load(path: str | Path, allow: tuple[Path, ...] = ()) -> Scenario:
     ctx.valid = {k: sorted({c.key()[k] for c in cells}) for k in CELL_KEYS}
     settings = _settings(top)
     settings.update(files=_files(top), sysctls=_sysctls(top))
+    comparison, compared = _compare(top, ctx)
     steps_node = top.node_of("steps")
     assert steps_node is not None
     steps = tuple(parse_steps(steps_node, ctx, "steps"))
@@ -315,18 +344,20 @@ def load(path: str | Path, allow: tuple[Path, ...] = ()) -> Scenario:
     if problem := inputs.steps_problem(len(steps), settings["repeat"]):
         top.fail("repeat", problem)
     scenario = Scenario(name=name, description=description, path=path, cells=cells,
-                        steps=steps, claim=claim, **settings)
+                        steps=steps, claim=claim, compare=comparison, **settings)
     _check_uart(scenario, ctx)
-    _check_claim(scenario, claim_metrics, ctx)
+    _check_claim(scenario, claim_metrics, ctx, "claim")
+    _check_claim(scenario, compared, ctx, "compare")
     return scenario
 
 
-def _check_claim(scenario: Scenario, metrics: list[tuple[str, int]], ctx: Ctx) -> None:
-    """The metrics a claim shows are metrics the steps define."""
+def _check_claim(scenario: Scenario, metrics: list[tuple[str, int]], ctx: Ctx,
+                 key: str) -> None:
+    """The metrics a claim shows (or compare compares) are metrics the steps define."""
     defined = scenario.metrics()
     for i, (name, line) in enumerate(metrics):
         if name not in defined:
-            ctx.fail(line, f"claim.metrics[{i}]", f"metric {name!r} is not defined by any step "
+            ctx.fail(line, f"{key}.metrics[{i}]", f"metric {name!r} is not defined by any step "
                                                    f"(defined: {', '.join(defined) or 'none'})")
 
 

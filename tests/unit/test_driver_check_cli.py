@@ -62,6 +62,10 @@ def test_exit_0_when_every_check_that_ran_is_clean_else_1(faked_cli, tmp_path, s
     assert [c["status"] for c in data["checks"]] == [s.value for s in statuses]
     junit = (out / "junit.xml").read_text()
     assert junit.count("<testcase ") == 4 and 'name="W=1"' in junit
+    page = (out / "report.html").read_text()     # its report.html, checks with findings open
+    assert f"Exit code <b>{code}</b>" in page
+    assert page.count('<details class="failure') == sum(s in (Status.FAIL, Status.ERROR)
+                                                          for s in statuses)
 
 
 def test_arch_and_kernel_choose_the_kernel(faked_cli, tmp_path):

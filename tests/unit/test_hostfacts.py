@@ -67,6 +67,7 @@ def test_the_host_part_of_a_results_document(fake_qemu, monkeypatch):
     assert host.accel_available == "tcg" and host.accel_reason == "set by LAB_ACCEL"
     assert host.cpu and host.cores >= 1
     # results.json keeps its keys, and an older file without some reads back
-    assert set(host.to_json()) == {"accel_available", "accel_reason", "cpu", "qemu", "cores"}
+    assert set(host.to_json()) == {"accel_available", "accel_reason", "cpu", "qemu", "cores",
+                                   "name"}
     assert HostFacts.from_json(host.to_json()) == host
     assert HostFacts.from_json({"cores": 2}) == HostFacts(cores=2)

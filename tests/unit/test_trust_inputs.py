@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.app import report
+from lab.app import htmlreport, report
 from lab.artifacts import kconfig
 from lab.core import inputs
 from lab.core.errors import UserError
@@ -337,6 +337,7 @@ def test_user_strings_are_printed_as_they_are(name, tmp_path, monkeypatch):
         monkeypatch.setattr(getattr(report, console), "file", io.StringIO())
     results = _results(name)
     report.run_summary(results, tmp_path)
+    report.run_end(results, tmp_path, None, [], htmlreport.failures(results))
     report.driver_verdict(results, tmp_path)
     report.error(f"bad {name}")
     printed = report.out.file.getvalue() + report.err.file.getvalue()

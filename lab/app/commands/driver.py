@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from lab.app import checks, driverloop, report
+from lab.app import checks, driverloop, htmlreport, report
 from lab.app.commands.options import (
     allow_put_from,
     builds,
@@ -33,9 +33,10 @@ def cmd_driver(args) -> int:
     writable("--out", args.out)
     opts = runner.Options(out=args.out, jobs=1, drivers=(driver,), stop_on_fail=True,
                           kernel_src=args.kernel_src)
-    results = run_scenarios([target], opts)
-    report.driver_verdict(results, args.out)
-    return exit_code(results)
+    ran = run_scenarios([target], opts)
+    report.driver_verdict(ran.results, args.out)
+    ran.end(args.out, failures=False)    # the verdict above shows the first failure
+    return exit_code(ran.results)
 
 
 def _driver_check(args, driver: Path) -> int:
@@ -54,6 +55,10 @@ def _driver_check(args, driver: Path) -> int:
         run = checks.run_checks(kbuild, driver, out, progress)
     report.write_checks(run, out)
     report.checks_table(run, out)
+    try:
+        report.wrote_report(htmlreport.write_checks(out))
+    except OSError as exc:
+        report.warning(f"{out / htmlreport.FILE}: not written: {exc.strerror or exc}")
     return 0 if run.status is Status.PASS else 1
 
 

@@ -7,17 +7,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from lab.app import report
+from lab.analysis import compare
+from lab.app import htmlreport, report
 from lab.arches import ARCHES, get_arch
 from lab.artifacts import build, kconfig
 from lab.core import inputs
 from lab.core.errors import UserError
 from lab.core.model import ArchProfile, GuestFile, KernelBuild, KernelVariant
-from lab.core.results import RunResult, Status
+from lab.core.results import RunResult
 from lab.run import runner
 
 KERNEL_HELP = "a variant name from kernel-configs/variants/, or a path to a .config fragment"
@@ -92,28 +93,52 @@ def ensure(arch: ArchProfile, variant: KernelVariant, jobs: int | None = None,
         return build.with_files(kbuild, files, progress)
 
 
-#: The exit-code policy: 0 pass, 1 a test failed, 2 an error (infrastructure or input).
-
-
-EXIT_CODES = {Status.PASS: 0, Status.FAIL: 1, Status.ERROR: 2}
-
-
 def exit_code(results: RunResult) -> int:
-    if results.interrupted:
-        return 128 + signal.Signals[results.interrupted].value
-    return EXIT_CODES[results.status]
+    """0 pass, 1 a test failed, 2 an error (infrastructure or input), 128 + N a signal
+    stopped the run: the policy and its words are htmlreport.exit_code's."""
+    return htmlreport.exit_code(results)[0]
 
 
-def run_scenarios(scenarios: list, opts: runner.Options, cluster: str | None = None) -> RunResult:
-    """Runs with a live table; writes results.json and junit.xml; prints the summary.
+@dataclass
+class Ran:
+    """A run's results, what its scenarios asked to compare, and its report.html."""
+
+    results: RunResult
+    plans: list[compare.Planned]
+    page: Path | None
+
+    def end(self, out: Path, failures: bool = True) -> None:
+        """The run's last words: its failures (unless the command shows its own), the
+        comparisons, where the results and the page are."""
+        report.run_end(self.results, out, self.page, self.plans,
+                       htmlreport.failures(self.results) if failures else None)
+
+
+def run_scenarios(scenarios: list, opts: runner.Options, cluster: str | None = None) -> Ran:
+    """Runs with a live table at a terminal; writes results.json, junit.xml, what the
+    scenarios' compare: asks for and report.html; prints the cells and metrics.
     With cluster, the boots run on that Dask cluster (lab.run.cluster) instead of here."""
     with runner.claim_out(opts.out), executor_for(cluster) as executor:
         with report.CellsLive() as live:
             results = runner.run(scenarios, opts, live.event, report.build_progress,
                                  executor=executor)
         report.write_results(results, opts.out)
+        plans = compare.planned(results)
+        for plan in plans:
+            report.write_planned(plan, opts.out / plan.scenario)
+        page = write_page(results, opts.out)
     report.run_summary(results, opts.out)
-    return results
+    return Ran(results, plans, page)
+
+
+def write_page(results: RunResult, out: Path) -> Path | None:
+    """report.html beside the results; a page that cannot be written is a warning,
+    never the run's end (its results are written already)."""
+    try:
+        return htmlreport.write(htmlreport.Source(out.absolute(), results, out.absolute()))
+    except OSError as exc:
+        report.warning(f"{out / htmlreport.FILE}: not written: {exc.strerror or exc}")
+        return None
 
 
 @contextlib.contextmanager

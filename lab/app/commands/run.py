@@ -45,9 +45,11 @@ def _check_repeat(scenarios: list, repeat: int | None) -> None:
 
 
 def _tests_summary(results: RunResult) -> None:
-    """After lab run: the tests steps reported that did not pass, and a count per cell."""
-    if any(c.tests for c in results.cells):
-        report.tests_table(results, passed=False)
+    """After lab run: a count of the tests steps reported, per cell (the failing ones
+    are among the failures the run ends with)."""
+    for c in results.cells:
+        if c.tests:
+            report.out.print(f"{c.scenario}/{c.id}: {report.test_counts(c.tests)}")
 
 
 def cmd_run(args) -> int:
@@ -59,9 +61,10 @@ def cmd_run(args) -> int:
                           repeat=args.repeat, seed=args.seed, icount=args.icount,
                           accel=args.accel,
                           kernel_src=args.kernel_src, cold=args.cold)
-    results = run_scenarios(scenarios, opts, args.cluster)
-    _tests_summary(results)
-    return exit_code(results)
+    ran = run_scenarios(scenarios, opts, args.cluster)
+    _tests_summary(ran.results)
+    ran.end(args.out)
+    return exit_code(ran.results)
 
 
 def register(sub) -> None:

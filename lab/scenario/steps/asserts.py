@@ -40,6 +40,13 @@ class _Bounded(Step):
     min: float | None = None
     max: float | None = None
 
+    def expected(self) -> str:
+        """equals, min and max in words."""
+        return "; ".join(w for w in (
+            f"equals {self.equals!r}" if self.equals is not None else "",
+            f"at least {self.min:g}" if self.min is not None else "",
+            f"at most {self.max:g}" if self.max is not None else "") if w)
+
     def bounds(self, value: Any) -> list[str]:
         return compare(value, self.equals, self.min, self.max)
 
@@ -47,6 +54,9 @@ class _Bounded(Step):
 @dataclass(frozen=True, kw_only=True)
 class FactAssert(_Bounded):
     fact: str
+
+    def shown(self) -> tuple[str, str]:
+        return f"the boot fact {self.fact}", self.expected()
 
     def execute(self, ctx: Context) -> list[str]:
         if self.fact == "tainted":
@@ -62,6 +72,14 @@ class MetricAssert(_Bounded):
     metric: str
     ratio_to: str = ""                # median(metric) / median(ratio_to)
     equals_metric: str = ""           # median(metric) == median(equals_metric)
+
+    def shown(self) -> tuple[str, str]:
+        if self.equals_metric:
+            return f"median {self.metric}", f"equals median {self.equals_metric}"
+        if self.ratio_to:
+            return (f"median {self.metric} / median {self.ratio_to}",
+                    f"95% interval not entirely outside [{self.min}, {self.max}]")
+        return f"median {self.metric}", self.expected()
 
     def execute(self, ctx: Context) -> list[str]:
         for name in filter(None, (self.metric, self.ratio_to, self.equals_metric)):

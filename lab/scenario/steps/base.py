@@ -81,6 +81,17 @@ class Context:
             self.units[name] = unit
 
 
+def expectation(*parts: str | None) -> str:
+    """What a step expects, for Step.shown(): its non-empty parts joined by "; "."""
+    return "; ".join(p for p in parts if p)
+
+
+def output_expectation(match: str | None, no_match: str | None) -> str:
+    """What check_output checks, in words."""
+    return expectation(f"output matches {match!r}" if match is not None else None,
+                       f"output does not match {no_match!r}" if no_match is not None else None)
+
+
 def check_output(match: str | None, no_match: str | None, output: str) -> list[str]:
     """Problems with an output against a regex it must match and one it must not."""
     problems = []

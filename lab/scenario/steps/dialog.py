@@ -59,6 +59,12 @@ class Dialog(Step):
         return cls(name=common.pop("name") or f"dialog: {command[:50]}", command=command,
                    pairs=pairs, expect_exit=f.exit_code("expect_exit"), **common)
 
+    def shown(self) -> tuple[str, str]:
+        exit_ = "any exit code" if self.expect_exit is None else f"exit {self.expect_exit}"
+        said = [f"{p.expect!r}" for p in self.pairs if p.expect is not None]
+        return self.command, "; ".join(filter(None, [
+            f"prints {', then '.join(said)}" if said else "", exit_]))
+
     def execute(self, ctx: Context) -> list[str]:
         problems: list[str] = []
         with ctx.guest.spawn(self.command, timeout=ctx.timeout) as program:

@@ -11,7 +11,7 @@ from typing import Any
 
 from lab.core.model import Step
 from lab.scenario.schema import Fields
-from lab.scenario.steps.base import Context, check_output
+from lab.scenario.steps.base import Context, check_output, output_expectation
 
 #: Between two reads of the ring buffer while waiting for `match`.
 POLL_S = 0.2
@@ -32,6 +32,9 @@ class Dmesg(Step):
         p.done()
         return cls(name=common.pop("name") or f"dmesg: {match or no_match}", match=match,
                    no_match=no_match, **common)
+
+    def shown(self) -> tuple[str, str]:
+        return "dmesg", output_expectation(self.match, self.no_match)
 
     def execute(self, ctx: Context) -> list[str]:
         while True:

@@ -18,7 +18,13 @@ from typing import Any
 from lab.core.errors import MonitorError
 from lab.core.model import Metric, Step
 from lab.scenario.schema import TEXT_LINE, Fields
-from lab.scenario.steps.base import Context, check_output, extract
+from lab.scenario.steps.base import (
+    Context,
+    check_output,
+    expectation,
+    extract,
+    output_expectation,
+)
 
 #: `info` subcommands that show the guest machine (QEMU 7.2); `info usbhost`,
 #: which lists the host's USB devices, is left out.
@@ -82,6 +88,10 @@ class Hmp(Step):
 
     def defines(self) -> tuple[Metric, ...]:
         return self.metrics
+
+    def shown(self) -> tuple[str, str]:
+        return f"(HMP) {self.command}", expectation(
+            output_expectation(self.match, None), *(f"a sample of {m.name}" for m in self.metrics))
 
     def execute(self, ctx: Context) -> list[str]:
         try:

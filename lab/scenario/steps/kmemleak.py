@@ -87,6 +87,9 @@ class Kmemleak(Step):
         return cls(name=common.pop("name") or f"kmemleak: no leak of {', '.join(names)}",
                    modules=tuple(names), **common)
 
+    def shown(self) -> tuple[str, str]:
+        return "kmemleak scan", f"no leak allocated by {', '.join(self.modules) or 'any module'}"
+
     def execute(self, ctx: Context) -> list[str]:
         if not enabled(ctx.kernel):
             return ["kmemleak: this kernel has no CONFIG_DEBUG_KMEMLEAK, so nothing was "

@@ -47,6 +47,9 @@ class Kselftest(Step):
         return cls(name=common.pop("name") or f"kselftest {' '.join(targets)}",
                    targets=tuple(targets), **common)
 
+    def shown(self) -> tuple[str, str]:
+        return f"run_kselftest.sh: {' '.join(self.targets)}", "every test passes or skips"
+
     def guest_files(self, kbuild: KernelBuild, progress: Any) -> tuple[GuestFile, ...]:
         return ksft.suite(kbuild, self.targets, progress).files
 

@@ -89,6 +89,10 @@ class Kunit(Step):
                 f"dmesg -n 8; for m in {mods}; do modprobe $m || echo \"modprobe $m: $?\"; "
                 f"modprobe -r $m; done; dmesg -n $lvl; dmesg")
 
+    def shown(self) -> tuple[str, str]:
+        return (f"load the KUnit suites {' '.join(self.suites) or '(all)'}",
+                "every test passes or skips")
+
     def execute(self, ctx: Context) -> list[str]:
         marker = f"lab-kunit-{secrets.token_hex(6)}"
         start = testrows.size(ctx.console_log)

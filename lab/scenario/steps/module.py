@@ -31,6 +31,9 @@ class Module(Step):
         return cls(name=common.pop("name") or (f"load {load}" if load else f"unload {unload}"),
                    load=load, unload=unload, args=args, **common)
 
+    def shown(self) -> tuple[str, str]:
+        return self.command(), "exit 0"
+
     def command(self) -> str:
         if self.unload:
             return f"rmmod {shlex.quote(self.unload)}"

@@ -60,6 +60,10 @@ class Put(Step):
         return cls(name=common.pop("name") or f"put: {dest}", src=path, dest=dest, mode=mode,
                    **common)
 
+    def shown(self) -> tuple[str, str]:
+        sources = ", ".join(f"{src}" + (f" ({arch})" if arch else "") for arch, src in self.src)
+        return f"put {sources} at {self.dest} (mode {self.mode:o})", "the file arrives whole"
+
     def execute(self, ctx: Context) -> list[str]:
         src = dict(self.src)
         path = src.get(ctx.arch) or src[""]

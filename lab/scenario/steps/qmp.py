@@ -53,6 +53,12 @@ class Qmp(Step):
         p.done()
         return step
 
+    def shown(self) -> tuple[str, str]:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.args)
+        expect = ", ".join(f"{k} = {v!r}" for k, v in self.expect)
+        return (f"(QMP) {self.command}" + (f" {args}" if args else ""),
+                f"the answer has {expect}" if expect else "an answer, not an error")
+
     def execute(self, ctx: Context) -> list[str]:
         try:
             reply = ctx.guest.qmp(self.command, dict(self.args), ctx.timeout)

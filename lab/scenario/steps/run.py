@@ -7,7 +7,13 @@ from typing import Any
 
 from lab.core.model import Metric, Step
 from lab.scenario.schema import Fields
-from lab.scenario.steps.base import Context, check_output, extract
+from lab.scenario.steps.base import (
+    Context,
+    check_output,
+    expectation,
+    extract,
+    output_expectation,
+)
 
 #: How much of a failing command's output its result message quotes.
 OUTPUT_TAIL = 2000
@@ -32,6 +38,12 @@ class Run(Step):
 
     def defines(self) -> tuple[Metric, ...]:
         return self.metrics
+
+    def shown(self) -> tuple[str, str]:
+        exit_ = "any exit code" if self.expect_exit is None else f"exit {self.expect_exit}"
+        found = [f"a sample of {m.name}" for m in self.metrics]
+        return self.command, expectation(exit_, output_expectation(self.match, self.no_match),
+                                         *found)
 
     def execute(self, ctx: Context) -> list[str]:
         r = ctx.guest.run(self.command, ctx.timeout, ctx.output_file)

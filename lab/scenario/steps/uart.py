@@ -28,6 +28,10 @@ class UartExpect(Step):
     send: str = ""
     expect: str | None = None
 
+    def shown(self) -> tuple[str, str]:
+        return (f"(UART) send {self.send!r}" if self.send else "(UART) read",
+                f"the UART sends {self.expect!r}" if self.expect is not None else "")
+
     def execute(self, ctx: Context) -> list[str]:
         uart = ctx.guest.uart()
         if self.send:
@@ -56,6 +60,10 @@ class UartTransfer(Step):
 
     def defines(self) -> tuple[Metric, ...]:
         return (Metric(self.metric, "", "KiB/s"),)
+
+    def shown(self) -> tuple[str, str]:
+        return (f"(UART) {self.count} transfer(s) of {self.nbytes} bytes, {self.direction}, "
+                f"through {self.device}", "the md5 sums agree on both ends")
 
     def execute(self, ctx: Context) -> list[str]:
         uart = ctx.guest.uart()
