@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from console import ROOT, worktree  # noqa: E402
+from console import ROOT, worktree
 
 
 def metrics(node, out: dict[str, float]) -> dict[str, float]:

@@ -696,11 +696,11 @@ class Shell:
         """Echo off (ash then reads plain lines, no line editor), no prompts, a trap
         on SIGINT (an interactive ash whose job a ^C ended drops the rest of the
         line, the end marker with it; a trap keeps the line, and the job still
-        gets the default action), the function that counts the bytes the guest
-        and the nonce labconsole puts in the marker it prints when the shell
+        gets the default action), and the nonce labconsole puts in the marker it
+        prints when the shell
         ends (SHELL_NONCE; written after echo is off, so it is never echoed)."""
-        self._send(f"stty -echo; PS1=''; PS2=''; trap : INT; "
-                   "printf '%s\\n' '@@LAB''-SYNC@@'\n".encode(), "shell setup")
+        self._send(b"stty -echo; PS1=''; PS2=''; trap : INT; "
+                   b"printf '%s\\n' '@@LAB''-SYNC@@'\n", "shell setup")
         self._expect([b"@@LAB-SYNC@@\r\n", b"@@LAB-SYNC@@\n"], Deadline(deadline_s),
                      "shell setup")
         self.run(f"printf %s {self._session} > {SHELL_NONCE}", deadline_s)

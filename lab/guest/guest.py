@@ -123,7 +123,7 @@ class Guest(Cloning):
         """A real boot, up to the shell set up, and what dmesg says of it."""
         launched = time.monotonic()
         self._launch(ram)
-        assert self.shell
+        assert self.shell and self.kernel
         started = time.monotonic()
         self._monitor.cont()
         self.shell.wait_ready(self.boot_deadline_s)
