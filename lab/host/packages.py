@@ -112,7 +112,7 @@ _CHROMIUM = Probe(("chromium", *_CHROMIUM_ARGS, "--dump-dom", "data:text/html,<b
 #: HTTP API (the standard library's urllib: Selenium is a test dependency, not the lab's),
 #: the page loaded and read back through the DOM, the session closed.
 _WEBDRIVER_SCRIPT = f"""\
-import json, socket, subprocess, time, urllib.request
+import json, socket, subprocess, time, urllib.error, urllib.request
 s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
 driver = subprocess.Popen(["chromedriver", f"--port={{port}}"], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
@@ -120,8 +120,11 @@ def call(method, path, body=None):
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{{port}}{{path}}", data=data, method=method,
                                  headers={{"Content-Type": "application/json"}})
-    with urllib.request.urlopen(req, timeout=20) as answer:
-        return json.load(answer)["value"]
+    try:
+        with urllib.request.urlopen(req, timeout=20) as answer:
+            return json.load(answer)["value"]
+    except urllib.error.HTTPError as exc:   # chromedriver says why in its body
+        raise SystemExit(f"chromedriver: {{method}} {{path}}: {{exc.read().decode()[:600]}}")
 try:
     for _ in range(100):
         try:
