@@ -126,6 +126,10 @@ def call(method, path, body=None):
     except urllib.error.HTTPError as exc:   # chromedriver says why in its body
         raise SystemExit(f"chromedriver: {{method}} {{path}}: {{exc.read().decode()[:600]}}")
 try:
+    try:
+        socket.gethostbyname("localhost")
+    except OSError:   # chromedriver reaches its browser at localhost
+        raise SystemExit("'localhost' does not resolve: add '127.0.0.1 localhost' to /etc/hosts")
     for _ in range(100):
         try:
             call("GET", "/status")
