@@ -394,6 +394,10 @@ def wrote_report(path: Path) -> None:
               soft_wrap=True)
 
 
+#: The lines of the first failure's message the driver loop's verdict shows.
+FIRST_LINES = 20
+
+
 def driver_verdict(results: RunResult, outdir: Path) -> None:
     """The driver loop's last word: the verdict, where it failed, the kernel's faults and log."""
     said = {s["name"]: s.get("description", "") for s in results.scenarios}
@@ -405,6 +409,9 @@ def driver_verdict(results: RunResult, outdir: Path) -> None:
         first = next((s for s in c.steps if s.status in (Status.FAIL, Status.ERROR)), None)
         where = f"step '{first.name}'" if first else "boot"
         out.print(Text(f"{c.status.value.upper()} {c.id}: first failure at {where}", "bold red"))
+        if first is not None and first.message:   # why: a failed check, the kernel's report
+            out.print(Text("\n".join(first.message.strip().splitlines()[:FIRST_LINES])),
+                      soft_wrap=True)
         for fault in c.faults:
             out.print(Text(f"kernel {fault.kind}:", "bold red"))
             out.print("\n".join(faults.summarize(fault.text)))

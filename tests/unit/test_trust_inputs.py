@@ -344,6 +344,15 @@ def test_user_strings_are_printed_as_they_are(name, tmp_path, monkeypatch):
     assert name in printed and f"output [/] {name}" in printed and f"bad {name}" in printed
 
 
+def test_the_driver_verdict_says_why_its_first_step_failed(tmp_path, monkeypatch):
+    """lab driver ends with its verdict alone: where it failed, and why (the kernel's
+    report a check found), not only the step's name."""
+    monkeypatch.setattr(report.out, "file", io.StringIO())
+    report.driver_verdict(_results("leak"), tmp_path)
+    printed = report.out.file.getvalue()
+    assert "first failure at step 'step leak'" in printed and "output [/] leak" in printed
+
+
 @pytest.mark.parametrize("name", ["[bold]k[/", "$x", "a$b$c_{", "$\\nosuch{$"])
 def test_lab_compare_prints_names_from_results_as_text(name, tmp_path):
     """results.json is any file a user hands over: its names reach rich and matplotlib."""
