@@ -2,8 +2,23 @@
 /*
  * labconsole: the guest's end of the lab's two virtio-serial channels.
  *
- *   labconsole shell PORT NONCEFILE PROG [ARG]...
+ *   /init                                (PID 1: the image's /init links here)
+ *   labconsole shell PORT NONCEFILE READY PROG [ARG]...
  *   labconsole kmsg PORT
+ *
+ * init: the guest's PID 1, the first program the kernel runs. It sets the
+ * guest up in one
+ * process: the mounts, the /dev a program expects, the loopback interface up,
+ * the host name (and busybox's links, if the image has none). Then it finds
+ * the lab's two virtserialports by name (there is no udev; their nodes appear
+ * once the virtio-serial driver has probed, which may be after /init starts),
+ * runs `shell` on lab.shell (READY, then /bin/sh -i) and `kmsg` on lab.kmsg,
+ * each in a child of its own, and reaps every process handed to it for the
+ * guest's whole life (when PID 1 was a shell, an orphan's exit could end it,
+ * and the kernel panicked: "Attempted to kill init!"). READY is LAB_READY,
+ * which the lab builds in. Done by a busybox sh script and applets, each step
+ * was a fork and an exec, some 10-50 ms apiece under TCG, with the boot
+ * waiting for them.
  *
  * A virtserialport is lossless (QEMU keeps what the host socket cannot take yet
  * and the guest's writer waits), but it is not a tty: no echo control, no job
@@ -14,11 +29,13 @@
  * tty that is (so ^C reaches the foreground job). It relays both ways between
  * the pty master and PORT. Each direction has a buffer; while one is full the
  * relay stops reading its source, so a host that reads slowly slows the shell,
- * and a shell that reads slowly slows the host: nothing is ever dropped. When
- * PROG ends, the relay forwards what it printed, writes
+ * and a shell that reads slowly slows the host: nothing is ever dropped. The
+ * pty starts with echo off, and READY goes to PORT (on a line of its own) once
+ * PROG is started: what the host sends from then on waits in the pty for PROG
+ * to read it. PROG gets its tty's path as its last argument, and in $LAB_TTY.
+ * When PROG ends, the relay forwards what it printed, writes
  * "\n@@LAB-X<nonce>@@<status>@@\n" (the nonce read from NONCEFILE, status as
- * sh's $?), and starts PROG again on a new pty. PROG finds its tty's path in
- * $LAB_TTY.
+ * sh's $?), and starts PROG again on a new pty.
  *
  * The relay counts every byte it writes to PORT. Where the shell prints COUNT
  * (below), the relay puts that count instead, as COUNT_DIGITS decimal digits:
@@ -33,8 +50,10 @@
  * read shows as a gap in the sequence numbers, which the lab reports.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -42,12 +61,26 @@
 #include <stdnoreturn.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
 #define BUF (64 * 1024)
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+/* The most arguments PROG takes (its tty's path comes after them). */
+#define MAX_ARGS 16
+#ifndef LAB_READY
+#error "build with -DLAB_READY='\"marker\"': what init's shell relay says when the shell is up"
+#endif
+/* init: where the lab leaves the nonce of its shell session, and how long the
+ * lab's ports may take to appear.
+ */
+#define NONCE_FILE "/run/lab-shell-nonce"
+#define PORT_WAIT_MS 10000
 /* How long to leave a port alone whose host end is not connected (poll then
  * says POLLIN|POLLHUP and read says 0 at once).
  */
@@ -194,8 +227,9 @@ static void write_all(int fd, const char *p, size_t len)
 	}
 }
 
-static pid_t start(char **argv, int *master)
+static pid_t start(char * const *argv, int *master)
 {
+	struct termios tio;
 	char *slave;
 	pid_t pid;
 	int fd;
@@ -206,13 +240,20 @@ static pid_t start(char **argv, int *master)
 	slave = ptsname(*master);
 	if (!slave)
 		die("ptsname");
+	/* echo off from the start (the master sets the slave's termios): the
+	 * lab's first line is not echoed (`lab shell` turns it on for a person)
+	 */
+	if (!tcgetattr(*master, &tio)) {
+		tio.c_lflag &= ~(ECHO | ECHONL);
+		tcsetattr(*master, TCSANOW, &tio);
+	}
 	pid = fork();
 	if (pid < 0)
 		die("fork");
 	if (pid == 0) {
-		struct termios tio;
+		char *args[MAX_ARGS + 2];
 		sigset_t none;
-		int sig;
+		int sig, n;
 
 		/* init started us in the background, so SIGINT and SIGQUIT are
 		 * ignored, and an ignored signal stays ignored across exec: the
@@ -229,21 +270,18 @@ static pid_t start(char **argv, int *master)
 		if (fd < 0)
 			die(slave);
 		ioctl(fd, TIOCSCTTY, 0);
-		/* echo off from the start: the lab's first line is not echoed
-		 * (`lab shell` turns it on for a person)
-		 */
-		if (!tcgetattr(fd, &tio)) {
-			tio.c_lflag &= ~(ECHO | ECHONL);
-			tcsetattr(fd, TCSANOW, &tio);
-		}
 		dup2(fd, 0);
 		dup2(fd, 1);
 		dup2(fd, 2);
 		if (fd > 2)
 			close(fd);
 		setenv("LAB_TTY", slave, 1);
-		execvp(argv[0], argv);
-		die(argv[0]);
+		for (n = 0; argv[n] && n < MAX_ARGS; n++)
+			args[n] = argv[n];
+		args[n++] = slave;
+		args[n] = NULL;
+		execvp(args[0], args);
+		die(args[0]);
 	}
 	fcntl(*master, F_SETFL, O_NONBLOCK);
 	return pid;
@@ -336,7 +374,8 @@ static int relay(int port, int master, pid_t pid)
 	}
 }
 
-static noreturn void run_shell(const char *path, const char *noncefile, char **argv)
+static noreturn void run_shell(const char *path, const char *noncefile, const char *ready,
+			       char * const *argv)
 {
 	int port;
 
@@ -351,6 +390,9 @@ static noreturn void run_shell(const char *path, const char *noncefile, char **a
 		int master, status, fd, n;
 		pid_t pid = start(argv, &master);
 
+		n = snprintf(marker, sizeof(marker), "\n%s\n", ready);
+		write_all(port, marker, n);
+		port_sent += n;
 		status = relay(port, master, pid);
 		close(master);
 		fd = open(noncefile, O_RDONLY);
@@ -409,13 +451,153 @@ static noreturn void forward_kmsg(const char *path)
 	}
 }
 
+/* A mount the guest needs; a failure is said on the console, and boot goes on. */
+static void mount_fs(const char *type, const char *dir, const char *opts, int needed)
+{
+	if (mount(type, dir, type, 0, opts) && needed)
+		fprintf(stderr, "lab-init: mount %s on %s: %s\n", type, dir, strerror(errno));
+}
+
+/* Wait for a child; its exit status as sh's $? (-1: no such child). */
+static int run(char * const *argv)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		execv(argv[0], argv);
+		die(argv[0]);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) < 0)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void set_up(void)
+{
+	static const char * const links[][2] = {
+		{ "/proc/self/fd", "/dev/fd" }, { "fd/0", "/dev/stdin" },
+		{ "fd/1", "/dev/stdout" }, { "fd/2", "/dev/stderr" },
+	};
+	static char * const install[] = { "/bin/busybox", "--install", "-s", NULL };
+	struct ifreq lo = { .ifr_name = "lo" };
+	size_t i;
+	int fd;
+
+	mount_fs("proc", "/proc", NULL, 1);
+	mount_fs("sysfs", "/sys", NULL, 1);
+	mount_fs("devtmpfs", "/dev", NULL, 1);
+	mount_fs("tmpfs", "/tmp", "mode=1777", 1);
+	mount_fs("tmpfs", "/run", "mode=0755", 1);
+	/* the /dev a program expects: the std* links, shared memory,
+	 * pseudo-terminals, and what the kernel has of debugfs and hugetlbfs
+	 */
+	for (i = 0; i < ARRAY_SIZE(links); i++)
+		symlink(links[i][0], links[i][1]);
+	mkdir("/dev/shm", 01777);
+	mkdir("/dev/pts", 0755);
+	mkdir("/dev/hugepages", 0755);
+	mount_fs("tmpfs", "/dev/shm", "mode=1777", 1);
+	mount_fs("devpts", "/dev/pts", "gid=5,mode=620,ptmxmode=666", 0);
+	mount_fs("debugfs", "/sys/kernel/debug", NULL, 0);
+	mount_fs("hugetlbfs", "/dev/hugepages", NULL, 0);
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && !ioctl(fd, SIOCGIFFLAGS, &lo)) {
+		lo.ifr_flags |= IFF_UP;
+		if (ioctl(fd, SIOCSIFFLAGS, &lo))
+			perror("lab-init: lo up");
+	}
+	if (fd >= 0)
+		close(fd);
+	if (sethostname("lab", 3))
+		perror("lab-init: hostname");
+	/* the image has busybox's links (made when it was packed); one
+	 * without them gets them here
+	 */
+	if (access("/bin/ls", F_OK))
+		run(install);
+	setenv("HOME", "/root", 1);
+	setenv("PATH", "/usr/bin:/bin:/usr/sbin:/sbin", 1);
+}
+
+/* The node of the virtserialport called name (/dev/vportNpM) in node, once it
+ * is there: 0, or -1 when it is not (yet).
+ */
+static int find_port(const char *name, char *node, size_t size)
+{
+	DIR *ports = opendir("/sys/class/virtio-ports");
+	struct dirent *e;
+	int found = -1;
+
+	while (ports && found && (e = readdir(ports))) {
+		char path[300], got[64];
+		int fd, n;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", e->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, got, sizeof(got) - 1);
+		close(fd);
+		got[n > 0 ? n : 0] = '\0';
+		got[strcspn(got, "\n")] = '\0';
+		snprintf(node, size, "/dev/%s", e->d_name);
+		if (!strcmp(got, name) && !access(node, F_OK))
+			found = 0;
+	}
+	if (ports)
+		closedir(ports);
+	return found;
+}
+
+/* Wait up to PORT_WAIT_MS for a port's node. */
+static int wait_port(const char *name, char *node, size_t size)
+{
+	int waited;
+
+	for (waited = 0; find_port(name, node, size); waited += 10) {
+		if (waited >= PORT_WAIT_MS)
+			return -1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+static int lab_init(const char *ready)
+{
+	static char * const shell[] = { "/bin/sh", "-i", NULL };
+	char node[300];
+
+	set_up();
+	if (wait_port("lab.shell", node, sizeof(node))) {
+		static const char msg[] = "lab-init: no virtserialport named lab.shell\n";
+		int fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+
+		if (fd < 0 || write(fd, msg, sizeof(msg) - 1) < 0)
+			fputs(msg, stderr);
+		return 1;	/* the kernel panics: the lab sees why */
+	}
+	if (fork() == 0)
+		run_shell(node, NONCE_FILE, ready, shell);
+	/* the kernel log's forwarder starts second: the shell is what boot waits for */
+	if (!wait_port("lab.kmsg", node, sizeof(node)) && fork() == 0)
+		forward_kmsg(node);
+	for (;;)
+		if (wait(NULL) < 0 && errno == ECHILD)
+			sleep(1);
+}
+
 int main(int argc, char **argv)
 {
-	if (argc >= 5 && !strcmp(argv[1], "shell"))
-		run_shell(argv[2], argv[3], argv + 4);
+	if (getpid() == 1)
+		return lab_init(LAB_READY);
+	if (argc >= 6 && !strcmp(argv[1], "shell"))
+		run_shell(argv[2], argv[3], argv[4], argv + 5);
 	if (argc == 3 && !strcmp(argv[1], "kmsg"))
 		forward_kmsg(argv[2]);
-	fprintf(stderr, "usage: labconsole shell PORT NONCEFILE PROG [ARG]...\n"
+	fprintf(stderr, "usage: labconsole shell PORT NONCEFILE READY PROG [ARG]...\n"
 			"       labconsole kmsg PORT\n");
 	return 2;
 }

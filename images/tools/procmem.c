@@ -62,7 +62,7 @@ static int can_open_mem(pid_t target, uid_t child_uid)
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	long page = sysconf(_SC_PAGESIZE);
 	const char msg[] = "written through /proc/self/mem";

@@ -27,7 +27,6 @@ from lab.artifacts.image import (
     build_tools,
     drivers,
     guest_binary,
-    init_script,
     list_kernels,
 )
 from lab.artifacts.kernel import (
@@ -60,7 +59,6 @@ __all__ = [
     "guest_binary",
     "guest_file",
     "hold",
-    "init_script",
     "kernel_key",
     "kernel_meta",
     "kernel_source",

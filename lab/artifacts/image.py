@@ -1,8 +1,9 @@
 """What goes into a guest beside the kernel: static guest tools, busybox,
 in-tree and out-of-tree modules, and the initramfs that holds them.
 
-The guest's /init is images/init with its placeholder @LAB_READY@ replaced by
-lab.core.model.READY_MARKER, so the marker the console waits for is spelt once.
+The guest's /init is a link to the guest tools' binary, whose labconsole then runs
+as PID 1 (images/tools/labconsole.c); the ready marker it says is built into it
+from lab.core.model.READY_MARKER, so the marker the console waits for is spelt once.
 
 Each of these cache entries records its artifacts (the tools, bin/busybox,
 the .ko files, the initramfs) and is checked on every use (see cache); an
@@ -13,6 +14,8 @@ even where a lab before manifests wrote it.
 from __future__ import annotations
 
 import io
+import json
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import replace
@@ -36,48 +39,64 @@ DEADLINE_S = {
     "depmod": 120.0,
     "unpack": 120.0,           # dpkg-deb -x of a guest package
 }
-READY_PLACEHOLDER = b"@LAB_READY@"
 ABI_FLAGS = ("-static", "-nostdlib", "-ffreestanding", "-fno-stack-protector", "-fno-pie",
              "-no-pie", "-O2", "-Wall", "-Werror")
 _DIRS = ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "root",
          "etc", "lib", "lib/modules", "mnt", "run", "opt")
 
-#: (name, C compiler, flags, source) of one guest tool.
-_Tool = tuple[str, str, tuple[str, ...], Path]
+#: The multi-call binary the tools of images/tools/ are linked into (images/labtools.c).
+MULTI_TOOL = "labtools"
+#: Flags of every guest tool. Stripped (-s): a static tool's symbols are 100 KB the
+#: kernel unpacks at every boot (10 MB of initramfs took 0.25 s under TCG).
+TOOL_FLAGS = ("-static", "-s", "-O2", "-Wall", "-Werror")
 
 
 # ---------------------------------------------------------------- guest tools
 
-def _tools(arch: ArchProfile) -> list[_Tool]:
-    # stripped (-s): a static tool's symbols are 100 KB the kernel unpacks at every
-    # boot (10 MB of initramfs took 0.25 s under TCG)
-    tools: list[_Tool] = [(src.stem, arch.cc, ("-static", "-s", "-O2", "-Wall", "-Werror"), src)
-                          for src in sorted((IMAGES / "tools").glob("*.c"))]
-    tools += [(f"abi-{name}", cc, (*ABI_FLAGS, *flags), IMAGES / "abi" / "syscall_abi.c")
-              for name, cc, flags in arch.abis]
-    return tools
+def _tool_names() -> list[str]:
+    return [src.stem for src in sorted((IMAGES / "tools").glob("*.c"))]
 
 
 def build_tools(arch: ArchProfile, progress: Progress = quiet) -> dict[str, Path]:
-    """The static guest tools: images/tools/*.c built with the arch's C library,
+    """The static guest tools, by the name the guest calls them: images/tools/*.c,
+    all linked into one binary, MULTI_TOOL (each alone carried 600 KB of C library),
     and images/abi/syscall_abi.c built freestanding once per syscall ABI of the
     arch (abi-<name>: the 32-bit ones run on the 64-bit kernels)."""
-    tools = _tools(arch)
-    key = cache.sha(f"recipe={cache.RECIPE}", *sorted({compiler_id(cc) for _, cc, _, _ in tools}),
-                    cache.tree_hash(IMAGES / "tools"), cache.tree_hash(IMAGES / "abi"),
-                    repr(arch.abis))
+    names = _tool_names()
+    abis = [(f"abi-{name}", cc, (*ABI_FLAGS, *flags)) for name, cc, flags in arch.abis]
+    key = cache.sha(f"recipe={cache.RECIPE}", *sorted({compiler_id(cc) for _, cc, _ in abis}),
+                    compiler_id(arch.cc), cache.tree_hash(IMAGES / "tools"),
+                    cache.sha((IMAGES / f"{MULTI_TOOL}.c").read_bytes()),
+                    cache.tree_hash(IMAGES / "abi"), repr(arch.abis), READY_MARKER)
+    files = [MULTI_TOOL, *(name for name, _, _ in abis)]
+    # what labconsole says once the shell is up, as a C string
+    ready = f"-DLAB_READY={json.dumps(READY_MARKER)}"
 
     def build(scratch: Path) -> None:
         scratch.mkdir()
-        for name, cc, flags, src in tools:
+        log = scratch / "build.log"
+        compile_ = lambda what, argv: run(argv, phase=f"guest tool {what}",
+                                          deadline=DEADLINE_S["tool"], log=log,
+                                          progress=progress)
+        objects = []
+        for name in names:
             progress("guest tools", name)
-            run([cc, *flags, "-o", scratch / name, src], phase=f"guest tool {name}",
-                deadline=DEADLINE_S["tool"], log=scratch / "build.log", progress=progress)
+            objects.append(scratch / f"{name}.o")
+            compile_(name, [arch.cc, *TOOL_FLAGS, f"-Dmain=main_{name}", ready, "-c", "-o",
+                            objects[-1], IMAGES / "tools" / f"{name}.c"])
+        listing = " ".join(f"X({name})" for name in names)
+        compile_(MULTI_TOOL, [arch.cc, *TOOL_FLAGS, f"-DLAB_TOOLS={listing}", ready, "-o",
+                              scratch / MULTI_TOOL, IMAGES / f"{MULTI_TOOL}.c", *objects])
+        for o in objects:
+            o.unlink()
+        for name, cc, flags in abis:
+            progress("guest tools", name)
+            compile_(name, [cc, *flags, "-o", scratch / name, IMAGES / "abi" / "syscall_abi.c"])
 
     out = cache.entry(cache_dir() / "tools" / f"{arch.name}-{key[:12]}", build, marker=".done",
-                      record=lambda root: [root / name for name, _, _, _ in tools],
-                      progress=progress)
-    return {name: out / name for name, _, _, _ in tools}
+                      record=lambda root: [root / name for name in files], progress=progress)
+    return {**{name: out / MULTI_TOOL for name in names},
+            **{name: out / name for name, _, _ in abis}}
 
 
 #: The static binaries taken from Debian packages (lab.host.packages.GUEST_DEBS), by their
@@ -102,6 +121,58 @@ def guest_binary(arch: ArchProfile, name: str, progress: Progress = quiet) -> Pa
     folder = "busybox" if package == "busybox-static" else "debs-unpacked"
     return cache.entry(cache_dir() / folder / deb.stem, unpack,
                        record=lambda root: [root / member], progress=progress) / member
+
+
+#: Where busybox installs an applet, by its code in the binary (BB_DIR_*).
+_APPLET_DIRS = ("", "bin/", "sbin/", "usr/bin/", "usr/sbin/")
+#: Applets whose directory every busybox agrees on: a parse must place them so.
+_APPLET_ANCHORS = {"sh": 1, "ls": 1, "mount": 1, "insmod": 2, "modprobe": 2, "env": 3,
+                   "awk": 3, "chroot": 4}
+#: How far from the applet names the table of their directories may be.
+_APPLET_WINDOW = 64 * 1024
+
+
+def busybox_links(binary: bytes) -> list[str]:
+    """The paths `busybox --install` would link (bin/ls, usr/bin/env, ...), read from
+    the binary itself, which may be another arch's; [] when it cannot be read
+    with certainty (the guest's /init then installs the links itself).
+
+    busybox keeps its applet names sorted and NUL-separated ("[", "[[", "acpid",
+    ...), and their directories as 3-bit codes, two to a byte (applet_install_loc).
+    The table is found as the one run of such bytes near the names that places the
+    anchor applets right, and no applet but linuxrc in the root directory. Made at
+    boot, the links cost 30-100 ms under TCG.
+    """
+    start = binary.find(b"[\0[[\0")
+    if start < 0:
+        return []
+    names: list[bytes] = []
+    at = start
+    while (end := binary.find(b"\0", at)) > at:
+        name = binary[at:end]
+        if names and name <= names[-1]:
+            break
+        names.append(name)
+        at = end + 1
+    index = {name.decode("latin-1"): i for i, name in enumerate(names)}
+    if not set(_APPLET_ANCHORS) <= set(index):
+        return []
+    size = (len(names) + 1) // 2
+    code = b"[\x00-\x04\x10-\x14\x20-\x24\x30-\x34\x40-\x44]"
+    lo = max(0, start - _APPLET_WINDOW)
+    window = binary[lo:start + _APPLET_WINDOW]
+    found = []
+    for m in re.finditer(b"(?=(" + code + b"{%d}))" % size, window):
+        table = m.group(1)
+        codes = [table[i // 2] >> (4 * (i % 2)) & 0xF for i in range(len(names))]
+        # 0 (the root directory) is linuxrc's alone
+        if all(codes[index[a]] == d for a, d in _APPLET_ANCHORS.items()) and all(
+                (c == 0) == (name == b"linuxrc") for name, c in zip(names, codes, strict=True)):
+            found.append(codes)
+    if len({tuple(c) for c in found}) != 1:
+        return []
+    return [_APPLET_DIRS[c] + name.decode("latin-1")
+            for name, c in zip(names, found[0], strict=True) if c]
 
 
 # ---------------------------------------------------------------- modules
@@ -266,17 +337,7 @@ class Cpio:
         return self._out.getvalue() if isinstance(self._out, io.BytesIO) else b""
 
 
-def init_script() -> bytes:
-    """The guest's /init: images/init with the ready marker filled in."""
-    path = IMAGES / "init"
-    text = path.read_bytes()
-    if READY_PLACEHOLDER not in text:
-        raise InfraError(f"{path}: no {READY_PLACEHOLDER.decode()} placeholder, so the "
-                         "guest would never say it is ready")
-    return text.replace(READY_PLACEHOLDER, READY_MARKER.encode())
-
-
-def _pack(build: KernelBuild, name: str, init: bytes, binaries: dict[str, Path],
+def _pack(build: KernelBuild, name: str, binaries: dict[str, Path],
           tools: dict[str, Path], modules: list[Path], progress: Progress
           ) -> Callable[[Path], None]:
     def pack(scratch: Path) -> None:
@@ -285,12 +346,20 @@ def _pack(build: KernelBuild, name: str, init: bytes, binaries: dict[str, Path],
         for d in _DIRS:
             cpio.dir(d)
         cpio.chardev("dev/console", 5, 1)
-        cpio.file("init", init, 0o755)
+        cpio.symlink("init", f"usr/bin/{tools['labconsole'].name}")
         for where, binary in binaries.items():
             cpio.file(where, binary.read_bytes(), 0o755)
         cpio.symlink("bin/sh", "busybox")
+        for path in dict.fromkeys(tools.values()):    # each file once
+            cpio.file(f"usr/bin/{path.name}", path.read_bytes(), 0o755)
         for tool, path in tools.items():
-            cpio.file(f"usr/bin/{tool}", path.read_bytes(), 0o755)
+            if tool != path.name:
+                cpio.symlink(f"usr/bin/{tool}", path.name)
+        # busybox's links where a binary of the image is not, as --install makes them
+        made = {*binaries, "bin/sh", *(f"usr/bin/{tool}" for tool in tools)}
+        for link in busybox_links(binaries["bin/busybox"].read_bytes()):
+            if link not in made:
+                cpio.symlink(link, "/bin/busybox")
         with cache.workdir(build.image.parent / f"{cache.PARTIAL}stage-{name}") as work:
             stage = work / "stage"
             stage.mkdir()
@@ -332,13 +401,12 @@ def build_initramfs(build: KernelBuild, progress: Progress = quiet,
     tools = build_tools(arch, progress)
     binaries = {path: guest_binary(arch, path, progress) for path in GUEST_BINARIES}
     modules = drivers(extra_drivers)
-    init = init_script()
-    key = cache.sha(f"recipe={cache.RECIPE}", build.hash, init,
+    key = cache.sha(f"recipe={cache.RECIPE}", build.hash,
                     *(path + cache.sha(b.read_bytes()) for path, b in binaries.items()),
-                    *(p.read_bytes() for p in tools.values()),
+                    *tools, *(p.read_bytes() for p in dict.fromkeys(tools.values())),
                     *(d.name + cache.tree_hash(d) for d in modules))
     image = build.image.parent / f"initramfs-{key[:12]}.cpio"
-    cache.entry(image, _pack(build, image.name, init, binaries, tools, modules, progress),
+    cache.entry(image, _pack(build, image.name, binaries, tools, modules, progress),
                 lock=f"{build.hash[:12]}-initramfs", record=cache.itself, check=check_cpio,
                 progress=progress)
     return replace(build, initramfs=image)

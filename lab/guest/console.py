@@ -693,17 +693,16 @@ class Shell:
                      f"boot (ready marker within {deadline_s:.0f} s)")
 
     def setup(self, deadline_s: float = 10.0) -> None:
-        """Echo off (ash then reads plain lines, no line editor), no prompts, a trap
-        on SIGINT (an interactive ash whose job a ^C ended drops the rest of the
-        line, the end marker with it; a trap keeps the line, and the job still
-        gets the default action), and the nonce labconsole puts in the marker it
-        prints when the shell
-        ends (SHELL_NONCE; written after echo is off, so it is never echoed)."""
-        self._send(b"stty -echo; PS1=''; PS2=''; trap : INT; "
-                   b"printf '%s\\n' '@@LAB''-SYNC@@'\n", "shell setup")
+        """In one line, one round trip: no prompts, a trap on SIGINT (an interactive
+        ash whose job a ^C ended drops the rest of the line, the end marker with it;
+        a trap keeps the line, and the job still gets the default action), and the
+        nonce labconsole puts in the marker it prints when the shell ends
+        (SHELL_NONCE). labconsole starts the pty with echo off, so this line is
+        never echoed, and ash reads plain lines, with no line editor."""
+        self._send(f"PS1=''; PS2=''; trap : INT; printf %s {self._session} > {SHELL_NONCE}; "
+                   "printf '%s\\n' '@@LAB''-SYNC@@'\n".encode(), "shell setup")
         self._expect([b"@@LAB-SYNC@@\r\n", b"@@LAB-SYNC@@\n"], Deadline(deadline_s),
                      "shell setup")
-        self.run(f"printf %s {self._session} > {SHELL_NONCE}", deadline_s)
 
     def _restart(self, status: int, what: str) -> None:
         """After labconsole said the shell ended: wait for the new one, and set it up."""

@@ -48,7 +48,7 @@ log = logging.getLogger("lab.guest.qemu")
 
 RUN_PREFIX = "lab-run-"
 SOCKETS = ("qmp", "kernel", "shell", "kmsg")
-#: The virtserialports' names, which the guest's init looks for (images/init):
+#: The virtserialports' names, which the guest's init looks for (images/tools/labconsole.c):
 #: chardev id -> port name.
 PORTS = {"shell": "lab.shell", "kmsg": "lab.kmsg"}
 #: Between two looks for QEMU's sockets: it makes them some 30 ms after it starts, and

@@ -284,7 +284,7 @@ class FakeQemu:
         self.buffers: dict[str, bytes] = {}
         self.started = False
         self.running = False
-        self.echo = True
+        self.echo = False   # labconsole's pty starts with echo off
         self.shell = Shell()
         self.sent = 0
         self.lines: list[str] = []

@@ -1,7 +1,7 @@
 """The guest is a proper Linux userland (issue 17), on real guests of both arches:
 orphans never end it, a bare `exit N` ends only the shell, /dev is complete, bash
-is there, each step's whole output is kept, host files arrive in the initramfs,
-and parallel labs never race over run directories."""
+and busybox's links are there, lo is up, each step's whole output is kept, host
+files arrive in the initramfs, and parallel labs never race over run directories."""
 
 import hashlib
 import json
@@ -33,6 +33,11 @@ def userland_scenario(tmp_path):
         " match: '^hi$'}\n",
         "  - {name: bash, run: '/opt/data/hello.sh', match: '^hello from 5$'}\n",
         "  - {name: sysctl, run: 'cat /proc/sys/vm/overcommit_memory', match: '^1$'}\n",
+        # init's set-up: the host name, lo up (IFF_UP|IFF_LOOPBACK), and every link
+        # `busybox --install` makes (the image has them) but linuxrc
+        "  - {name: setup, run: 'echo $(hostname) $(cat /sys/class/net/lo/flags)"
+        " $(busybox --list-full | while read p; do [ -e /$p ] || echo $p; done"
+        " | grep -vc ^linuxrc$)', match: '^lab 0x9 0$'}\n",
         "  - {name: big, when: {arch: aarch64}, timeout: 120,"
         " run: 'head -c 5000000 /dev/zero | tr \"\\\\0\" a; echo; echo end'}\n",
     ]

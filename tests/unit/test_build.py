@@ -5,12 +5,14 @@ tests/process/test_build_interrupts.py."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
 
 from lab.arches import ARCHES
-from lab.artifacts import build, kconfig, kernel
+from lab.artifacts import build, image, kconfig, kernel
 from lab.core.errors import BuildError, UserError
 from lab.core.model import READY_MARKER
 from tests.conftest import ROOT
@@ -59,11 +61,22 @@ def test_ensure_kernel_packs_an_initramfs_with_the_ready_marker_and_the_modules(
     assert calls == []
 
 
-def test_the_guest_init_gets_the_one_ready_marker():
-    assert b"@LAB_READY@" in (ROOT / "images" / "init").read_bytes()
-    assert READY_MARKER.encode() not in (ROOT / "images" / "init").read_bytes()
-    init = build.init_script()
-    assert f'echo "{READY_MARKER}"'.encode() in init and b"@LAB_READY@" not in init
+def test_the_guest_init_is_labconsole_built_with_the_one_ready_marker(fake):
+    """/init links to the tools' one binary, whose labconsole runs as PID 1 and says
+    the marker the lab waits for, built in from READY_MARKER (a build without it
+    does not compile)."""
+    tools = build.build_tools(A64)
+    assert tools["labconsole"] == tools["timeout"] and tools["labconsole"].name == "labtools"
+    made = tools["labconsole"].read_text()
+    assert f"-DLAB_READY={json.dumps(READY_MARKER)}" in made
+    source = (ROOT / "images" / "tools" / "labconsole.c").read_text()
+    assert "lab_init(LAB_READY)" in source and "#error" in source
+    assert READY_MARKER not in source.split("*/", 1)[1]    # the marker is spelt in Python only
+    data = build.ensure_kernel("aarch64", "kpti", source=fake.src).initramfs.read_bytes()
+    for link, target in ((b"init", b"usr/bin/labtools"), (b"usr/bin/timeout", b"labtools"),
+                         (b"usr/bin/labconsole", b"labtools"), (b"bin/sh", b"busybox")):
+        # a newc entry: header digits, the name, NUL padding, the target, padding or the next
+        assert re.search(b"\\d" + link + b"\0+" + target + b"(\0|070701)", data), link
 
 
 def test_each_variant_compiles_in_a_tree_that_stays_and_an_edit_recompiles_there(fake):
@@ -260,3 +273,48 @@ def test_a_kasan_kernel_boots_the_image_its_arch_names_for_kasan(fake, arch, bui
     assert k.image.name == Path(built).name and k.image.read_text().startswith("fake ")
     plain = build_kernel(fake, arch=arch, spec="nokpti")
     assert plain.image.name == Path(arch.image_path).name
+
+
+# ---------------------------------------------------------------- busybox's links
+
+#: A busybox's applets and their directories (BB_DIR_*: 0 root, 1 bin, 2 sbin, 3
+#: usr/bin, 4 usr/sbin), sorted as busybox keeps them.
+APPLETS = [("[", 3), ("[[", 3), ("awk", 3), ("chroot", 4), ("env", 3), ("insmod", 2),
+           ("linuxrc", 0), ("ls", 1), ("modprobe", 2), ("mount", 1), ("sh", 1)]
+
+
+def dir_table(applets) -> bytes:
+    """busybox's applet_install_loc: each applet's directory, two to a byte."""
+    codes = [d for _, d in applets]
+    return bytes(codes[i] | (codes[i + 1] << 4 if i + 1 < len(codes) else 0)
+                 for i in range(0, len(codes), 2))
+
+
+def busybox_like(applets=APPLETS, gap: int = 0, tables=None) -> bytes:
+    """Bytes laid out as busybox's: code, the directory table, the names."""
+    names = b"".join(n.encode() + b"\0" for n, _ in applets) + b"\0"
+    tables = tables or [dir_table(applets)]
+    return (b"\x7fELF" + b"\xff" * 300 + b"\xff".join(tables) + b"\xee" * gap + names
+            + b"\xff" * 100)
+
+
+def test_busybox_links_are_read_from_the_binary_as_install_would_make_them():
+    assert image.busybox_links(busybox_like()) == [
+        "usr/bin/[", "usr/bin/[[", "usr/bin/awk", "usr/sbin/chroot", "usr/bin/env",
+        "sbin/insmod", "bin/ls", "sbin/modprobe", "bin/mount", "bin/sh"]   # not linuxrc
+
+
+@pytest.mark.parametrize("why, data", [
+    ("no applet names", b"\x7fELF" + b"\0" * 500),
+    ("an anchor applet missing", busybox_like([a for a in APPLETS if a[0] != "env"])),
+    ("an anchor in the wrong directory",
+     busybox_like([(n, 1 if n == "chroot" else d) for n, d in APPLETS])),
+    ("an applet in the root directory",
+     busybox_like([(n, 0 if n == "[[" else d) for n, d in APPLETS])),
+    ("the table too far from the names", busybox_like(gap=image._APPLET_WINDOW)),
+    ("two tables that both fit", busybox_like(tables=[
+        dir_table(APPLETS), dir_table([(n, 1 if n == "[" else d) for n, d in APPLETS])])),
+])
+def test_busybox_links_are_none_when_the_binary_cannot_be_read_with_certainty(why, data):
+    """Then the image has no links, and labconsole's init runs busybox --install."""
+    assert image.busybox_links(data) == [], why
