@@ -97,7 +97,7 @@ LIKE_GOOD, LIKE_BAD, WEAK, SKIP = Outcome.LIKE_GOOD, Outcome.LIKE_BAD, Outcome.W
 Samples = tuple[tuple[float, ...], ...]
 
 
-def _frozen(boots: stats.Boots) -> Samples:
+def frozen(boots: stats.Boots) -> Samples:
     """Boots' samples as tuples, boots without samples left out."""
     return tuple(tuple(float(x) for x in b) for b in boots if b)
 
@@ -213,7 +213,7 @@ def _estimate(samples: Samples, log: bool) -> stats.Estimate:
 def ends(good: stats.Boots, bad: stats.Boots, policy: Policy = Policy()) -> Ends:
     """The two ends, or a UserError saying, in lab compare's words, why they do not
     differ enough to bisect."""
-    g, b = _frozen(good), _frozen(bad)
+    g, b = frozen(good), frozen(bad)
     if not g or not b:
         raise UserError(f"the {'good' if not g else 'bad'} end recorded no samples of the "
                         "metric: nothing to bisect")
@@ -268,7 +268,7 @@ def _place_exact(e: Ends, step: Samples) -> Placement:
 def place(e: Ends, step: stats.Boots) -> Placement:
     """Whether a step's samples are like the good end, like the bad end, or cannot be
     placed (WEAK); see the module's docstring."""
-    s = _frozen(step)
+    s = frozen(step)
     if not s:
         return Placement(WEAK, "no samples")
     if e.icount:
@@ -326,7 +326,7 @@ def measure_step(e: Ends, more: Callable[[int], stats.Boots],
     asked = 0
     want = policy.boots
     while True:
-        samples += _frozen(more(want))
+        samples += frozen(more(want))
         asked += want
         p = place(e, samples)
         if p.outcome != WEAK:

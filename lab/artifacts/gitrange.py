@@ -110,6 +110,15 @@ class Range:
     def shas(self) -> list[str]:
         return [c.sha for c in self.commits]
 
+    def subject(self, sha: str) -> str:
+        """A commit's subject line ("the good end" for good, which is not in the range)."""
+        return next((c.subject for c in self.commits if c.sha == sha),
+                    "the good end" if sha == self.good else "")
+
+    def parent(self, sha: str) -> str:
+        """A commit's first parent: the commit before it on the line (good for the first)."""
+        return next(c.parents[0] for c in self.commits if c.sha == sha)
+
     def to_json(self) -> dict:
         return {"tree": str(self.tree), "good": self.good, "bad": self.bad,
                 "commits": [c.to_json() for c in self.commits]}
