@@ -713,3 +713,52 @@ def write_testdiff(diffs: list[CellDiff], outdir: Path) -> None:
     path = outdir / "testdiff.json"
     cache.write_json(path, {"cells": [d.to_json() for d in diffs]})
     out.print(Text(f"wrote {path}"))
+
+
+# ---------------------------------------------------------------- lab bisect
+
+_BISECT_ROW = "{:<16} {:<12} {:>8} {:>6} {:>12}  {:<24} {}"
+
+
+def bisect_header(metric: str | None) -> None:
+    out.print(Text(_BISECT_ROW.format("step", "commit", "compiled", "boots",
+                                      "median" if metric else "failed", "verdict", "subject")),
+              soft_wrap=True)
+
+
+def bisect_step(commit: str, subject: str, kind: str, compiled: int | None, boots: int,
+                runs: int, median: float | None, verdict: str, note: str) -> None:
+    """One step of lab bisect, as it ends: kind, commit, objects compiled, boots (or
+    runs), the median (a metric) or failures (pass/fail), its verdict, and why."""
+    shown = (f"{median:.6g}" if median is not None else "") if not runs else f"{runs} runs"
+    out.print(Text(_BISECT_ROW.format(kind[:16], commit, "-" if compiled is None else compiled,
+                                      boots or runs or "-", shown, verdict[:24],
+                                      subject[:60])), soft_wrap=True)
+    if note and verdict not in ("good", "bad"):
+        out.print(Text(f"{'':16} {note}", "dim"), soft_wrap=True)
+
+
+def bisect_plot(found, path: Path) -> None:
+    """A strip plot of every measured step against the two ends (a metric only)."""
+    rows = [_PlotRow(f"{s.kind}\n{s.label[:12]}", stats.estimate(list(s.samples)),
+                     s.measured.outcome.value != "bad", s.measured.outcome.value)
+            for s in found.steps if s.measured and len(s.samples) >= 1]
+    if rows and found.ends is not None:
+        compare_plot([(f"lab bisect: every step's boots ({len(rows)} steps)", "", rows)], path)
+
+
+def bisect_end(found, rng, outdir: Path) -> None:
+    """The answer, whether its checks held, and where everything is."""
+    search = found.search
+    out.print(Text(f"lab bisect: {search.conclusion()}", "bold"), soft_wrap=True)
+    if found.culprit:
+        subject = rng.subject(found.culprit)
+        c = found.confirmation
+        out.print(Text(f"  {found.culprit[:12]} {subject}"), soft_wrap=True)
+        checks = {k: v for k, v in c.items() if k in ("parent_held", "revert_held", "held")}
+        out.print(Text(f"  checked: {'confirmed' if found.confirmed else 'NOT confirmed'} "
+                       f"({', '.join(f'{k}={v}' for k, v in checks.items())}; revert "
+                       f"{c.get('revert', '-')})"), soft_wrap=True)
+    for name in ("bisect.json", "bisect.log", "bisect.png", "reproduce.sh"):
+        if (outdir / name).exists():
+            out.print(Text(f"  {outdir / name}"), soft_wrap=True)

@@ -40,6 +40,9 @@ MAX_RESULT_STRING = 1 * MIB
 MAX_SECONDS = 24 * 3600
 #: Guest memory, MiB: what a lab kernel boots with, up to what a host can lend.
 MEMORY_MB = (64, 16384)
+#: A comparison's margin (`compare: margin`, `lab bisect --margin`), as a fraction:
+#: "equivalent" means within ±margin, and a margin of 100% or more says nothing.
+MAX_MARGIN = 0.99
 #: Boots per cell (`repeat`, `lab run --repeat`).
 MAX_REPEAT = 1000
 #: Steps a cell runs in all: expanded rounds x boots.

@@ -21,9 +21,12 @@ Progress = Callable[[str, str], None]
 #: (a corrupt cache entry that is being rebuilt).
 WARNING = "warning"
 
-#: Pinned, so that two builds of the same inputs give the same bytes.
+#: Pinned, so that two builds of the same inputs give the same bytes (the version, "#1",
+#: else counts the links of a build tree: lab bisect knows a comment-only commit by
+#: its image's bytes).
 REPRODUCIBLE_ENV = {
     "KBUILD_BUILD_TIMESTAMP": "Thu Jan  1 00:00:00 UTC 2026",
+    "KBUILD_BUILD_VERSION": "1",
     "KBUILD_BUILD_USER": "lab",
     "KBUILD_BUILD_HOST": "lab",
     "LC_ALL": "C",

@@ -323,6 +323,12 @@ def _read(path: Path, ctx: Ctx) -> Fields:
     return Fields(_parse(text, ctx), ctx, "")
 
 
+def dump(data: dict) -> str:
+    """A scenario as YAML text, to be loaded (and checked) as any other: lab bisect
+    writes its `-- CMD` as one."""
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
 def load(path: str | Path, allow: tuple[Path, ...] = ()) -> Scenario:
     """A scenario file, checked whole. allow: directories besides the scenario's
     own that `put` steps may read (lab run --allow-put-from)."""

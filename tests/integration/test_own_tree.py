@@ -1,38 +1,22 @@
 """Your own kernel tree (issue 10), on a real kernel: an edit rebuilds only what
 depends on it, the guest runs the edit, and `git bisect run lab exec --bisect`
-finds the commit that broke a check. aarch64.
-
-The tree's files are the Debian source's, so its first build would compile the
-very objects the standard aarch64 nokpti kernel's build tree already holds (CI
-builds that kernel anyway). The fixture therefore starts the tree's build tree as
-a copy of that one, with the source path rewritten in kbuild's records (seed_build_tree):
-kbuild then compiles what differs (init/main.c, and what the release string
-reaches: 13 objects) instead of some 700."""
+finds the commit that broke a check. aarch64. The tree, and its build tree seeded
+from the standard kernel's, are tests/integration/kerneltrees.py's."""
 
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from lab.arches import get_arch
-from lab.artifacts import build, kconfig
-from lab.artifacts.kernel import build_tree
-from lab.core.paths import cache_dir
 from tests.conftest import LAB, ROOT, lab
+from tests.integration.kerneltrees import git, git_tree
 
 pytestmark = pytest.mark.qemu
 MAIN = Path("init/main.c")
 ARGS = ("--arch", "aarch64", "--kernel", "nokpti")
-
-
-def git(tree: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(tree), "-c", "user.name=lab", "-c",
-                           "user.email=lab@lab", *args], check=True, capture_output=True,
-                          text=True).stdout
 
 
 def marker_initcall(name: str) -> str:
@@ -41,60 +25,10 @@ def marker_initcall(name: str) -> str:
             f"\tpr_info(\"{name}\\n\");\n\treturn 0;\n}}\nlate_initcall({ident});\n")
 
 
-def seed_build_tree(tree: Path) -> None:
-    """The lab's build tree for `tree` (aarch64 nokpti), as a copy of the standard
-    kernel's, unless it is there already. kbuild rebuilds a target when its recorded
-    command line or dependencies change (the .cmd files) or a prerequisite is newer:
-    the copy's records name the tree's paths instead of the Debian source's, and the
-    tree's files are hard links to that source (the same mtimes), so only init/main.c,
-    a newer file of its own, is compiled again."""
-    build.ensure_kernel("aarch64", "nokpti")       # built by CI before this tier anyway
-    src, _ = build.kernel_source()
-    arch = get_arch("aarch64")
-    variant = kconfig.resolve_variant(arch, "nokpti")
-    std, mine = build_tree(arch, variant, src), build_tree(arch, variant, tree.resolve())
-    if mine.exists() or not (std / "lab-config.stamp").exists():
-        return
-    scratch = mine.with_name(mine.name + ".seeding")
-    shutil.rmtree(scratch, ignore_errors=True)
-    subprocess.run(["cp", "-a", str(std), str(scratch)], check=True)
-    old, new = str(src), str(tree.resolve())
-    listed = subprocess.run(["grep", "-rlIF", "--null", old, str(scratch / "obj")],
-                            capture_output=True, check=False).stdout.split(b"\0")
-    for name in filter(None, listed):
-        path = Path(name.decode())
-        if not path.is_symlink():
-            path.write_text(path.read_text().replace(old, new))
-    for link in (scratch / "obj").glob("source"):
-        link.unlink()
-        link.symlink_to(new)
-    scratch.rename(mine)
-
-
 @pytest.fixture(scope="module")
 def tree() -> Path:
-    """A git tree of the kernel source: the files are hard links to the cache's
-    extracted copy (kbuild never writes into a source tree), init/main.c a file of
-    its own; git tracks init/main.c and ignores the rest (ignored files are not
-    part of a tree's identity, and adding 75,000 files to git would take minutes).
-    Its path stays from run to run (in the cache, which a reused machine keeps), so
-    the lab's build tree for it stays too, and a second run compiles little."""
-    src, _ = build.kernel_source()
-    t = cache_dir() / "test-trees" / "linux"
-    shutil.rmtree(t, ignore_errors=True)
-    t.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["cp", "-al", str(src), str(t)], check=True)
-    (t / MAIN).unlink()
-    shutil.copy2(src / MAIN, t / MAIN)
-    os.utime(t / MAIN)      # newer than the object a previous run compiled from its edits
-    (t / ".lab-extracted").unlink(missing_ok=True)
-    (t / ".gitignore").unlink()     # Debian's: it ignores everything at the top level
-    git(t, "init", "-q")
-    (t / ".git" / "info" / "exclude").write_text("/*\n!/init/\n/init/*\n!/init/main.c\n")
-    git(t, "add", "-A")
-    git(t, "commit", "-qm", "base")
-    seed_build_tree(t)
-    return t
+    """A git tree of the kernel source, tracking init/main.c alone."""
+    return git_tree("linux", [MAIN])
 
 
 def built(tree: Path) -> dict:

@@ -6,9 +6,18 @@ parser(s) to the argparse subparsers and sets func (args -> exit code), and add 
 module to MODULES. Shared option types and helpers are in options.py.
 """
 
-from lab.app.commands import build, cache, compare, driver, guest, plan, report, run, suites
+from lab.app.commands import (
+    bisect,
+    build,
+    cache,
+    compare,
+    driver,
+    guest,
+    plan,
+    report,
+    run,
+    suites,
+)
 
 #: The registration: one entry per command module.
-
-
-MODULES = (build, cache, guest, plan, run, driver, compare, report, suites)
+MODULES = (build, cache, guest, plan, run, driver, compare, bisect, report, suites)

@@ -6,22 +6,8 @@ from pathlib import Path
 
 from lab.analysis import compare, testdiff
 from lab.app import report
-from lab.app.commands.options import (
-    writable,
-)
+from lab.app.commands.options import margin_arg, writable
 from lab.core.errors import UserError
-
-
-def _margin(text: str) -> float:
-    """--margin: a percentage (5, 5%) or a fraction below 1 (0.05)."""
-    try:
-        value = float(text.rstrip("%"))
-    except ValueError:
-        raise UserError(f"--margin {text!r}: not a number") from None
-    value = value / 100 if text.endswith("%") or value >= 1 else value
-    if not 0 < value < 1:
-        raise UserError(f"--margin {text}: a percentage above 0 and below 100")
-    return value
 
 
 def cmd_compare(args) -> int:
@@ -69,7 +55,7 @@ def register(sub) -> None:
                    help="another run: compare it against DIR, cell by cell")
     c.add_argument("--baseline", help="KEY=VALUE, within one run (default kernel=nokpti)")
     c.add_argument("--metric", help="only this metric")
-    c.add_argument("--margin", type=_margin, default=0.05,
+    c.add_argument("--margin", type=margin_arg, default=0.05,
                    help="'equivalent' means the ratio's 95%% interval lies within ±MARGIN "
                         "(default 5%%)")
     c.add_argument("--out", type=Path,

@@ -39,6 +39,18 @@ def int_in(option: str, lo: int, hi: int):
     return parse
 
 
+def margin_arg(text: str) -> float:
+    """--margin: a percentage (5, 5%) or a fraction below 1 (0.05)."""
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise UserError(f"--margin {text!r}: not a number") from None
+    value = value / 100 if text.endswith("%") or value >= 1 else value
+    if not 0 < value < 1:
+        raise UserError(f"--margin {text}: a percentage above 0 and below 100")
+    return value
+
+
 def seconds(option: str):
     def parse(text: str) -> float:
         try:

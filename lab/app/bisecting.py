@@ -1,0 +1,315 @@
+"""lab bisect over commits: each step built in the lab's own worktree of the user's
+tree (lab.artifacts.gitrange), booted cold as one cell of a scenario
+(lab.run.runner.run_cell), and placed against the two ends (lab.analysis.bisect).
+
+The ends are measured first, their boots alternating good, bad, good, ... so that
+the host's drift falls on both. Every step's kernel is built incrementally in the
+one worktree; a step whose kernel image has the same bytes as one already measured
+(a comment-only commit) reuses that result, and one whose build fails is a skip.
+Once one commit is left, it is checked: against its parent with the ends' number of
+boots, and the bad end with it reverted (where the revert applies cleanly), which
+must be like the good end.
+
+Every boot is cold: clones of one snapshot template are one boot (the unit of
+replication, lab.analysis.stats), so restores would add samples but no evidence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.analysis import bisect, stats
+from lab.artifacts import build, gitrange
+from lab.core.errors import BuildError, UserError
+from lab.core.model import Cell, KernelBuild, Scenario, Selector
+from lab.core.results import CellResult, Status
+from lab.host import cache
+from lab.run import runner
+
+#: Read the image in pieces this large to hash it.
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a step runs: one cell of a scenario, and the metric it is judged by (None:
+    pass or fail)."""
+
+    scenario: Scenario
+    cell: Cell
+    metric: str | None
+
+
+@dataclass
+class Step:
+    """One built commit (or the bad end with the culprit reverted) and what its boots
+    said."""
+
+    label: str                       # a commit's sha, or "revert"
+    subject: str
+    kind: str                        # "good end", "bad end", "step", "parent", "culprit", ...
+    compiled: int | None = None      # objects kbuild compiled for it
+    image: str | None = None         # its kernel image's sha256 (None: the build failed)
+    measured: bisect.Measured | None = None
+    reused: str | None = None
+    error: str = ""                  # why it was not built
+
+    @property
+    def samples(self) -> tuple[tuple[float, ...], ...]:
+        return self.measured.samples if self.measured else ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"commit": self.label, "subject": self.subject, "kind": self.kind,
+                "compiled": self.compiled, "image": self.image, "reused": self.reused,
+                **(self.measured.to_json() if self.measured else
+                   {"outcome": "skip", "note": self.error or "not measured"})}
+
+
+@dataclass
+class Bisection:
+    """One lab bisect over commits: its worktree, target, policy and the steps so far."""
+
+    rng: gitrange.Range
+    wt: gitrange.Worktree
+    target: Target
+    out: Path
+    policy: bisect.Policy
+    rule: bisect.Flaky
+    progress_for: Callable
+    event: runner.Event
+    opts: dict[str, Any] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+    _runs: int = 0
+
+    # -- building
+
+    def build(self, commit: str, kind: str, revert: str | None = None) -> tuple[
+            Step, KernelBuild | None]:
+        """commit built in the worktree (with revert reverted on it, when given)."""
+        subject = self.rng.subject(commit)
+        if revert:
+            if not self.wt.revert_applies(revert, commit):
+                return Step("revert", f"revert {revert[:12]}", kind,
+                            error="the revert does not apply cleanly"), None
+            subject = f"{commit[:12]} with {revert[:12]} reverted"
+        else:
+            self.wt.checkout(commit)
+        step = Step("revert" if revert else commit, subject, kind)
+        cell = self.target.cell
+        assert cell.variant is not None
+        try:
+            with self.progress_for(f"{cell.arch}/{cell.variant.name} at {step.label[:12]}") as p:
+                kbuild = build.ensure_kernel(cell.arch, cell.variant, source=self.wt.path,
+                                             progress=p)
+                (kbuild,) = runner.guest_images([(self.target.scenario, cell)],
+                                                {(cell.arch, cell.variant): kbuild},
+                                                self.progress_for)
+        except BuildError as exc:
+            step.error = str(exc).splitlines()[0] if str(exc) else "the build failed"
+            return step, None
+        step.compiled = build.kernel_meta(kbuild).get("compiled")
+        step.image = image_key(kbuild.image)
+        return step, kbuild
+
+    # -- booting
+
+    def boots(self, kbuild: KernelBuild, n: int, label: str) -> CellResult:
+        """n cold boots of the target's cell on kbuild; results under steps/."""
+        self._runs += 1
+        opts = runner.Options(out=self.out / "steps" / f"{self._runs:03d}-{label[:12]}",
+                              repeat=n, cold=True, **self.opts)
+        return runner.run_cell(self.target.scenario, self.target.cell, kbuild, opts,
+                               self.event)
+
+    def samples(self, kbuild: KernelBuild, n: int, label: str) -> stats.Boots:
+        assert self.target.metric
+        return self.boots(kbuild, n, label).boot_samples(self.target.metric)
+
+    def one_run(self, kbuild: KernelBuild, label: str) -> bool | None:
+        """One cold boot: passed (True), failed (False: a step failed, or the kernel
+        oopsed or panicked), or None (the lab could not run it)."""
+        boots = self.boots(kbuild, 1, label).boots
+        if not boots:
+            return None
+        boot = boots[0]
+        if boot.status is Status.PASS:
+            return True
+        if boot.status is Status.FAIL or boot.faults:
+            return False
+        return None
+
+    def measure(self, e: bisect.Ends | None, kbuild: KernelBuild, label: str
+                ) -> bisect.Measured:
+        if e is None:
+            return bisect.judge_runs(lambda: self.one_run(kbuild, label), self.rule)
+        return bisect.measure_step(e, lambda n: self.samples(kbuild, n, label), self.policy)
+
+    def alternate(self, a: KernelBuild, b: KernelBuild, boots: int,
+                  labels: tuple[str, str]) -> tuple[stats.Boots, stats.Boots]:
+        """boots boots of each, alternating a, b, a, b: the host's drift falls on both."""
+        sa: list[list[float]] = []
+        sb: list[list[float]] = []
+        for _ in range(boots):
+            sa += [list(x) for x in self.samples(a, 1, labels[0])]
+            sb += [list(x) for x in self.samples(b, 1, labels[1])]
+        return sa, sb
+
+
+def image_key(image: Path) -> str:
+    """A kernel image's sha256: equal bytes, equal kernel (kbuild is reproducible
+    here: host.command.REPRODUCIBLE_ENV)."""
+    h = hashlib.sha256()
+    with open(image, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- the search
+
+@dataclass
+class Outcome:
+    """What lab bisect found, and whether the checks held."""
+
+    search: bisect.CommitBisect
+    ends: bisect.Ends | None
+    confirmation: dict[str, Any]
+    steps: list[Step]
+
+    @property
+    def culprit(self) -> str | None:
+        return self.search.culprit
+
+    @property
+    def confirmed(self) -> bool:
+        return bool(self.culprit) and bool(self.confirmation.get("confirmed"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"search": self.search.to_json(), "culprit": self.culprit,
+                "confirmed": self.confirmed, "confirmation": self.confirmation,
+                "ends": self.ends.to_json() if self.ends else None,
+                "steps": [s.to_json() for s in self.steps]}
+
+
+def run(b: Bisection, on_step: Callable[[Step], None]) -> Outcome:
+    """The whole bisection: ends, search, checks. on_step hears of each step as it ends
+    (the command prints it, and rewrites bisect.json)."""
+    good, bad = b.rng.good, b.rng.commits[-1].sha
+    gstep, gbuild = b.build(good, "good end")
+    bstep, bbuild = b.build(bad, "bad end")
+    if gbuild is None or bbuild is None:
+        end = gstep if gbuild is None else bstep
+        raise UserError(f"the {end.kind} does not build, nothing to bisect: {end.error}")
+    e: bisect.Ends | None = None
+    if b.target.metric:
+        sg, sb = b.alternate(gbuild, bbuild, b.policy.end_boots, (good, bad))
+        e = bisect.ends(sg, sb, b.policy)
+        gstep.measured = bisect.Measured(bisect.LIKE_GOOD, bisect.frozen(sg), note="the good end")
+        bstep.measured = bisect.Measured(bisect.LIKE_BAD, bisect.frozen(sb), note="the bad end")
+    else:
+        gstep.measured = b.measure(None, gbuild, good)
+        bstep.measured = b.measure(None, bbuild, bad)
+        bisect.passfail_ends(gstep.measured, bstep.measured, b.rule)
+    for s in (gstep, bstep):
+        b.steps.append(s)
+        on_step(s)
+    images = {k: v for k, v in ((gstep.image, (good, bisect.LIKE_GOOD)),
+                                (bstep.image, (bad, bisect.LIKE_BAD))) if k}
+    search = bisect.CommitBisect(b.rng.shas, good, images)
+    current: dict[str, Any] = {}
+
+    def image(commit: str) -> str | None:
+        step, kbuild = b.build(commit, "step")
+        current.update(step=step, kbuild=kbuild)
+        return step.image
+
+    def measure(commit: str) -> bisect.Measured:
+        return b.measure(e, current["kbuild"], commit)
+
+    while (commit := search.next()) is not None:
+        record = search.test(commit, image, measure)
+        step = current["step"]
+        step.measured, step.reused = record.measured, record.reused
+        b.steps.append(step)
+        on_step(step)
+    confirmation = check(b, search, e, on_step) if search.culprit else {}
+    return Outcome(search, e, confirmation, b.steps)
+
+
+def check(b: Bisection, search: bisect.CommitBisect, e: bisect.Ends | None,
+          on_step: Callable[[Step], None]) -> dict[str, Any]:
+    """The culprit against its parent, on new boots, and the bad end with the culprit
+    reverted (where that applies cleanly): each must fall on its side."""
+    culprit = search.culprit
+    assert culprit is not None
+    parent = b.rng.parent(culprit)
+    bad = b.rng.commits[-1].sha
+    cstep, cbuild = b.build(culprit, "culprit")
+    pstep, pbuild = b.build(parent, "culprit's parent")
+    rstep, rbuild = b.build(bad, "bad end, culprit reverted", revert=culprit)
+    checked: dict[str, Any] = {"parent": parent,
+                               "revert": "applied" if rbuild else "did not apply cleanly"}
+    if cbuild is None or pbuild is None:
+        checked["confirmed"] = False
+        checked["why"] = "the culprit or its parent no longer builds"
+        return checked
+    if e is not None:
+        boots = b.policy.end_boots
+        sc, sp = b.alternate(cbuild, pbuild, boots, (culprit, parent))
+        sr = b.samples(rbuild, boots, "revert") if rbuild else None
+        c = bisect.confirm(e, sc, sp, sr)
+        cstep.measured = bisect.Measured(c.culprit.outcome, bisect.frozen(sc), note=c.culprit.note)
+        pstep.measured = bisect.Measured(c.parent.outcome, bisect.frozen(sp), note=c.parent.note)
+        if sr is not None and c.reverted is not None:
+            rstep.measured = bisect.Measured(c.reverted.outcome, bisect.frozen(sr),
+                                             note=c.reverted.note)
+        checked.update(c.to_json())
+    else:
+        cstep.measured = b.measure(None, cbuild, culprit)
+        pstep.measured = b.measure(None, pbuild, parent)
+        if rbuild:
+            rstep.measured = b.measure(None, rbuild, "revert")
+        held = {"culprit": cstep.measured.outcome == bisect.LIKE_BAD,
+                "parent": pstep.measured.outcome == bisect.LIKE_GOOD,
+                "revert": None if not rbuild else
+                rstep.measured is not None and rstep.measured.outcome == bisect.LIKE_GOOD}
+        checked.update(held=held, confirmed=held["culprit"] and held["parent"]
+                       and held["revert"] is not False)
+    for s in (cstep, pstep, rstep):
+        b.steps.append(s)
+        on_step(s)
+    b.wt.checkout(bad)
+    return checked
+
+
+def reproduce_script(tree: Path, culprit: str, target: Target, scenario_path: Path,
+                     boots: int) -> str:
+    """reproduce.sh: the culprit built from a worktree of its own, and the target's cell
+    booted cold, by hand."""
+    cell = target.cell
+    assert cell.variant is not None
+    q = shlex.quote
+    wt = f"/tmp/lab-reproduce-{culprit[:12]}"
+    return "\n".join([
+        "#!/bin/sh",
+        f"# lab bisect's culprit, {culprit}, built and run as the bisection ran it.",
+        "set -eu",
+        f"git -C {q(str(tree))} worktree add --detach {q(wt)} {culprit}",
+        f"lab run {q(str(scenario_path))} --kernel-src {q(wt)} --cold --repeat {boots} "
+        f"--only arch={cell.arch} --only kernel={q(cell.variant.name)}"
+        + (f" --only cmdline={q(cell.cmdline)}" if cell.cmdline else ""),
+        "",
+    ])
+
+
+def selector(arch: str, kernel: str) -> Selector:
+    return Selector((("arch", (arch,)), ("kernel", (kernel,))))
+
+
+def write_json(out: Path, data: dict[str, Any]) -> None:
+    cache.write_json(out / "bisect.json", data)
