@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from lab.analysis import bisect, stats
-from lab.artifacts import build, gitrange
+from lab.artifacts import build, gitrange, kconfig
 from lab.core.errors import BuildError, UserError
-from lab.core.model import Cell, KernelBuild, Scenario, Selector
+from lab.core.model import ArchProfile, Cell, KernelBuild, KernelVariant, Scenario, Selector
 from lab.core.results import CellResult, Status
 from lab.host import cache
 from lab.run import runner
@@ -74,8 +74,8 @@ class Step:
 class Bisection:
     """One lab bisect over commits: its worktree, target, policy and the steps so far."""
 
-    rng: gitrange.Range
-    wt: gitrange.Worktree
+    rng: gitrange.Range | None          # over commits (None: --config)
+    wt: gitrange.Worktree | None
     target: Target
     out: Path
     policy: bisect.Policy
@@ -91,6 +91,7 @@ class Bisection:
     def build(self, commit: str, kind: str, revert: str | None = None) -> tuple[
             Step, KernelBuild | None]:
         """commit built in the worktree (with revert reverted on it, when given)."""
+        assert self.rng and self.wt
         subject = self.rng.subject(commit)
         if revert:
             if not self.wt.revert_applies(revert, commit):
@@ -176,21 +177,22 @@ def image_key(image: Path) -> str:
 class Outcome:
     """What lab bisect found, and whether the checks held."""
 
-    search: bisect.CommitBisect
+    search: bisect.CommitBisect | None          # None: --config
     ends: bisect.Ends | None
     confirmation: dict[str, Any]
     steps: list[Step]
 
     @property
     def culprit(self) -> str | None:
-        return self.search.culprit
+        return self.search.culprit if self.search else None
 
     @property
     def confirmed(self) -> bool:
         return bool(self.culprit) and bool(self.confirmation.get("confirmed"))
 
     def to_json(self) -> dict[str, Any]:
-        return {"search": self.search.to_json(), "culprit": self.culprit,
+        return {"search": self.search.to_json() if self.search else None,
+                "culprit": self.culprit,
                 "confirmed": self.confirmed, "confirmation": self.confirmation,
                 "ends": self.ends.to_json() if self.ends else None,
                 "steps": [s.to_json() for s in self.steps]}
@@ -199,22 +201,14 @@ class Outcome:
 def run(b: Bisection, on_step: Callable[[Step], None]) -> Outcome:
     """The whole bisection: ends, search, checks. on_step hears of each step as it ends
     (the command prints it, and rewrites bisect.json)."""
+    assert b.rng
     good, bad = b.rng.good, b.rng.commits[-1].sha
     gstep, gbuild = b.build(good, "good end")
     bstep, bbuild = b.build(bad, "bad end")
     if gbuild is None or bbuild is None:
         end = gstep if gbuild is None else bstep
         raise UserError(f"the {end.kind} does not build, nothing to bisect: {end.error}")
-    e: bisect.Ends | None = None
-    if b.target.metric:
-        sg, sb = b.alternate(gbuild, bbuild, b.policy.end_boots, (good, bad))
-        e = bisect.ends(sg, sb, b.policy)
-        gstep.measured = bisect.Measured(bisect.LIKE_GOOD, bisect.frozen(sg), note="the good end")
-        bstep.measured = bisect.Measured(bisect.LIKE_BAD, bisect.frozen(sb), note="the bad end")
-    else:
-        gstep.measured = b.measure(None, gbuild, good)
-        bstep.measured = b.measure(None, bbuild, bad)
-        bisect.passfail_ends(gstep.measured, bstep.measured, b.rule)
+    e = _judge_ends(b, gstep, gbuild, bstep, bbuild)
     for s in (gstep, bstep):
         b.steps.append(s)
         on_step(s)
@@ -246,7 +240,7 @@ def check(b: Bisection, search: bisect.CommitBisect, e: bisect.Ends | None,
     """The culprit against its parent, on new boots, and the bad end with the culprit
     reverted (where that applies cleanly): each must fall on its side."""
     culprit = search.culprit
-    assert culprit is not None
+    assert culprit is not None and b.rng and b.wt
     parent = b.rng.parent(culprit)
     bad = b.rng.commits[-1].sha
     cstep, cbuild = b.build(culprit, "culprit")
@@ -313,3 +307,119 @@ def selector(arch: str, kernel: str) -> Selector:
 
 def write_json(out: Path, data: dict[str, Any]) -> None:
     cache.write_json(out / "bisect.json", data)
+
+
+# ---------------------------------------------------------------- over config options
+
+def requested(arch: ArchProfile, variant: KernelVariant) -> dict[str, str]:
+    """The options a variant's fragments (with base and arch) ask for: CONFIG_X -> value."""
+    wanted = kconfig.effective_requests(kconfig.fragments_for(arch, variant))
+    return {f"CONFIG_{name}": req.value for name, req in wanted.items()}
+
+
+def asked_diff(arch: ArchProfile, good: KernelVariant, bad: KernelVariant
+               ) -> dict[str, tuple[str, str]]:
+    """What the two variants ask for differently: identical requests are bad input,
+    found before anything is built."""
+    return bisect.config_diff(requested(arch, good), requested(arch, bad))
+
+
+def final_diff(asked: dict[str, tuple[str, str]], good: KernelBuild, bad: KernelBuild
+               ) -> dict[str, tuple[str, str]]:
+    """The options asked for differently, with their values in the two final .configs
+    (the options Kconfig derives from them move with them, and are not bisected)."""
+    g, b = (kconfig.parse_config(k.config) for k in (good, bad))
+    diff = {o: (g.get(o.removeprefix("CONFIG_"), "n"), b.get(o.removeprefix("CONFIG_"), "n"))
+            for o in asked}
+    return {o: v for o, v in diff.items() if v[0] != v[1]}
+
+
+def step_fragment(path: Path, diff: dict[str, tuple[str, str]], applied: frozenset[str]) -> None:
+    """The options applied, at their bad values, as a fragment over the good variant's."""
+    lines = [f"# CONFIG_{o.removeprefix('CONFIG_')} is not set" if diff[o][1] == "n"
+             else f"{o}={diff[o][1]}" for o in sorted(applied)]
+    path.write_text("# lab bisect --config: this step's options, from --bad\n"
+                    + "".join(line + "\n" for line in lines))
+
+
+@dataclass
+class ConfigBisection:
+    """lab bisect --config: every step configured over the good variant in one build
+    tree (one variant name, reconfigured in place), so kbuild compiles what the
+    changed options touch."""
+
+    b: Bisection
+    arch: ArchProfile
+    good: KernelVariant
+    source: Path | None
+    fragment: Path
+
+    def variant(self) -> KernelVariant:
+        return KernelVariant(f"{self.good.name}-bisect", (*self.good.fragments, self.fragment))
+
+    def build(self, variant: KernelVariant, kind: str, label: str) -> tuple[Step,
+                                                                            KernelBuild | None]:
+        step = Step(label, "", kind)
+        cell = self.b.target.cell
+        assert cell.variant is not None
+        try:
+            with self.b.progress_for(f"{self.arch.name}/{label[:40]}") as p:
+                kbuild = build.ensure_kernel(self.arch, variant, source=self.source,
+                                             progress=p)
+                (kbuild,) = runner.guest_images([(self.b.target.scenario, cell)],
+                                                {(cell.arch, cell.variant): kbuild},
+                                                self.b.progress_for)
+        except (BuildError, UserError) as exc:     # UserError: an option did not take
+            step.error = " ".join(str(exc).split())[:500]
+            return step, None
+        step.compiled = build.kernel_meta(kbuild).get("compiled")
+        step.image = image_key(kbuild.image)
+        return step, kbuild
+
+
+def run_config(c: ConfigBisection, bad: KernelVariant, asked: dict[str, tuple[str, str]],
+               on_step: Callable[[Step], None]) -> tuple[bisect.ConfigResult, bisect.Ends | None]:
+    """The ends, then bisect.bisect_config over the options they differ by."""
+    b = c.b
+    gstep, gbuild = c.build(c.good, "good end", c.good.name)
+    bstep, bbuild = c.build(bad, "bad end", bad.name)
+    gstep.subject, bstep.subject = (" ".join(str(f) for f in v.fragments) for v in (c.good, bad))
+    if gbuild is None or bbuild is None:
+        end = gstep if gbuild is None else bstep
+        raise UserError(f"the {end.kind} does not build, nothing to bisect: {end.error}")
+    diff = final_diff(asked, gbuild, bbuild)
+    if not diff:
+        raise UserError("the two final .configs agree on every option the variants ask for "
+                        "differently: nothing to bisect")
+    e = _judge_ends(b, gstep, gbuild, bstep, bbuild)
+    for s in (gstep, bstep):
+        b.steps.append(s)
+        on_step(s)
+
+    def predicate(applied: frozenset[str]) -> bisect.Outcome:
+        step_fragment(c.fragment, diff, applied)
+        step, kbuild = c.build(c.variant(), "step", f"{len(applied)} of {len(diff)}")
+        step.subject = " ".join(sorted(applied))
+        if kbuild is not None:
+            step.measured = b.measure(e, kbuild, "config")
+        b.steps.append(step)
+        on_step(step)
+        return step.measured.outcome if step.measured else bisect.SKIP
+
+    return bisect.bisect_config(diff, {}, predicate), e
+
+
+def _judge_ends(b: Bisection, gstep: Step, gbuild: KernelBuild, bstep: Step,
+                bbuild: KernelBuild) -> bisect.Ends | None:
+    """The ends measured (a metric: alternating boots) or judged (pass/fail); a UserError
+    when they do not differ."""
+    if b.target.metric:
+        sg, sb = b.alternate(gbuild, bbuild, b.policy.end_boots, ("good", "bad"))
+        e = bisect.ends(sg, sb, b.policy)
+        gstep.measured = bisect.Measured(bisect.LIKE_GOOD, bisect.frozen(sg), note="the good end")
+        bstep.measured = bisect.Measured(bisect.LIKE_BAD, bisect.frozen(sb), note="the bad end")
+        return e
+    gstep.measured = b.measure(None, gbuild, "good")
+    bstep.measured = b.measure(None, bbuild, "bad")
+    bisect.passfail_ends(gstep.measured, bstep.measured, b.rule)
+    return None

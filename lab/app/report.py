@@ -747,6 +747,19 @@ def bisect_plot(found, path: Path) -> None:
         compare_plot([(f"lab bisect: every step's boots ({len(rows)} steps)", "", rows)], path)
 
 
+def bisect_config_end(result, outdir: Path) -> None:
+    """lab bisect --config's answer, and where everything is."""
+    out.print(Text(f"lab bisect --config: {result.conclusion()} ({len(result.steps)} steps)",
+                   "bold"), soft_wrap=True)
+    _bisect_files(outdir)
+
+
+def _bisect_files(outdir: Path) -> None:
+    for name in ("bisect.json", "bisect.log", "bisect.png", "reproduce.sh"):
+        if (outdir / name).exists():
+            out.print(Text(f"  {outdir / name}"), soft_wrap=True)
+
+
 def bisect_end(found, rng, outdir: Path) -> None:
     """The answer, whether its checks held, and where everything is."""
     search = found.search
@@ -759,6 +772,4 @@ def bisect_end(found, rng, outdir: Path) -> None:
         out.print(Text(f"  checked: {'confirmed' if found.confirmed else 'NOT confirmed'} "
                        f"({', '.join(f'{k}={v}' for k, v in checks.items())}; revert "
                        f"{c.get('revert', '-')})"), soft_wrap=True)
-    for name in ("bisect.json", "bisect.log", "bisect.png", "reproduce.sh"):
-        if (outdir / name).exists():
-            out.print(Text(f"  {outdir / name}"), soft_wrap=True)
+    _bisect_files(outdir)

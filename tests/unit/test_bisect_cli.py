@@ -74,3 +74,21 @@ def test_a_target_is_one_scenario_or_a_command(tree, tmp_path, target, said):
     r = lab("bisect", "--kernel-src", str(tree), "--arch", "aarch64", "--good", "HEAD~3",
             "--bad", "HEAD", *target)
     assert r.returncode == 2 and said in r.stderr, r.stderr
+
+
+def test_config_fragments_that_ask_for_the_same_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path / "cache"))
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.config").write_text("CONFIG_PRINTK_TIME=y\n")
+    r = lab("bisect", "--config", "--arch", "aarch64", "--good", str(tmp_path / "a.config"),
+            "--bad", str(tmp_path / "b.config"), "--out", str(tmp_path / "out"), "--", "true")
+    assert r.returncode == 2 and "same .config" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "cache" / "kernels").exists()
+
+
+def test_config_needs_no_tree_but_known_variants(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path / "cache"))
+    r = lab("bisect", "--config", "--arch", "aarch64", "--good", "nokpti", "--bad",
+            "nosuchvariant", "--", "true")
+    assert r.returncode == 2 and "nosuchvariant" in r.stderr, r.stderr

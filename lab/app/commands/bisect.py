@@ -11,9 +11,9 @@ from pathlib import Path
 from lab.analysis import bisect
 from lab.app import bisecting, report
 from lab.app.commands.options import builds, int_in, margin_arg, writable
-from lab.artifacts import gitrange
+from lab.artifacts import gitrange, kconfig
 from lab.core.errors import UserError
-from lab.core.model import Scenario
+from lab.core.model import ArchProfile, KernelVariant, Scenario
 from lab.guest import qemu
 from lab.run import runner
 from lab.scenario import scenario as scenarios
@@ -64,11 +64,13 @@ class _Checked:
     """lab bisect's arguments, every one checked before anything is built."""
 
     command: list[str] | None
-    arch: str
+    arch: ArchProfile
     kernel: str
-    rng: gitrange.Range
     policy: bisect.Policy
     rule: bisect.Flaky
+    rng: gitrange.Range | None = None                      # over commits
+    variants: tuple[KernelVariant, KernelVariant] | None = None   # --config
+    asked: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
 
 def _checked(args) -> _Checked:
@@ -81,34 +83,44 @@ def _checked(args) -> _Checked:
         raise UserError("--margin: only with --metric (a pass/fail bisection has no margin)")
     ((arch, variant),) = builds(args.arch, args.kernel)
     bisect.check_ends_named(args.good, args.bad)
-    if args.kernel_src is None:
-        raise UserError("lab bisect: --kernel-src TREE is needed (a git tree of the kernel)")
-    rng = gitrange.commit_range(args.kernel_src, args.good, args.bad)
-    writable("--out", args.out)
     margin = bisect.check_margin(args.margin) if args.margin is not None else None
     margin = margin or bisect.Policy().margin
     policy = bisect.Policy.exact(margin) if args.icount else bisect.Policy(margin=margin)
-    return _Checked(command, arch.name, variant.name, rng, policy, bisect.Flaky(runs=args.runs))
+    c = _Checked(command, arch, variant.name, policy, bisect.Flaky(runs=args.runs))
+    if args.config:
+        good, bad = (kconfig.resolve_variant(arch, v) for v in (args.good, args.bad))
+        c = dataclasses.replace(c, variants=(good, bad),
+                                asked=bisecting.asked_diff(arch, good, bad))
+    elif args.kernel_src is None:
+        raise UserError("lab bisect: --kernel-src TREE is needed (a git tree of the kernel), "
+                        "or --config")
+    else:
+        c = dataclasses.replace(c, rng=gitrange.commit_range(args.kernel_src, args.good,
+                                                             args.bad))
+    writable("--out", args.out)
+    return c
 
 
 def cmd_bisect(args) -> int:
     c = _checked(args)
-    out, rng = args.out, c.rng
+    out = args.out
     if c.command is None:
-        target = _target(scenarios.load(args.target[0]), c.arch, c.kernel, args.metric)
+        target = _target(scenarios.load(args.target[0]), c.arch.name, c.kernel, args.metric)
     with runner.claim_out(out):
         if c.command is not None:
-            path = _command_scenario(out, c.arch, c.kernel, args.cmdline, c.command,
+            path = _command_scenario(out, c.arch.name, c.kernel, args.cmdline, c.command,
                                      args.metric)
-            target = _target(scenarios.load(path), c.arch, c.kernel, args.metric)
-        wt = gitrange.worktree(rng.tree, rng.bad)
-        report.err.print(f"lab bisect: {len(rng.commits)} commits, "
-                         f"{rng.good[:12]}..{rng.bad[:12]}, built in the lab's worktree "
-                         f"{wt.path} (your checkout is not touched)")
-        b = bisecting.Bisection(rng, wt, target, out, c.policy, c.rule, report.build_progress,
-                                _quiet, {"icount": args.icount})
-        data: dict = {"range": rng.to_json(), "worktree": str(wt.path), "metric": args.metric,
-                      "policy": dataclasses.asdict(c.policy), "runs": c.rule.runs}
+            target = _target(scenarios.load(path), c.arch.name, c.kernel, args.metric)
+        wt = gitrange.worktree(c.rng.tree, c.rng.bad) if c.rng else None
+        b = bisecting.Bisection(c.rng, wt, target, out, c.policy, c.rule,
+                                report.build_progress, _quiet, {"icount": args.icount})
+        data: dict = {"metric": args.metric, "policy": dataclasses.asdict(c.policy),
+                      "runs": c.rule.runs}
+        if c.rng and wt:
+            report.err.print(f"lab bisect: {len(c.rng.commits)} commits, "
+                             f"{c.rng.good[:12]}..{c.rng.bad[:12]}, built in the lab's "
+                             f"worktree {wt.path} (your checkout is not touched)")
+            data |= {"range": c.rng.to_json(), "worktree": str(wt.path)}
         report.bisect_header(args.metric)
 
         def write(state: str) -> None:
@@ -120,21 +132,40 @@ def cmd_bisect(args) -> int:
             write("running")
 
         try:
+            if c.variants:
+                return _config(c, b, args, on_step, data)
             found = bisecting.run(b, on_step)
         except KeyboardInterrupt:
             qemu.kill_all()
             write("interrupted")
             raise
         finally:
-            wt.checkout(rng.bad)
+            if c.rng and wt:
+                wt.checkout(c.rng.bad)
         _written(found, data, target, out, c)
-        report.bisect_end(found, rng, out)
+        report.bisect_end(found, c.rng, out)
     return 0 if found.confirmed else 1
+
+
+def _config(c: _Checked, b: bisecting.Bisection, args, on_step, data: dict) -> int:
+    """lab bisect --config: the options, halved; exit 0 when one set is left exactly."""
+    assert c.variants
+    good, bad = c.variants
+    cb = bisecting.ConfigBisection(b, c.arch, good, args.kernel_src,
+                                   args.out / "bisect-step.config")
+    result, ends = bisecting.run_config(cb, bad, c.asked, on_step)
+    data |= {"config": result.to_json(), "ends": ends.to_json() if ends else None,
+             "steps": [s.to_json() for s in b.steps], "state": "done"}
+    bisecting.write_json(args.out, data)
+    report.bisect_plot(bisecting.Outcome(None, ends, {}, b.steps), args.out / "bisect.png")
+    report.bisect_config_end(result, args.out)
+    return 0 if result.exact else 1
 
 
 def _written(found: bisecting.Outcome, data: dict, target: bisecting.Target, out: Path,
              c: _Checked) -> None:
     """bisect.json, bisect.log, bisect.png and reproduce.sh."""
+    assert c.rng and found.search
     bisecting.write_json(out, data | found.to_json() | {"state": "done"})
     (out / "bisect.log").write_text("\n".join(found.search.git_log()) + "\n")
     report.bisect_plot(found, out / "bisect.png")
@@ -159,8 +190,13 @@ def register(sub) -> None:
     b.add_argument("--kernel-src", type=Path, metavar="TREE",
                    help="your kernel's git tree (never checked out: the lab builds in a "
                         "worktree of its own)")
-    b.add_argument("--good", required=True, metavar="REV")
-    b.add_argument("--bad", required=True, metavar="REV")
+    b.add_argument("--good", required=True, metavar="REV",
+                   help="a commit that is good (with --config: a variant or fragment)")
+    b.add_argument("--bad", required=True, metavar="REV",
+                   help="a commit that is bad (with --config: a variant or fragment)")
+    b.add_argument("--config", action="store_true",
+                   help="bisect the options by which the --good and --bad configs differ, "
+                        "every step built over --good in one build tree")
     b.add_argument("--arch", required=True)
     b.add_argument("--kernel", default="nokpti", help="the variant each commit is built as "
                                                       "(default nokpti)")
