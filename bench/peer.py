@@ -54,6 +54,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.venvs import tool_python
 from lab.app.pytest_plugin import lab_kernel
 from lab.arches import ARCHES
 from lab.guest.guest import Guest
@@ -103,17 +104,7 @@ def kill(proc: subprocess.Popen) -> None:
 
 def labgrid_python() -> tuple[Path, str]:
     """The labgrid venv's python (the venv made on first use), and labgrid's version."""
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        print(f"making {VENV} (python3 -m venv; pip install labgrid)", file=sys.stderr)
-        VENV.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-        pip = [str(python), "-m", "pip", "install", "-q"]
-        if subprocess.run([*pip, "labgrid>=26,<27"]).returncode:
-            subprocess.run([*pip, "labgrid"], check=True)
-    version = subprocess.run([str(python), "-c", "import labgrid; print(labgrid.__version__)"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    return python, version
+    return tool_python(VENV.name, "labgrid", ["labgrid>=26,<27", "labgrid"])
 
 
 def start_load() -> list[subprocess.Popen]:

@@ -40,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.venvs import tool_python  # noqa: E402
 from tests import browser  # noqa: E402
 from tests.reportdata import synthetic_run  # noqa: E402
 
@@ -69,17 +70,7 @@ def test_case(case):
 
 def pytest_html_python() -> tuple[Path, str]:
     """The venv's python (made on first use) and pytest-html's version."""
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        print(f"making {VENV} (python3 -m venv; pip install pytest-html 4.x)", file=sys.stderr)
-        VENV.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "pytest-html>=4,<5"],
-                       check=True)
-    version = subprocess.run([str(python), "-c", "import importlib.metadata as m; "
-                              "print(m.version('pytest-html'))"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    return python, version
+    return tool_python(VENV.name, "pytest-html", ["pytest-html>=4,<5"])
 
 
 def cases_from_junit(run_dir: Path) -> list[dict]:
