@@ -41,9 +41,8 @@ def run(arch: str, argv: tuple[str, ...]) -> tuple[bytes, int, float, str]:
 
 KMSG = "i=0; while [ $i -lt {n} ]; do echo \"lab-kmsg $i\" > /dev/kmsg; i=$((i + 1)); done"
 #: The forwarder stopped (SIGSTOP) while more than the 1 MB ring buffer is written.
-GAP = ("p=$(for d in /proc/[0-9]*; do case \"$(tr '\\0' ' ' < $d/cmdline 2>/dev/null)\" in "
-       "'labconsole kmsg '*) echo ${d#/proc/};; esac; done); kill -STOP $p; "
-       + KMSG.format(n=40000) + "; kill -CONT $p; sleep 2")
+GAP = ("p=$(pidof lab-kmsg); kill -STOP $p; " + KMSG.format(n=40000)
+       + "; kill -CONT $p; sleep 2")
 
 
 def kernel_log(arch: str, n: int) -> str:

@@ -7,18 +7,17 @@
  *   labconsole kmsg PORT
  *
  * init: the guest's PID 1, the first program the kernel runs. It sets the
- * guest up in one
- * process: the mounts, the /dev a program expects, the loopback interface up,
- * the host name (and busybox's links, if the image has none). Then it finds
- * the lab's two virtserialports by name (there is no udev; their nodes appear
- * once the virtio-serial driver has probed, which may be after /init starts),
- * runs `shell` on lab.shell (READY, then /bin/sh -i) and `kmsg` on lab.kmsg,
- * each in a child of its own, and reaps every process handed to it for the
- * guest's whole life (when PID 1 was a shell, an orphan's exit could end it,
- * and the kernel panicked: "Attempted to kill init!"). READY is LAB_READY,
- * which the lab builds in. Done by a busybox sh script and applets, each step
- * was a fork and an exec, some 10-50 ms apiece under TCG, with the boot
- * waiting for them.
+ * guest up in one process: the mounts, the /dev a program expects, the
+ * loopback interface up, the host name (and busybox's links, if the image has
+ * none). Then it finds the lab's two virtserialports by name (there is no
+ * udev; their nodes appear once the virtio-serial driver has probed, which may
+ * be after /init starts), runs `shell` on lab.shell (READY, then /bin/sh -i)
+ * and `kmsg` on lab.kmsg, each in a child of its own (named lab-shell and
+ * lab-kmsg), and reaps every process handed to it for the guest's whole life (when
+ * PID 1 was a shell, an orphan's exit could end it, and the kernel panicked:
+ * "Attempted to kill init!"). READY is LAB_READY, which the lab builds in.
+ * Done by a busybox sh script and applets, each step was a fork and an exec,
+ * some 10-50 ms apiece under TCG, with the boot waiting for them.
  *
  * A virtserialport is lossless (QEMU keeps what the host socket cannot take yet
  * and the guest's writer waits), but it is not a tty: no echo control, no job
@@ -62,6 +61,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -579,11 +579,16 @@ static int lab_init(const char *ready)
 			fputs(msg, stderr);
 		return 1;	/* the kernel panics: the lab sees why */
 	}
-	if (fork() == 0)
+	/* each relay a child named for its job (its comm: `pidof lab-kmsg`) */
+	if (fork() == 0) {
+		prctl(PR_SET_NAME, "lab-shell");
 		run_shell(node, NONCE_FILE, ready, shell);
+	}
 	/* the kernel log's forwarder starts second: the shell is what boot waits for */
-	if (!wait_port("lab.kmsg", node, sizeof(node)) && fork() == 0)
+	if (!wait_port("lab.kmsg", node, sizeof(node)) && fork() == 0) {
+		prctl(PR_SET_NAME, "lab-kmsg");
 		forward_kmsg(node);
+	}
 	for (;;)
 		if (wait(NULL) < 0 && errno == ECHILD)
 			sleep(1);

@@ -23,7 +23,8 @@ MAIN, SYS = Path("init/main.c"), Path("kernel/sys.c")
 ARGS = ("--arch", "aarch64", "--kernel", "nokpti")
 #: getppid made slower: what the metric bisection must find.
 SLOW = "\tudelay(3);\t/* lab bisect: a planted regression */\n"
-#: A boot that says LAB-FLAKY 1 time in 3: what the pass/fail bisection must find.
+#: A boot that says LAB-FLAKY 1 time in 3: what the pass/fail bisection must find
+#: (kernel/sys.c has linux/random.h).
 FLAKY = ("\nstatic int __init lab_flaky(void)\n{\n\tif (get_random_u32() % 3 == 0)\n"
          "\t\tpr_info(\"LAB-FLAKY\\n\");\n\treturn 0;\n}\nlate_initcall(lab_flaky);\n")
 
@@ -51,13 +52,15 @@ def slow_getppid(tree: Path) -> None:
 
 def commits(tree: Path, culprit_at: int, plant, n: int = 8) -> tuple[str, str]:
     """n commits on HEAD, each a comment at the end of init/main.c (its object does
-    not change), the one at culprit_at also planting; (the base, the culprit)."""
+    not change) but the one at culprit_at, which plants in kernel/sys.c (so that its
+    revert applies on the bad end); (the base, the culprit)."""
     base = git(tree, "rev-parse", "HEAD").strip()
     culprit = ""
     for i in range(1, n + 1):
-        append(tree, MAIN, f"/* lab bisect: commit {i} */\n")
         if i == culprit_at:
             plant(tree)
+        else:
+            append(tree, MAIN, f"/* lab bisect: commit {i} */\n")
         git(tree, "commit", "-qam", f"commit {i}" + (" (the culprit)" if i == culprit_at else ""))
         if i == culprit_at:
             culprit = git(tree, "rev-parse", "HEAD").strip()
@@ -120,7 +123,7 @@ def test_a_planted_metric_regression_is_found_and_confirmed(tree, tmp_path):
 
 
 def test_a_failure_that_comes_1_run_in_3_is_found_and_confirmed(tree, tmp_path):
-    base, culprit = commits(tree, 5, lambda t: append(t, MAIN, FLAKY))
+    base, culprit = commits(tree, 5, lambda t: append(t, SYS, FLAKY))
     r, data = bisect(tree, tmp_path / "out", base, "--", "sh", "-c",
                      "! dmesg | grep -q LAB-FLAKY")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -66,8 +66,7 @@ def test_a_gap_in_the_kernel_log_is_reported_as_lost_lines(lab_boot):
     """The forwarder stopped while 40,000 records (more than the 1 MB log buffer
     holds) are written: the records it never read are a gap, and a fault."""
     guest = lab_boot("x86_64", "nokpti")
-    r = guest.run("p=$(for d in /proc/[0-9]*; do case \"$(cat $d/cmdline 2>/dev/null | "
-                  "tr '\\0' ' ')\" in 'labconsole kmsg '*) echo ${d#/proc/};; esac; done); "
+    r = guest.run("p=$(pidof lab-kmsg); [ -n \"$p\" ] && "
                   "kill -STOP $p; i=0; while [ $i -lt 40000 ]; do echo \"lab-gap $i\" "
                   "> /dev/kmsg; i=$((i + 1)); done; kill -CONT $p; sleep 2", 300)
     assert r.exit_code == 0
