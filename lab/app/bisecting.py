@@ -231,14 +231,30 @@ def run(b: Bisection, on_step: Callable[[Step], None]) -> Outcome:
         step.measured, step.reused = record.measured, record.reused
         b.steps.append(step)
         on_step(step)
-    confirmation = check(b, search, e, on_step) if search.culprit else {}
+    built = EndsBuilt(gbuild, bbuild, {k: v[1] for k, v in images.items()})
+    confirmation = check(b, search, e, built, on_step) if search.culprit else {}
     return Outcome(search, e, confirmation, b.steps)
 
 
-def check(b: Bisection, search: bisect.CommitBisect, e: bisect.Ends | None,
+@dataclass(frozen=True)
+class EndsBuilt:
+    """The two ends' kernels, and their images' hashes."""
+
+    good: KernelBuild
+    bad: KernelBuild
+    images: dict[str, bisect.Outcome]
+
+
+def check(b: Bisection, search: bisect.CommitBisect, e: bisect.Ends | None, ends: EndsBuilt,
           on_step: Callable[[Step], None]) -> dict[str, Any]:
-    """The culprit against its parent, on new boots, and the bad end with the culprit
-    reverted (where that applies cleanly): each must fall on its side."""
+    """The culprit must be like bad, its parent like good, and the bad end with the
+    culprit reverted (where that applies cleanly) like good.
+
+    A kernel image byte for byte an end's takes that end's verdict: nothing of the
+    kernel differs. The rest are judged on new evidence: with a metric, booted
+    alternately with both ends again (good, bad, then each in turn, round after
+    round) and placed against those fresh ends, so that the host's drift since the
+    search began cannot pass for a difference; pass/fail, run as a step is."""
     culprit = search.culprit
     assert culprit is not None and b.rng and b.wt
     parent = b.rng.parent(culprit)
@@ -249,36 +265,52 @@ def check(b: Bisection, search: bisect.CommitBisect, e: bisect.Ends | None,
     checked: dict[str, Any] = {"parent": parent,
                                "revert": "applied" if rbuild else "did not apply cleanly"}
     if cbuild is None or pbuild is None:
-        checked["confirmed"] = False
-        checked["why"] = "the culprit or its parent no longer builds"
-        return checked
-    if e is not None:
-        boots = b.policy.end_boots
-        sc, sp = b.alternate(cbuild, pbuild, boots, (culprit, parent))
-        sr = b.samples(rbuild, boots, "revert") if rbuild else None
-        c = bisect.confirm(e, sc, sp, sr)
-        cstep.measured = bisect.Measured(c.culprit.outcome, bisect.frozen(sc), note=c.culprit.note)
-        pstep.measured = bisect.Measured(c.parent.outcome, bisect.frozen(sp), note=c.parent.note)
-        if sr is not None and c.reverted is not None:
-            rstep.measured = bisect.Measured(c.reverted.outcome, bisect.frozen(sr),
-                                             note=c.reverted.note)
-        checked.update(c.to_json())
-    else:
-        cstep.measured = b.measure(None, cbuild, culprit)
-        pstep.measured = b.measure(None, pbuild, parent)
-        if rbuild:
-            rstep.measured = b.measure(None, rbuild, "revert")
-        held = {"culprit": cstep.measured.outcome == bisect.LIKE_BAD,
-                "parent": pstep.measured.outcome == bisect.LIKE_GOOD,
-                "revert": None if not rbuild else
-                rstep.measured is not None and rstep.measured.outcome == bisect.LIKE_GOOD}
-        checked.update(held=held, confirmed=held["culprit"] and held["parent"]
-                       and held["revert"] is not False)
+        return checked | {"confirmed": False,
+                          "why": "the culprit or its parent no longer builds"}
+    judged = [(cstep, cbuild), (pstep, pbuild)] + ([(rstep, rbuild)] if rbuild else [])
+    for step, _ in judged:
+        if step.image in ends.images:
+            outcome = ends.images[step.image]
+            end = "good" if outcome == bisect.LIKE_GOOD else "bad"
+            step.measured = bisect.Measured(outcome, note=f"the {end} end's kernel image, "
+                                            "byte for byte: its verdict, without a boot")
+    left = [(step, kbuild) for step, kbuild in judged if step.measured is None]
+    if left and e is not None:
+        why = _remeasure(b, ends, left)
+        if why:
+            return checked | {"confirmed": False, "why": why}
+    for step, kbuild in left if e is None else []:
+        step.measured = b.measure(None, kbuild, step.label)
     for s in (cstep, pstep, rstep):
         b.steps.append(s)
         on_step(s)
     b.wt.checkout(bad)
-    return checked
+    placed = {s.kind: bisect.Placement(s.measured.outcome, s.measured.note)
+              for s in (cstep, pstep, rstep) if s.measured}
+    if cstep.kind not in placed or pstep.kind not in placed:
+        return checked | {"confirmed": False, "why": "the culprit or its parent could not "
+                          "be judged"}
+    held = bisect.Confirmation(placed[cstep.kind], placed[pstep.kind], placed.get(rstep.kind))
+    return checked | held.to_json()
+
+
+def _remeasure(b: Bisection, ends: EndsBuilt, left: list[tuple[Step, KernelBuild]]) -> str:
+    """left booted in turn with both ends, policy.end_boots rounds, and placed against
+    those fresh ends; why not, when the ends no longer differ."""
+    runs = [("good", ends.good), ("bad", ends.bad), *((s.label, k) for s, k in left)]
+    samples: dict[str, list[list[float]]] = {label: [] for label, _ in runs}
+    for _ in range(b.policy.end_boots):
+        for label, kbuild in runs:
+            samples[label] += [list(x) for x in b.samples(kbuild, 1, label)]
+    try:
+        fresh = bisect.ends(samples["good"], samples["bad"], b.policy)
+    except UserError as exc:
+        return f"measured again beside the culprit, the ends no longer differ: {exc}"
+    for step, _ in left:
+        p = bisect.place(fresh, samples[step.label])
+        step.measured = bisect.Measured(p.outcome, bisect.frozen(samples[step.label]),
+                                        note=p.note)
+    return ""
 
 
 def reproduce_script(tree: Path, culprit: str, target: Target, scenario_path: Path,

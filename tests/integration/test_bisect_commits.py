@@ -50,15 +50,24 @@ def slow_getppid(tree: Path) -> None:
         (tree / SYS).write_text("#include <linux/delay.h>\n" + (tree / SYS).read_text())
 
 
-def commits(tree: Path, culprit_at: int, plant, n: int = 8) -> tuple[str, str]:
+#: A change of code that changes nothing measured: a function nobody calls.
+HARMLESS = "\nint lab_bisect_unused(int x)\n{\n\treturn x + 1;\n}\n"
+
+
+def commits(tree: Path, culprit_at: int, plant, n: int = 8,
+            harmless_at: int | None = None) -> tuple[str, str]:
     """n commits on HEAD, each a comment at the end of init/main.c (its object does
     not change) but the one at culprit_at, which plants in kernel/sys.c (so that its
-    revert applies on the bad end); (the base, the culprit)."""
+    revert applies on the bad end), and the one at harmless_at, which adds a function
+    to kernel/sys.c (so that the images after it differ from the culprit's, and the
+    culprit and its revert are judged by boots); (the base, the culprit)."""
     base = git(tree, "rev-parse", "HEAD").strip()
     culprit = ""
     for i in range(1, n + 1):
         if i == culprit_at:
             plant(tree)
+        elif i == harmless_at:
+            append(tree, SYS, HARMLESS)
         else:
             append(tree, MAIN, f"/* lab bisect: commit {i} */\n")
         git(tree, "commit", "-qam", f"commit {i}" + (" (the culprit)" if i == culprit_at else ""))
@@ -98,7 +107,7 @@ def bisect(tree: Path, out: Path, base: str, *target: str) -> tuple[subprocess.C
 
 
 def test_a_planted_metric_regression_is_found_and_confirmed(tree, tmp_path):
-    base, culprit = commits(tree, 3, slow_getppid)
+    base, culprit = commits(tree, 3, slow_getppid, harmless_at=6)
     dirty(tree)
     before = user_state(tree)
     try:
@@ -110,10 +119,14 @@ def test_a_planted_metric_regression_is_found_and_confirmed(tree, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert data["culprit"] == culprit and data["confirmed"], r.stdout
     assert data["confirmation"]["parent_held"] and data["confirmation"]["revert_held"]
-    kinds = [s["kind"] for s in data["steps"]]
-    assert kinds[:2] == ["good end", "bad end"] and "culprit" in kinds
-    # a comment-only commit builds the good end's image again: its result is reused
+    steps = {s["kind"]: s for s in data["steps"]}
+    assert list(steps)[:2] == ["good end", "bad end"]
+    # a comment-only commit builds an image already judged: its result is reused
     assert any(s["reused"] for s in data["steps"]), data["steps"]
+    # the culprit's image is not the bad end's (a function came after it): it and the
+    # revert were booted again beside both ends; its parent is the good end's image
+    assert steps["culprit"]["samples"] and steps["bad end, culprit reverted"]["samples"]
+    assert "byte for byte" in steps["culprit's parent"]["note"]
     assert all(s["compiled"] is not None and s["compiled"] <= 40 for s in data["steps"]
                if s["kind"] == "step" and not s["reused"]), data["steps"]
     log = (tmp_path / "out" / "bisect.log").read_text()
