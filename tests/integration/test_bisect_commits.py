@@ -151,7 +151,7 @@ def test_a_failure_that_comes_1_run_in_3_is_found_and_confirmed(tree, tmp_path):
 
 
 def test_ctrl_c_in_a_step_leaves_partial_results_no_qemu_and_the_tree(tree, tmp_path):
-    base = git(tree, "rev-parse", "HEAD~8").strip()      # the last test's range, built
+    base, _ = commits(tree, 2, lambda t: append(t, MAIN, "/* the step */\n"), n=2)
     dirty(tree)
     before = user_state(tree)
     out = tmp_path / "out"
