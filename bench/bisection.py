@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """lab bisect against `git bisect run lab exec --bisect`, on a planted regression.
+(Not bench/bisect.py: a script's directory comes first on sys.path, and a bisect.py
+there would shadow Python's bisect module, which random imports, for every script
+in bench/.)
 
-    .venv/bin/python bench/bisect.py [--commits 16] [--culprit 6] [--repeats 3] [--json F]
+    .venv/bin/python bench/bisection.py [--commits 16] [--culprit 6] [--repeats 3] [--json F]
 
 A tree of the kernel the lab builds (tests/integration/kerneltrees.py: hard links to
 the Debian source, git tracking init/main.c and kernel/sys.c, build trees seeded
