@@ -1,6 +1,10 @@
-"""lab bisect over commits: each step built in the lab's own worktree of the user's
-tree (lab.artifacts.gitrange), booted cold as one cell of a scenario
-(lab.run.runner.run_cell), and placed against the two ends (lab.analysis.bisect).
+"""lab bisect's two searches, driving builds and boots for lab.analysis.bisect.
+
+Over commits: each step built in the lab's own worktree of the user's tree
+(lab.artifacts.gitrange), booted cold as one cell of a scenario
+(lab.run.runner.run_cell), and placed against the two ends. Over config options
+(--config): each step the good variant with a fragment of the options taken from the
+bad one, always under one variant name, so one build tree is reconfigured in place.
 
 The ends are measured first, their boots alternating good, bad, good, ... so that
 the host's drift falls on both. Every step's kernel is built incrementally in the
@@ -174,7 +178,7 @@ def image_key(image: Path) -> str:
 # ---------------------------------------------------------------- the search
 
 @dataclass
-class Outcome:
+class Found:
     """What lab bisect found, and whether the checks held."""
 
     search: bisect.CommitBisect | None          # None: --config
@@ -198,7 +202,7 @@ class Outcome:
                 "steps": [s.to_json() for s in self.steps]}
 
 
-def run(b: Bisection, on_step: Callable[[Step], None]) -> Outcome:
+def run(b: Bisection, on_step: Callable[[Step], None]) -> Found:
     """The whole bisection: ends, search, checks. on_step hears of each step as it ends
     (the command prints it, and rewrites bisect.json)."""
     assert b.rng
@@ -233,7 +237,7 @@ def run(b: Bisection, on_step: Callable[[Step], None]) -> Outcome:
         on_step(step)
     built = EndsBuilt(gbuild, bbuild, {k: v[1] for k, v in images.items()})
     confirmation = check(b, search, e, built, on_step) if search.culprit else {}
-    return Outcome(search, e, confirmation, b.steps)
+    return Found(search, e, confirmation, b.steps)
 
 
 @dataclass(frozen=True)

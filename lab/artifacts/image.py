@@ -135,10 +135,10 @@ _APPLET_WINDOW = 64 * 1024
 def busybox_links(binary: bytes) -> list[str]:
     """The paths `busybox --install` would link (bin/ls, usr/bin/env, ...), read from
     the binary itself, which may be another arch's; [] when it cannot be read
-    with certainty (the guest's /init then installs the links itself).
+    with certainty (the guest's init then runs busybox --install itself).
 
     busybox keeps its applet names sorted and NUL-separated ("[", "[[", "acpid",
-    ...), and their directories as 3-bit codes, two to a byte (applet_install_loc).
+    ...), and their directories as codes 0-4, one per half byte (applet_install_loc).
     The table is found as the one run of such bytes near the names that places the
     anchor applets right, and no applet but linuxrc in the root directory. Made at
     boot, the links cost 30-100 ms under TCG.

@@ -157,12 +157,12 @@ def _config(c: _Checked, b: bisecting.Bisection, args, on_step, data: dict) -> i
     data |= {"config": result.to_json(), "ends": ends.to_json() if ends else None,
              "steps": [s.to_json() for s in b.steps], "state": "done"}
     bisecting.write_json(args.out, data)
-    report.bisect_plot(bisecting.Outcome(None, ends, {}, b.steps), args.out / "bisect.png")
+    report.bisect_plot(bisecting.Found(None, ends, {}, b.steps), args.out / "bisect.png")
     report.bisect_config_end(result, args.out)
     return 0 if result.exact else 1
 
 
-def _written(found: bisecting.Outcome, data: dict, target: bisecting.Target, out: Path,
+def _written(found: bisecting.Found, data: dict, target: bisecting.Target, out: Path,
              c: _Checked) -> None:
     """bisect.json, bisect.log, bisect.png and reproduce.sh."""
     assert c.rng and found.search
