@@ -284,7 +284,6 @@ class FakeQemu:
         self.buffers: dict[str, bytes] = {}
         self.started = False
         self.running = False
-        self.echo = False   # labconsole's pty starts with echo off
         self.shell = Shell()
         self.sent = 0
         self.lines: list[str] = []
@@ -429,7 +428,7 @@ class FakeQemu:
         fd = self.named_fds.pop(uri.removeprefix("fd:"))
         if command == "migrate":
             state = {"files": {k: v.decode("latin-1") for k, v in self.shell.files.items()},
-                     "vars": self.shell.vars, "sent": self.sent, "echo": self.echo}
+                     "vars": self.shell.vars, "sent": self.sent}
             with os.fdopen(fd, "w") as fh:
                 fh.write(json.dumps(state))
             self.migration = "completed"
@@ -441,7 +440,7 @@ class FakeQemu:
             print(f"qemu-system: load of migration failed: {exc}", file=sys.stderr, flush=True)
             self.exit(1)
         self.shell.files = {k: v.encode("latin-1") for k, v in state["files"].items()}
-        self.shell.vars, self.sent, self.echo = state["vars"], state["sent"], state["echo"]
+        self.shell.vars, self.sent = state["vars"], state["sent"]
         self.started, self.migration = True, "completed"
 
     def touch_ram(self) -> None:
@@ -472,11 +471,7 @@ class FakeQemu:
     def on_shell(self, name: str, data: bytes) -> None:
         text = self.buffers.get(name, "") + data.decode(errors="replace")
         *lines, self.buffers[name] = text.split("\n")
-        for line in lines:
-            if self.echo:
-                self.tty("shell", line + "\n")
-                self.echo = "stty -echo" not in line
-            self.lines.append(line)
+        self.lines += lines     # no echo: labconsole's pty starts with echo off
         if not self.busy:
             self.next_line()
 
