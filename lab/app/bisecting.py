@@ -258,7 +258,8 @@ def check(b: Bisection, search: bisect.CommitBisect, e: bisect.Ends | None, ends
     kernel differs. The rest are judged on new evidence: with a metric, booted
     alternately with both ends again (good, bad, then each in turn, round after
     round) and placed against those fresh ends, so that the host's drift since the
-    search began cannot pass for a difference; pass/fail, run as a step is."""
+    search began cannot pass for a difference, with rounds added while one is weak,
+    as a step gets boots; pass/fail, run as a step is."""
     culprit = search.culprit
     assert culprit is not None and b.rng and b.wt
     parent = b.rng.parent(culprit)
@@ -300,18 +301,27 @@ def check(b: Bisection, search: bisect.CommitBisect, e: bisect.Ends | None, ends
 
 def _remeasure(b: Bisection, ends: EndsBuilt, left: list[tuple[Step, KernelBuild]]) -> str:
     """left booted in turn with both ends, policy.end_boots rounds, and placed against
-    those fresh ends; why not, when the ends no longer differ."""
+    those fresh ends; while one is still weak, policy.more rounds more, up to
+    policy.max_boots (as a step gets). Why not, when the ends no longer differ."""
     runs = [("good", ends.good), ("bad", ends.bad), *((s.label, k) for s, k in left)]
     samples: dict[str, list[list[float]]] = {label: [] for label, _ in runs}
-    for _ in range(b.policy.end_boots):
-        for label, kbuild in runs:
-            samples[label] += [list(x) for x in b.samples(kbuild, 1, label)]
-    try:
-        fresh = bisect.ends(samples["good"], samples["bad"], b.policy)
-    except UserError as exc:
-        return f"measured again beside the culprit, the ends no longer differ: {exc}"
+    rounds, want = 0, b.policy.end_boots
+    while True:
+        for _ in range(want):
+            for label, kbuild in runs:
+                samples[label] += [list(x) for x in b.samples(kbuild, 1, label)]
+        rounds += want
+        try:
+            fresh = bisect.ends(samples["good"], samples["bad"], b.policy)
+        except UserError as exc:
+            return f"measured again beside the culprit, the ends no longer differ: {exc}"
+        placed = {s.label: bisect.place(fresh, samples[s.label]) for s, _ in left}
+        weak = any(p.outcome == bisect.WEAK for p in placed.values())
+        if not weak or rounds >= max(b.policy.max_boots, b.policy.end_boots):
+            break
+        want = min(b.policy.more, b.policy.max_boots - rounds)
     for step, _ in left:
-        p = bisect.place(fresh, samples[step.label])
+        p = placed[step.label]
         step.measured = bisect.Measured(p.outcome, bisect.frozen(samples[step.label]),
                                         note=p.note)
     return ""
