@@ -738,13 +738,14 @@ def bisect_step(commit: str, subject: str, kind: str, compiled: int | None, boot
         out.print(Text(f"{'':16} {note}", "dim"), soft_wrap=True)
 
 
-def bisect_plot(found, path: Path) -> None:
+def bisect_plot(found, metric: str, path: Path) -> None:
     """A strip plot of every measured step against the two ends (a metric only)."""
     rows = [_PlotRow(f"{s.kind}\n{s.label[:12]}", stats.estimate(list(s.samples)),
                      s.measured.outcome.value != "bad", s.measured.outcome.value)
             for s in found.steps if s.measured and len(s.samples) >= 1]
     if rows and found.ends is not None:
-        compare_plot([(f"lab bisect: every step's boots ({len(rows)} steps)", "", rows)], path)
+        compare_plot([(f"lab bisect: every step's boots ({len(rows)} steps)", metric, rows)],
+                     path)
 
 
 def bisect_config_end(result, outdir: Path) -> None:

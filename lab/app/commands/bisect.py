@@ -157,7 +157,8 @@ def _config(c: _Checked, b: bisecting.Bisection, args, on_step, data: dict) -> i
     data |= {"config": result.to_json(), "ends": ends.to_json() if ends else None,
              "steps": [s.to_json() for s in b.steps], "state": "done"}
     bisecting.write_json(args.out, data)
-    report.bisect_plot(bisecting.Found(None, ends, {}, b.steps), args.out / "bisect.png")
+    report.bisect_plot(bisecting.Found(None, ends, {}, b.steps), args.metric or "",
+                       args.out / "bisect.png")
     report.bisect_config_end(result, args.out)
     return 0 if result.exact else 1
 
@@ -168,7 +169,7 @@ def _written(found: bisecting.Found, data: dict, target: bisecting.Target, out: 
     assert c.rng and found.search
     bisecting.write_json(out, data | found.to_json() | {"state": "done"})
     (out / "bisect.log").write_text("\n".join(found.search.git_log()) + "\n")
-    report.bisect_plot(found, out / "bisect.png")
+    report.bisect_plot(found, data["metric"] or "", out / "bisect.png")
     if found.culprit:
         script = out / "reproduce.sh"
         script.write_text(bisecting.reproduce_script(
