@@ -20,7 +20,6 @@ replication, lab.analysis.stats), so restores would add samples but no evidence.
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,15 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from lab.analysis import bisect, stats
+from lab.arches import get_arch
 from lab.artifacts import build, gitrange, kconfig
 from lab.core.errors import BuildError, UserError
 from lab.core.model import ArchProfile, Cell, KernelBuild, KernelVariant, Scenario, Selector
 from lab.core.results import CellResult, Status
 from lab.host import cache
 from lab.run import runner
-
-#: Read the image in pieces this large to hash it.
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -107,19 +104,28 @@ class Bisection:
         step = Step("revert" if revert else commit, subject, kind)
         cell = self.target.cell
         assert cell.variant is not None
+        return step, self.built(step, get_arch(cell.arch), cell.variant, self.wt.path,
+                                f"{cell.arch}/{cell.variant.name} at {step.label[:12]}")
+
+    def built(self, step: Step, arch: ArchProfile, variant: KernelVariant,
+              source: Path | None, label: str) -> KernelBuild | None:
+        """variant built from source with the target's guest image, step's compiled
+        objects and image hash filled in; None, and step.error, when the build failed
+        or (a UserError) an option did not take."""
+        cell = self.target.cell
+        assert cell.variant is not None
         try:
-            with self.progress_for(f"{cell.arch}/{cell.variant.name} at {step.label[:12]}") as p:
-                kbuild = build.ensure_kernel(cell.arch, cell.variant, source=self.wt.path,
-                                             progress=p)
+            with self.progress_for(label) as p:
+                kbuild = build.ensure_kernel(arch, variant, source=source, progress=p)
                 (kbuild,) = runner.guest_images([(self.target.scenario, cell)],
                                                 {(cell.arch, cell.variant): kbuild},
                                                 self.progress_for)
-        except BuildError as exc:
-            step.error = str(exc).splitlines()[0] if str(exc) else "the build failed"
-            return step, None
+        except (BuildError, UserError) as exc:
+            step.error = " ".join(str(exc).split())[:500] or "the build failed"
+            return None
         step.compiled = build.kernel_meta(kbuild).get("compiled")
-        step.image = image_key(kbuild.image)
-        return step, kbuild
+        step.image = cache.file_sha(kbuild.image)
+        return kbuild
 
     # -- booting
 
@@ -163,16 +169,6 @@ class Bisection:
             sa += [list(x) for x in self.samples(a, 1, labels[0])]
             sb += [list(x) for x in self.samples(b, 1, labels[1])]
         return sa, sb
-
-
-def image_key(image: Path) -> str:
-    """A kernel image's sha256: equal bytes, equal kernel (kbuild is reproducible
-    here: host.command.REPRODUCIBLE_ENV)."""
-    h = hashlib.sha256()
-    with open(image, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- the search
@@ -406,21 +402,8 @@ class ConfigBisection:
     def build(self, variant: KernelVariant, kind: str, label: str) -> tuple[Step,
                                                                             KernelBuild | None]:
         step = Step(label, "", kind)
-        cell = self.b.target.cell
-        assert cell.variant is not None
-        try:
-            with self.b.progress_for(f"{self.arch.name}/{label[:40]}") as p:
-                kbuild = build.ensure_kernel(self.arch, variant, source=self.source,
-                                             progress=p)
-                (kbuild,) = runner.guest_images([(self.b.target.scenario, cell)],
-                                                {(cell.arch, cell.variant): kbuild},
-                                                self.b.progress_for)
-        except (BuildError, UserError) as exc:     # UserError: an option did not take
-            step.error = " ".join(str(exc).split())[:500]
-            return step, None
-        step.compiled = build.kernel_meta(kbuild).get("compiled")
-        step.image = image_key(kbuild.image)
-        return step, kbuild
+        return step, self.b.built(step, self.arch, variant, self.source,
+                                  f"{self.arch.name}/{label[:40]}")
 
 
 def run_config(c: ConfigBisection, bad: KernelVariant, asked: dict[str, tuple[str, str]],
