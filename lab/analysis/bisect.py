@@ -607,6 +607,8 @@ class ConfigResult:
     exact: bool
     steps: tuple[ConfigStep, ...]
     diff: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    #: What each option needs (moves with it): bisect_config's `needs`.
+    needs: Mapping[str, Collection[str]] = field(default_factory=dict)
 
     @property
     def together(self) -> bool:
@@ -629,7 +631,8 @@ class ConfigResult:
     def to_json(self) -> dict[str, Any]:
         return {"options": sorted(self.options), "applied": sorted(self.applied),
                 "exact": self.exact, "together": self.together,
-                "conclusion": self.conclusion(), "steps": [s.to_json() for s in self.steps]}
+                "conclusion": self.conclusion(), "steps": [s.to_json() for s in self.steps],
+                "needs": {o: sorted(n) for o, n in sorted(self.needs.items()) if n}}
 
 
 def closure(options: Collection[str], needs: Mapping[str, Collection[str]],
@@ -750,4 +753,4 @@ def bisect_config(diff: Mapping[str, tuple[str, str]], needs: Mapping[str, Colle
     search = _ConfigSearch(diff, needs, predicate)
     found = search.narrow(tuple(_order(diff, needs)), frozenset())
     return ConfigResult(found, closure(found, needs, search.within), search.exact,
-                        tuple(search.steps), dict(diff))
+                        tuple(search.steps), dict(diff), dict(needs))

@@ -21,6 +21,7 @@ replication, lab.analysis.stats), so restores would add samples but no evidence.
 from __future__ import annotations
 
 import shlex
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -407,8 +408,11 @@ class ConfigBisection:
 
 
 def run_config(c: ConfigBisection, bad: KernelVariant, asked: dict[str, tuple[str, str]],
-               on_step: Callable[[Step], None]) -> tuple[bisect.ConfigResult, bisect.Ends | None]:
-    """The ends, then bisect.bisect_config over the options they differ by."""
+               on_step: Callable[[Step], None],
+               on_needs: Callable[[dict[str, frozenset[str]]], None] = lambda needs: None,
+               ) -> tuple[bisect.ConfigResult, bisect.Ends | None]:
+    """The ends, what each option they differ by needs (asked of kbuild), then
+    bisect.bisect_config over those options, each moved with what it needs."""
     b = c.b
     gstep, gbuild = c.build(c.good, "good end", c.good.name)
     bstep, bbuild = c.build(bad, "bad end", bad.name)
@@ -424,6 +428,12 @@ def run_config(c: ConfigBisection, bad: KernelVariant, asked: dict[str, tuple[st
     for s in (gstep, bstep):
         b.steps.append(s)
         on_step(s)
+    scratch = c.fragment.parent / "kconfig-needs"
+    try:
+        needs = build.option_needs(gbuild, {o: v[1] for o, v in diff.items()}, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    on_needs(needs)
 
     def predicate(applied: frozenset[str]) -> bisect.Outcome:
         step_fragment(c.fragment, diff, applied)
@@ -435,7 +445,7 @@ def run_config(c: ConfigBisection, bad: KernelVariant, asked: dict[str, tuple[st
         on_step(step)
         return step.measured.outcome if step.measured else bisect.SKIP
 
-    return bisect.bisect_config(diff, {}, predicate), e
+    return bisect.bisect_config(diff, needs, predicate), e
 
 
 def _judge_ends(b: Bisection, gstep: Step, gbuild: KernelBuild, bstep: Step,

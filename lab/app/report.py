@@ -748,6 +748,13 @@ def bisect_plot(found, metric: str, path: Path) -> None:
                      path)
 
 
+def bisect_needs(needs: dict) -> None:
+    """What Kconfig makes each option of a --config bisection move with."""
+    for option, deps in sorted(needs.items()):
+        if deps:
+            err.print(f"{option} needs {', '.join(sorted(deps))}: they move together")
+
+
 def bisect_config_end(result, outdir: Path) -> None:
     """lab bisect --config's answer, and where everything is."""
     out.print(Text(f"lab bisect --config: {result.conclusion()} ({len(result.steps)} steps)",

@@ -24,6 +24,7 @@ PROFILE = ArchProfile(
     virtio_serial="virtio-serial-pci",
     cmdline=("console=ttyS0", "quiet", "panic=-1"),
     dut_uart=False,
+    dump_paging=True,
     kpti_option="PAGE_TABLE_ISOLATION",
     kpti_on="pti=on",
     kpti_off="pti=off",

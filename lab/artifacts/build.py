@@ -34,6 +34,7 @@ from lab.artifacts.kernel import (
     compiler_id,
     kernel_key,
     kernel_meta,
+    option_needs,
     toolchain_id,
     verify_kernel,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "hold",
     "kernel_key",
     "kernel_meta",
+    "option_needs",
     "kernel_source",
     "list_kernels",
     "quiet",

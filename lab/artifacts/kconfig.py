@@ -3,7 +3,8 @@
 A variant NAME is the union of kernel-configs/variants/NAME.config (every
 arch) and kernel-configs/variants/NAME.<arch>.config (one arch); at least one
 must exist. A path to a .config file is a variant of its own, named by its
-file's stem.
+file's stem. Either with "+dbg" after it is that variant with
+kernel-configs/dbg/ on top (debug information, the gdb scripts).
 
 A fragment's values reach kbuild, which `include`s them into make and shell
 commands: a value is y, m, n, a number, or a quoted string of the few options
@@ -107,8 +108,25 @@ def variant_names(arch: ArchProfile) -> list[str]:
     return sorted(names)
 
 
+#: VARIANT+dbg: the variant with debug information and the kernel's gdb scripts
+#: (kernel-configs/dbg/), the kernel lab debug boots.
+DBG = "+dbg"
+
+
+def with_dbg(arch: ArchProfile, variant: KernelVariant) -> KernelVariant:
+    """The +dbg form of a variant: its fragments, then kernel-configs/dbg/'s."""
+    if variant.name.endswith(DBG):
+        return variant
+    overlay = tuple(p for p in (KERNEL_CONFIGS / "dbg" / "dbg.config",
+                                KERNEL_CONFIGS / "dbg" / f"dbg.{arch.name}.config")
+                    if p.is_file())
+    return KernelVariant(variant.name + DBG, variant.fragments + overlay)
+
+
 def resolve_variant(arch: ArchProfile, spec: str) -> KernelVariant:
-    """A variant name, or a path to a fragment file."""
+    """A variant name, or a path to a fragment file; either with +dbg after it."""
+    if spec.endswith(DBG) and len(spec) > len(DBG):
+        return with_dbg(arch, resolve_variant(arch, spec[: -len(DBG)]))
     if spec.endswith(".config") or "/" in spec:
         return _fragment_variant(Path(spec))
     variants = KERNEL_CONFIGS / "variants"

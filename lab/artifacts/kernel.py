@@ -91,6 +91,10 @@ def kernel_key(arch: ArchProfile, variant: KernelVariant, source_id: str) -> str
                      f"toolchain={toolchain_id(arch)}", *(p.read_bytes() for p in frags))
 
 
+#: A +dbg kernel's entry keeps its vmlinux under this name.
+VMLINUX = "vmlinux"
+
+
 def kernels_dir() -> Path:
     return cache_dir() / "kernels"
 
@@ -119,7 +123,15 @@ def _meta(kdir: Path) -> dict:
 
 def kernel_artifacts(kdir: Path) -> list[Path]:
     """A kernel entry's artifacts (its cache.Record)."""
-    return [kdir / _meta(kdir)["image"], kdir / "config", kdir / "meta.json"]
+    meta = _meta(kdir)
+    return [kdir / meta["image"], kdir / "config", kdir / "meta.json",
+            *([kdir / VMLINUX] if meta.get("vmlinux") == VMLINUX else [])]
+
+
+def vmlinux(build: KernelBuild) -> Path | None:
+    """The vmlinux with debug information of a +dbg kernel; None for any other."""
+    path = build.image.parent / VMLINUX
+    return path if _meta(build.image.parent).get("vmlinux") == VMLINUX else None
 
 
 def _check(kdir: Path) -> None:
@@ -315,7 +327,11 @@ _COMPILED = re.compile(r"^\s+CC\s+(\[M\]\s+)?\S+\.o$")
 def _compile(plan: _Plan, obj: Path, log: Path, progress: Progress) -> int:
     """make the image and the modules, incrementally; how many objects it compiled
     (kbuild's CC lines in the log, which this build started empty)."""
-    run([*plan.make(obj), f"-j{plan.jobs}", plan.image[0], "modules"], phase="compile",
+    # `all` would build scripts_gdb (the gdb scripts' links and constants.py) when
+    # GDB_SCRIPTS is on; the lab names its targets, so it names that one too.
+    scripts = plan.wanted.get("GDB_SCRIPTS")
+    gdb = ["scripts_gdb"] if scripts is not None and scripts.value == "y" else []
+    run([*plan.make(obj), f"-j{plan.jobs}", plan.image[0], "modules", *gdb], phase="compile",
         deadline=DEADLINE_S["compile"], log=log, progress=progress)
     with open(log, encoding="utf-8", errors="replace") as fh:
         compiled = sum(1 for line in fh if _COMPILED.match(line.rstrip("\n")))
@@ -348,6 +364,9 @@ def _record(plan: _Plan, scratch: Path, obj: Path, final: dict[str, str], compil
     image = Path(built).name
     shutil.copy2(obj / built, scratch / image)
     shutil.copy2(obj / ".config", scratch / "config")
+    debug = final.get("DEBUG_INFO") == "y"
+    if debug:       # a +dbg kernel: its vmlinux, for gdb and crash (lab debug)
+        shutil.copy2(obj / "vmlinux", scratch / VMLINUX)
     return {
         "arch": plan.arch.name, "kernel": plan.variant.name, "hash": plan.key,
         "image": image, "image_path": built, "release": answer[-1], "source": str(plan.src),
@@ -356,6 +375,7 @@ def _record(plan: _Plan, scratch: Path, obj: Path, final: dict[str, str], compil
         "options": kconfig.variant_options(plan.wanted, plan.variant, final),
         "toolchain": plan.toolchain, "build_tree": str(obj.parent), "compiled": compiled,
         "build_s": round(time.monotonic() - started, 1),
+        **({"vmlinux": VMLINUX} if debug else {}),
     }
 
 
@@ -390,3 +410,45 @@ def build_kernel(arch: ArchProfile, variant: KernelVariant, *, source: Path | No
     kdir = kernels_dir() / f"{arch.name}-{variant.name}-{plan.key[:12]}"
     return _from_meta(cache.entry(kdir, _build(plan, progress), marker="meta.json",
                                   record=kernel_artifacts, check=_check, progress=progress))
+
+
+# ---------------------------------------------------------------- what an option needs
+
+def option_needs(build: KernelBuild, values: dict[str, str], scratch: Path,
+                 progress: Progress = quiet) -> dict[str, frozenset[str]]:
+    """For each option in values (CONFIG_X -> the value wanted), the other options of
+    values it cannot take that value without, as Kconfig decides (its `depends on`,
+    and a `select` that keeps it on): what lab bisect --config moves with it.
+
+    Asked of kbuild itself, not of a parse of Kconfig: build's .config with the
+    option set is run through olddefconfig in scratch (a build tree of its own,
+    nothing compiled); an option that takes there needs nothing. One that does not
+    starts from all of values (with which it takes: they are a built kernel's
+    .config) and drops each other option it still takes without.
+    """
+    src = Path(kernel_meta(build)["source"])
+    arch = ARCHES[build.arch]
+    scratch.mkdir(parents=True, exist_ok=True)
+    base = build.config.read_text()
+
+    def takes(option: str, applied: frozenset[str]) -> bool:
+        lines = [f"# {o} is not set" if values[o] == "n" else f"{o}={values[o]}"
+                 for o in sorted(applied | {option})]
+        (scratch / ".config").write_text(base + "".join(line + "\n" for line in lines))
+        run([*make_argv(arch, src, scratch), "olddefconfig"], phase="olddefconfig",
+            deadline=DEADLINE_S["configure"], log=scratch / "needs.log")
+        final = kconfig.parse_config(scratch / ".config")
+        return final.get(option.removeprefix("CONFIG_"), "n") == values[option]
+
+    needs: dict[str, frozenset[str]] = {}
+    for option in sorted(values):
+        progress("needs", option)
+        if takes(option, frozenset()):
+            needs[option] = frozenset()
+            continue
+        kept = set(values) - {option}
+        for other in sorted(kept):
+            if takes(option, frozenset(kept - {other})):
+                kept.discard(other)
+        needs[option] = frozenset(kept)
+    return needs

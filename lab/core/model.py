@@ -52,6 +52,10 @@ class ArchProfile:
     #: and path of the static C library the guest tools link against ("", "": that
     #: ABI's programs are freestanding, images/abi/).
     abi_packages: tuple[tuple[str, str, str], ...] = ()
+    #: Whether QEMU writes a guest's memory dump with its virtual addresses
+    #: (dump-guest-memory's paging, which gdb needs to read a vmcore): QEMU 7.2 maps
+    #: x86's page tables, not arm64's.
+    dump_paging: bool = False
 
 
 @dataclass(frozen=True)

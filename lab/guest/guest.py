@@ -10,27 +10,38 @@ from __future__ import annotations
 import logging
 import re
 import shlex
+import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from lab.arches import get_arch
+from lab.artifacts.kernel import VMLINUX
 from lab.core.deadline import Deadline
-from lab.core.errors import AbnormalShutdown, GuestError, InfraError
+from lab.core.errors import AbnormalShutdown, GuestError, InfraError, LabError
 from lab.core.model import BootFacts, CommandResult, KernelBuild, KernelMessage, accel_label
 from lab.guest import qemu, snapshot
 from lab.guest.clone import Cloning
 from lab.guest.console import COMMAND_DEADLINE_S, ConsoleLog, Dialog, KernelLog, Resume, Shell
 from lab.guest.monitor import QMP_TIMEOUT_S, Monitor
 from lab.guest.uart import Uart
-from lab.host import facts
+from lab.host import facts, proc
 from lab.host.cache import CorruptEntry
 from lab.parse import faults
 
 log = logging.getLogger("lab.guest.guest")
 
 BOOT_DEADLINE_S = 60.0
+#: A kernel that leaves a vmcore waits this long after a panic before it reboots
+#: (which ends QEMU: -no-reboot), instead of rebooting at once (panic=-1): the lab
+#: sees the panic within a second or two and dumps the guest's memory meanwhile.
+PANIC_HOLD_S = 10
+#: The vmcore's name in a guest's logs, the time its dump may take, and the room the
+#: disk keeps beside it.
+CORE = "vmcore"
+CORE_DEADLINE_S = 120.0
+CORE_SPARE_BYTES = 1 << 30
 #: How long after the shell is ready the kernel log may take to bring the boot's
 #: lines (the forwarder starts after the shell); then the lab asks dmesg.
 BOOT_LOG_S = 5.0
@@ -45,17 +56,25 @@ class Guest(Cloning):
                  logdir: Path | None = None, accel: str | None = None,
                  memory_mb: int | None = None, icount: bool = False,
                  boot_deadline_s: float = BOOT_DEADLINE_S, echo_kernel=None,
-                 sysctls: tuple[tuple[str, str], ...] = (), restore: bool = False):
+                 sysctls: tuple[tuple[str, str], ...] = (), restore: bool = False,
+                 gdb: bool = False):
         if build.initramfs is None:
             raise InfraError(f"kernel {build.arch}/{build.kernel} has no initramfs")
         self.build = build
         self.arch = get_arch(build.arch)
         self.accel = facts.choose_accel(self.arch, accel)
         self.icount = icount
-        self.cmdline = qemu.kernel_cmdline(self.arch, tuple(cmdline))
+        #: A kernel with debug information (a +dbg one) leaves a vmcore when it panics.
+        self.post_mortem = (build.image.parent / VMLINUX).is_file()
+        hold = (f"panic={PANIC_HOLD_S}",) if self.post_mortem else ()
+        self.cmdline = qemu.kernel_cmdline(self.arch, (*hold, *cmdline))
+        #: The vmcore this guest left in its logs, if it panicked.
+        self.core: Path | None = None
         self.logdir = Path(logdir) if logdir else Path(tempfile.mkdtemp(prefix="lab-guest-"))
         self.memory_mb = memory_mb
         self.sysctls = sysctls
+        #: QEMU's gdbstub on gdb_socket (lab debug); a cold boot only.
+        self.gdb = gdb
         self.boot_deadline_s = boot_deadline_s
         self._echo_kernel = echo_kernel
         self.machine: qemu.Machine | None = None
@@ -102,7 +121,8 @@ class Guest(Cloning):
         if incoming:
             kernel, initramfs = qemu.restore_stand_ins(kernel, initramfs, rundir)
         return qemu.command_line(self.arch, kernel, initramfs, self.cmdline, rundir,
-                                 self.accel, self.memory_mb, self.icount, ram, incoming)
+                                 self.accel, self.memory_mb, self.icount, ram, incoming,
+                                 gdb=self.gdb)
 
     def _launch(self, ram: qemu.RamFile | None = None, incoming: bool = False,
                 resume: Resume | None = None) -> None:
@@ -164,6 +184,9 @@ class Guest(Cloning):
         another error may be on its way out. A clone's template is checked
         unwritten (its RAM file's size and mtime), and deleted if it was not.
         """
+        if self.post_mortem and self.core is None and self.kernel is not None \
+                and self.kernel.panicked.is_set() and self.machine and self.machine.alive():
+            self._dump_core()
         self._teardown()
         if self.template is not None:
             try:
@@ -172,6 +195,26 @@ class Guest(Cloning):
                 log.warning("deleting template %s: %s", self.template.path, bad)
                 snapshot.discard(self.template.path)
             self.template = None
+
+    def _dump_core(self) -> None:
+        """The panicked guest's memory, as an ELF vmcore in its logs (crash reads it with
+        the kernel's vmlinux: lab debug --core), holes punched where the guest left
+        its memory zero. Skipped, with a warning, when the disk has too little room;
+        a failure is a warning too: close() must not fail."""
+        core = self.logdir / CORE
+        memory = (self.memory_mb or self.arch.memory_mb) * 2**20
+        try:
+            if shutil.disk_usage(self.logdir).free < memory + CORE_SPARE_BYTES:
+                log.warning("no vmcore: %s has less than %d MiB free", self.logdir,
+                            (memory + CORE_SPARE_BYTES) >> 20)
+                return
+            assert self.machine and self.machine.monitor
+            self.machine.monitor.dump_memory(core, CORE_DEADLINE_S, self.arch.dump_paging)
+            proc.run(["fallocate", "--dig-holes", str(core)], deadline=CORE_DEADLINE_S)
+            self.core = core
+        except (LabError, OSError) as exc:
+            log.warning("no vmcore: %s", exc)
+            core.unlink(missing_ok=True)
 
     def _teardown(self) -> None:
         """QEMU shut down, the consoles closed; the guest can be launched again."""
@@ -190,6 +233,12 @@ class Guest(Cloning):
         if self._log:
             self._log.close()
             self._log = None
+
+    @property
+    def gdb_socket(self) -> Path:
+        """QEMU's gdbstub (a guest made with gdb=True), while the guest runs."""
+        assert self.gdb and self.machine, "a running guest with gdb=True"
+        return self.machine.rundir / qemu.GDB_SOCKET
 
     # -- capabilities
 

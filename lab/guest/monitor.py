@@ -33,6 +33,8 @@ HMP_ERROR = re.compile(r"^.*(?:unknown command:|Cannot access memory|unknown reg
                        r"invalid char in format|^Error\b|^error:).*$|^Try \"help.*$", re.M)
 #: The name a migration's file descriptor has in QEMU's monitor.
 MIGRATION_FD = "lab-migration"
+#: The name of a memory dump's file descriptor.
+DUMP_FD = "lab-dump"
 
 
 class Monitor:
@@ -149,9 +151,13 @@ class Monitor:
         self._migration_done("restoring the guest's state", deadline)
 
     def _migration_file(self, path: Path, write: bool) -> str:
-        """The migration URI of path: the lab opens it and hands QEMU the file
-        descriptor (SCM_RIGHTS, then getfd), so no shell and no program of QEMU's
-        (`exec:cat`, which cost a restore 4 ms) ever sees the path."""
+        """The migration URI of path: see _hand_file."""
+        return self._hand_file(path, write, MIGRATION_FD)
+
+    def _hand_file(self, path: Path, write: bool, name: str) -> str:
+        """fd:NAME for path: the lab opens it (a file it writes: new, mode 0600) and
+        hands QEMU the file descriptor (SCM_RIGHTS, then getfd), so no shell and no
+        program of QEMU's (`exec:cat`, which cost a restore 4 ms) ever sees the path."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC if write else os.O_RDONLY
         fd = os.open(path, flags | os.O_CLOEXEC, 0o600)
         try:
@@ -161,10 +167,20 @@ class Monitor:
                 self._qmp.send_fd_scm(fd)
             except (QMPError, OSError) as exc:
                 raise GuestLost(f"QMP getfd: QEMU took no file descriptor ({exc})") from exc
-            self.qmp("getfd", fdname=MIGRATION_FD)
+            self.qmp("getfd", fdname=name)
         finally:
             os.close(fd)
-        return f"fd:{MIGRATION_FD}"
+        return f"fd:{name}"
+
+    # -- post-mortem
+
+    def dump_memory(self, path: Path, timeout: float, paging: bool) -> None:
+        """The guest's memory as an ELF core written to path, each vCPU's registers in
+        its notes; with paging, its segments at the kernel's virtual addresses (what
+        gdb reads), else at physical ones. The guest stays stopped."""
+        self.qmp("stop")
+        self.qmp("dump-guest-memory", timeout, paging=paging,
+                 protocol=self._hand_file(path, True, DUMP_FD))
 
     def _ignore_shared(self) -> None:
         """RAM in a file shared with the template stays out of the stream (QEMU 7.2

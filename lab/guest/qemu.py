@@ -48,6 +48,9 @@ log = logging.getLogger("lab.guest.qemu")
 
 RUN_PREFIX = "lab-run-"
 SOCKETS = ("qmp", "kernel", "shell", "kmsg")
+#: QEMU's gdbstub, when a guest is started for a debugger: a unix socket in the
+#: private run directory.
+GDB_SOCKET = "gdb.sock"
 #: The virtserialports' names, which the guest's init looks for (images/tools/labconsole.c):
 #: chardev id -> port name.
 PORTS = {"shell": "lab.shell", "kmsg": "lab.kmsg"}
@@ -94,12 +97,13 @@ def channel_devices(arch: ArchProfile) -> list[str]:
 def command_line(arch: ArchProfile, kernel: Path, initramfs: Path, cmdline: str,
                  rundir: Path, accel: str = "tcg", memory_mb: int | None = None,
                  icount: bool = False, ram: RamFile | None = None,
-                 incoming: bool = False) -> list[str]:
+                 incoming: bool = False, gdb: bool = False) -> list[str]:
     """The whole QEMU argv for one guest. Pure: no I/O, same input, same argv.
 
     ram puts guest RAM in a file (which save_state and load_state leave out of
     the migration stream: x-ignore-shared); incoming makes
-    QEMU wait for migrate-incoming (a restore) instead of booting.
+    QEMU wait for migrate-incoming (a restore) instead of booting; gdb adds
+    QEMU's gdbstub on the private socket GDB_SOCKET (lab debug).
     """
     sock = lambda name: f"socket,id={name},path={rundir / (name + '.sock')},server=on,wait=off"
     memory = memory_mb or arch.memory_mb
@@ -122,6 +126,8 @@ def command_line(arch: ArchProfile, kernel: Path, initramfs: Path, cmdline: str,
                  f"mem-path={_opt(ram.path)},share={'on' if ram.shared else 'off'}"]
     if incoming:
         argv += ["-incoming", "defer"]
+    if gdb:
+        argv += ["-chardev", sock("gdb"), "-gdb", "chardev:gdb"]
     return argv
 
 

@@ -97,6 +97,10 @@ def _spatch(language: str, body: str) -> Probe:
 #: prints "Py.find_library: unable to find the Python library" and exits 0).
 _SPATCH_OCAML = _spatch("ocaml", 'print_endline ("lab-probe-" ^ f)')
 _SPATCH_PYTHON = _spatch("python", 'print("lab-probe-" + f)')
+#: gdb-multiarch knows both guest arches, and runs Python (the kernel's gdb scripts).
+_GDB = Probe(("gdb-multiarch", "-nx", "-batch", "-ex", "set architecture aarch64",
+              "-ex", "set architecture i386:x86-64", "-ex", "python print('lab-probe')"),
+             expect="lab-probe")
 _SPARSE = Probe(("sparse", "-Wsparse-error", "{dir}/t.c"), (("t.c", "int f(void);\n"),))
 _CHECKPATCH = Probe(("perl", "{src}/scripts/checkpatch.pl", "--strict", "--no-tree", "-f",
                      "{dir}/t.c"), (("t.c", "// SPDX-License-Identifier: GPL-2.0\n"
@@ -207,6 +211,10 @@ DEPS: tuple[Dep, ...] = (
     Dep("Python library (coccicheck's Python scripts)", PYTHON_LIBRARY_PACKAGE,
         path=PYTHON_LIBRARY, probe=_SPATCH_PYTHON),
     Dep("lz4 (the x86_64 debug kernel's bzImage)", "lz4", command="lz4", probe=_version("lz4")),
+    Dep("gdb for every guest arch (lab debug)", "gdb-multiarch", command="gdb-multiarch",
+        probe=_GDB),
+    Dep("fallocate (sparse vmcores)", "util-linux", command="fallocate",
+        probe=_version("fallocate")),
     Dep("Chromium (report.html's browser tests)", "chromium", command="chromium",
         probe=_CHROMIUM),
     Dep("ChromeDriver (report.html's browser tests)", "chromium-driver", command="chromedriver",

@@ -110,12 +110,14 @@ def stop_all() -> None:
             stop_group(child, 0.0)
 
 
-def popen(argv: Sequence[str | os.PathLike[str]], *, stdout: int | IO,
+def popen(argv: Sequence[str | os.PathLike[str]], *, stdout: int | IO | None,
           cwd: Path | None = None, env: dict[str, str] | None = None,
-          text: bool = False, stderr: int | IO = subprocess.STDOUT) -> subprocess.Popen:
+          text: bool = False, stderr: int | IO | None = subprocess.STDOUT,
+          stdin: int | IO | None = subprocess.DEVNULL) -> subprocess.Popen:
     """Start argv the lab's way: the one place where a child process is created.
 
-    stdin is /dev/null, stderr goes where stdout goes (unless asked), the child leads its
+    stdin is /dev/null (None: the lab's own, for a debugger a person drives at
+    the terminal), stderr goes where stdout goes (unless asked), the child leads its
     own process group, so one killpg takes it and everything it started.
     env is added to the lab's own environment. A missing program is a UserError
     that names its Debian package. The caller owns the process: run() and
@@ -128,7 +130,7 @@ def popen(argv: Sequence[str | os.PathLike[str]], *, stdout: int | IO,
     _Spawning.active = main
     try:
         child = subprocess.Popen(
-            words, cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+            words, cwd=cwd, env={**os.environ, **(env or {})}, stdin=stdin,
             stdout=stdout, stderr=stderr, text=text,
             errors="replace" if text else None, start_new_session=True)
         _children.add(child)
@@ -303,6 +305,24 @@ def run(argv: Sequence[str | os.PathLike[str]], *, deadline: Deadline | float,
     if check and returncode != 0:
         raise error(f"{w.what} failed (exit code {returncode}): {w.cmdline}", logged, w.tail)
     return Completed(w.argv, returncode, w.output, time.monotonic() - w.started)
+
+
+def wait_at_terminal(child: subprocess.Popen) -> int:
+    """Wait for a child a person drives at the terminal (a debugger started with the
+    lab's stdin): a ^C there is the child's. The terminal sends it to the lab, whose
+    children lead sessions of their own; it is passed on. Main thread only."""
+    previous = signal.signal(signal.SIGINT, lambda *_: child.send_signal(signal.SIGINT))
+    try:
+        return child.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if child.poll() is None:
+            stop_group(child, 0.0)
+
+
+def interactive(argv: Sequence[str | os.PathLike[str]], cwd: Path | None = None) -> int:
+    """argv on the person's terminal until it exits; its exit status."""
+    return wait_at_terminal(popen(argv, stdout=None, stderr=None, stdin=None, cwd=cwd))
 
 
 #: Prefix that makes a child die with the lab thread that started it

@@ -342,3 +342,38 @@ def _top(msgs: list[str], frames: list[int], count: int) -> list[int]:
 def _machinery(msg: str) -> bool:
     m = _FN.match(msg)
     return m is not None and _MACHINERY.match(m.group(1).split(".")[0]) is not None
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a report says the fault happened: a function, and its module (None: the
+    kernel's own)."""
+
+    function: str
+    module: str | None
+
+
+#: The report's own word for where it happened: arm64's pc line, x86_64's kernel RIP
+#: (0010, the kernel's code segment; 0033 is user space), KASAN's "in FUNC".
+_SITE = re.compile(r"(?:^pc : |^RIP: 0010:|^BUG: KASAN: [\w-]+ in )([A-Za-z_][\w.]*)"
+                   r"\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[(\w+)\])?")
+_FRAME_AT = re.compile(r"^\s+(?:\[<[^>]*>\] )?([A-Za-z_][\w.]*)\+0x[0-9a-f]+/0x[0-9a-f]+"
+                       r"(?: \[(\w+)\])?")
+
+
+def fault_site(text: str, modules: frozenset[str] | None = None) -> Site | None:
+    """The first place a report names that is in the kernel or in one of modules
+    (the modules under test, a frame of any other is skipped; None: any): the pc or
+    RIP of an oops, KASAN's function, else the first frame of its call trace
+    below the reporting machinery. None when it names none (a bare address)."""
+    msgs = [message(line) for line in text.splitlines()]
+    candidates = [m for msg in msgs if (m := _SITE.match(msg))]
+    at = max(_matching(msgs, _CALL_TRACE.pattern), default=None)
+    if at is not None:
+        frames = _frames(msgs, at)
+        start = next((k for k, i in enumerate(frames) if not _machinery(msgs[i])), len(frames))
+        candidates += [m for i in frames[start:] if (m := _FRAME_AT.match(msgs[i]))]
+    for m in candidates:
+        if m.group(2) is None or modules is None or m.group(2) in modules:
+            return Site(m.group(1), m.group(2))
+    return None

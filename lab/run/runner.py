@@ -343,6 +343,8 @@ def run_boot_task(task: BootTask) -> BootOutcome:
         boot.error = _internal_error(exc, logdir)
     if boot.error and guest is not None:
         boot.faults = guest.faults()
+    if guest is not None and guest.core is not None:
+        boot.logs["vmcore"] = str(guest.core.relative_to(task.opts.out))
     boot.duration_s = time.monotonic() - started
     return outcome
 
@@ -596,7 +598,8 @@ def run(scenarios: list[Scenario], opts: Options, event: Event, progress_for: Ca
     where = executor.describe()
     return RunResult(
         scenarios=[{"name": s.name, "description": s.description, "path": str(s.path),
-                    **({"compare": s.compare.to_json()} if s.compare else {})}
+                    **({"compare": s.compare.to_json()} if s.compare else {}),
+                    **({"drivers": [str(d) for d in opts.drivers]} if opts.drivers else {})}
                    for s in scenarios],
         host=host_facts(), jobs=where["jobs"], executor=where,
         timing=timing(opts.icount),

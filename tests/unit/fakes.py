@@ -84,6 +84,7 @@ class FakeGuest:
         self.hmp_answer = ""
         self.hmp_calls: list[str] = []
         self.fake_uart = FakeUart()
+        self.core: Path | None = None     # Guest.core: no vmcore
 
     def run(self, command: str, timeout: float = 60.0,
             output_file: Path | None = None) -> CommandResult:

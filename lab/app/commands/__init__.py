@@ -11,6 +11,7 @@ from lab.app.commands import (
     build,
     cache,
     compare,
+    debug,
     driver,
     guest,
     plan,
@@ -20,4 +21,4 @@ from lab.app.commands import (
 )
 
 #: The registration: one entry per command module.
-MODULES = (build, cache, guest, plan, run, driver, compare, bisect, report, suites)
+MODULES = (build, cache, guest, plan, run, driver, debug, compare, bisect, report, suites)

@@ -153,7 +153,7 @@ def _config(c: _Checked, b: bisecting.Bisection, args, on_step, data: dict) -> i
     good, bad = c.variants
     cb = bisecting.ConfigBisection(b, c.arch, good, args.kernel_src,
                                    args.out / "bisect-step.config")
-    result, ends = bisecting.run_config(cb, bad, c.asked, on_step)
+    result, ends = bisecting.run_config(cb, bad, c.asked, on_step, report.bisect_needs)
     data |= {"config": result.to_json(), "ends": ends.to_json() if ends else None,
              "steps": [s.to_json() for s in b.steps], "state": "done"}
     bisecting.write_json(args.out, data)
