@@ -27,6 +27,7 @@ would run it.
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
 import subprocess
@@ -57,6 +58,7 @@ from lab.scenario import scenario
 from lab.scenario.steps.base import Context
 
 T = TypeVar("T")
+log = logging.getLogger("lab.app.debugging")
 
 #: Debian's gdb for every guest arch (gdb-multiarch).
 GDB = "gdb-multiarch"
@@ -299,13 +301,26 @@ class Session:
             self.close()
 
     def _beside_gdb(self, action: Callable[[], T] | None) -> tuple[T | None, int]:
+        """action in a thread while the person drives gdb; once they quit it (gdb
+        detaches: the guest runs on), action has FINISH_S to end, else it is left to
+        the guest's shutdown, and says nothing."""
         gdb = self.gdb
         assert gdb is not None
         values: list[T] = []
+
+        def run() -> None:
+            assert action is not None
+            try:
+                values.append(action())
+            except LabError as exc:          # the guest shut down under it
+                log.debug("the command beside gdb: %s", exc)
+
+        worker = threading.Thread(target=run, name="debug-action", daemon=True)
         if action is not None:
-            threading.Thread(target=lambda: values.append(action()), name="debug-action",
-                             daemon=True).start()
+            worker.start()
         status = proc.wait_at_terminal(gdb)
+        if action is not None:
+            worker.join(FINISH_S)
         return (values[0] if values else None), status
 
     def close(self) -> None:

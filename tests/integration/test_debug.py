@@ -111,3 +111,29 @@ def test_ctrl_c_leaves_no_gdb_and_no_qemu(tmp_path):
     child.communicate(timeout=60)
     assert child.returncode != 0
     assert not _gdbs(logs) and not lab_qemus()
+
+
+def test_a_guest_that_dies_under_gdb_leaves_no_gdb_and_no_qemu(tmp_path):
+    batch = tmp_path / "f.gdb"
+    batch.write_text("bt\n")
+    logs = tmp_path / "logs"
+    r = lab("debug", "--arch", "aarch64", "--kernel", "nokpti", "--break", "__arm64_sys_reboot",
+            "--batch", str(batch), "--logs", str(logs), "--",
+            "sh", "-c", "echo c > /proc/sysrq-trigger")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "kernel panic" in r.stderr, r.stderr
+    assert (logs / "vmcore").is_file()          # a +dbg kernel's panic keeps its memory
+    assert not _gdbs(logs) and not lab_qemus()
+
+
+def test_a_break_in_a_module_loaded_later_stops_there(tmp_path):
+    batch = tmp_path / "f.gdb"
+    batch.write_text("bt 2\n")
+    r = lab("debug", "--arch", "aarch64", "--kernel", "nokpti", "--module", str(OOPS),
+            "--break", "oops_write_write", "--batch", str(batch),
+            "--logs", str(tmp_path / "logs"), "--",
+            "sh", "-c", "modprobe oops_write && echo 1 > /dev/oops_write")
+    assert "Breakpoint 1 (oops_write_write) pending." in r.stdout, r.stdout
+    assert re.search(r"Breakpoint 1, oops_write_write .* at \S*oops_write.c:\d+", r.stdout), \
+        r.stdout
+    assert r.returncode != 0 and "kernel oops during the command" in r.stderr, r.stderr

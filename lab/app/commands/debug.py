@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import shlex
 import sys
 from collections.abc import Callable, Iterator
@@ -81,6 +83,8 @@ def cmd_debug(args) -> int:
         _show(result.output.rstrip("\n"))
         for fault in result.faults:
             report.error(f"kernel {fault.kind} during the command:\n{fault.text}")
+    if command and result is None:
+        report.warning("the command had not ended when gdb quit: the guest was shut down")
     code = result.exit_code if result is not None else 0
     if status == debugging.NOT_REACHED:
         report.error("no breakpoint was reached: " + ", ".join(breaks))
@@ -112,12 +116,32 @@ def _show(line: str) -> None:
 
 def _attached(guest: Guest, t: debugging.Target, breaks: tuple[str, ...], batch: Path | None,
               action: Callable[[], T] | None) -> tuple[T | None, int]:
-    """action with gdb attached; at a terminal (no --batch), the console's path first."""
-    if batch is None:
-        report.err.print("the guest's console (a command's output, the kernel log): "
-                         f"{guest.logdir / 'console.log'}")
+    """action with gdb attached; at a terminal (no --batch), the guest's console beside
+    gdb: in a tmux pane when gdb runs in tmux, else its path to follow."""
     session = debugging.Session(guest, t, breaks, batch, _show)
-    return session.attached(action, terminal=batch is None)
+    if batch is not None:
+        return session.attached(action, terminal=False)
+    console = guest.logdir / "console.log"
+    pane = _pane_beside(console)
+    if pane is None:
+        report.err.print(f"the guest's console (a command's output, the kernel log): {console}")
+    try:
+        return session.attached(action, terminal=True)
+    finally:
+        if pane is not None:
+            proc.run(["tmux", "kill-pane", "-t", pane], deadline=10, check=False)
+
+
+def _pane_beside(console: Path) -> str | None:
+    """A tmux pane beside this one that follows console (tail -F, run by tmux without
+    a shell); its id, or None outside tmux or if tmux would not make one."""
+    if not os.environ.get("TMUX") or not sys.stdout.isatty():
+        return None
+    done = proc.run(["tmux", "split-window", "-h", "-d", "-P", "-F", "#{pane_id}",
+                     "tail", "-n", "+1", "-F", str(console)], deadline=10, check=False,
+                    merge_stderr=False)
+    pane = done.output.strip()
+    return pane if done.returncode == 0 and re.fullmatch(r"%\d+", pane) else None
 
 
 def _failed_cell(args, spec: str, batch: Path | None) -> int:
