@@ -208,14 +208,6 @@ def gdb_argv(setup: Path, batch: Path | None, trailer: Path) -> list[str]:
     return argv
 
 
-@dataclass
-class Outcome:
-    exit_code: int | None      # CMD's, None if there was none
-    output: str
-    reached: bool              # gdb stopped at a breakpoint (batch; True at a terminal)
-    gdb_log: Path
-
-
 class Session:
     """gdb attached to a booted guest (made with gdb=True), CMD run beside it."""
 
@@ -347,22 +339,39 @@ class Failure:
     fault: KernelMessage
 
 
-def failure(spec: str) -> Failure:
+def failure(spec: str, named: tuple[Path, ...], source: Path | None) -> Failure:
     """RUN/CELL: a --out directory and the id of one of its cells that failed with a
-    kernel fault; every way it can be wrong is a UserError (one line)."""
+    kernel fault; every way it can be wrong is a UserError (one line).
+
+    What the lab builds comes from the command line, never from a results file (a
+    Kbuild, a Makefile and a kernel tree's are programs make runs): the module
+    directories the run built must be named again (named: the --module DIRs), and
+    a kernel tree it built from must be --kernel-src (source)."""
     run, cell, results = _cell(spec)
     if cell.status not in (Status.FAIL, Status.ERROR):
         raise UserError(f"{spec}: the cell did not fail (it is {cell.status.value}): "
                         "nothing to debug")
     entry = next((s for s in results.scenarios if s.get("name") == cell.scenario), {})
-    drivers = tuple(Path(d) for d in entry.get("drivers", []) if isinstance(d, str))
-    modules = frozenset(m for d in drivers for m in kbuild_modules(d))
-    boot = next(b for b in reversed(cell.boots) if b.status in (Status.FAIL, Status.ERROR))
-    failed = next((i for i, s in enumerate(boot.steps)
-                   if s.status in (Status.FAIL, Status.ERROR)), None)
-    found = [(f, site) for f in boot.faults
-             if (site := faults.fault_site(f.text, modules or None)) is not None]
-    if failed is None or not found:
+    recorded = [Path(d) for d in entry.get("drivers", []) if isinstance(d, str)]
+    given = {d.resolve() for d in named}
+    for d in recorded:
+        if d not in given:
+            raise UserError(f"{spec}: the run built the modules of {d}: name it with --module "
+                            f"{d} to build them again (a results file never says what the "
+                            "lab builds)")
+    tree = str(cell.kernel_source.get("path", ""))
+    if tree and not tree.endswith(".tar.xz") and (source is None or str(source.resolve()) != tree):
+        raise UserError(f"{spec}: the run built its kernel from {tree}: pass --kernel-src "
+                        f"{tree} to build it again")
+    modules = frozenset(m for d in named for m in kbuild_modules(d))
+    boot = next((b for b in reversed(cell.boots) if b.status in (Status.FAIL, Status.ERROR)),
+                None)
+    failed = None if boot is None else next(
+        (i for i, s in enumerate(boot.steps) if s.status in (Status.FAIL, Status.ERROR)), None)
+    found = [] if boot is None else [
+        (f, site) for f in boot.faults
+        if (site := faults.fault_site(f.text, modules or None)) is not None]
+    if boot is None or failed is None or not found:
         raise UserError(f"{spec}: the cell failed without a kernel fault that names a "
                         "function (lab debug stops where a fault happened)")
     path = Path(str(entry.get("path", "")))
@@ -378,7 +387,7 @@ def failure(spec: str) -> Failure:
         raise UserError(f"{spec}: {path} no longer has the cell {cell.id!r}")
     steps = tuple(st for st in s.steps if st.applies(model))[: failed + 1]
     fault, site = found[0]
-    return Failure(run, cell, s, model, steps, drivers, site, fault)
+    return Failure(run, cell, s, model, steps, tuple(named), site, fault)
 
 
 def execute(step: Step, index: int, guest: Guest, kbuild: KernelBuild) -> str:

@@ -68,8 +68,8 @@ def test_a_failed_driver_cell_stops_in_the_function_that_oopsed(tmp_path):
     assert r.returncode == 1, r.stdout + r.stderr
     batch = tmp_path / "f.gdb"
     batch.write_text("bt\n")
-    r = lab("debug", f"{run}/aarch64-nokpti-default", "--batch", str(batch),
-            "--logs", str(tmp_path / "logs"))
+    r = lab("debug", "--module", str(OOPS), f"{run}/aarch64-nokpti-default",
+            "--batch", str(batch), "--logs", str(tmp_path / "logs"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Breakpoint 1, oops_write_write" in r.stdout, r.stdout
     assert "oops_write.c:" in r.stdout and "fs/read_write.c:" in r.stdout, r.stdout

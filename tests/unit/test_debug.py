@@ -204,9 +204,20 @@ def run_dir(tmp_path):
     escaping = f.boot(0, f.step("a", Status.ERROR, message="panic"))
     escaping.logs = {"vmcore": "../../../etc/passwd"}
     hostile = f.cell("x86_64", "nokpti+dbg", "panic", escaping)
+    # A run whose record names a module directory and a kernel tree to build: never
+    # built unless the command line names them too (a Kbuild is a program).
+    evil_boot = f.boot(0, f.step("a", Status.FAIL, message="oops"))
+    evil_boot.faults = [KernelMessage("oops", False, OOPS_ARM64)]
+    evil = f.cell("aarch64", "nokpti", "evil", evil_boot, scenario="evil")
+    tree = f.cell("aarch64", "kpti", "tree", evil_boot, scenario="s")
+    tree.kernel_source = {"path": str(tmp_path / "linux"), "describe": "v6.1"}
     out = tmp_path / "run"
     out.mkdir()
-    write_json(out / "results.json", f.run(ok, bad, odd, hostile).to_json())
+    results = f.run(ok, bad, odd, hostile, evil, tree)
+    for entry in results.scenarios:
+        if entry["name"] == "evil":
+            entry["drivers"] = [str(tmp_path / "evil-module")]
+    write_json(out / "results.json", results.to_json())
     return out
 
 
@@ -218,6 +229,8 @@ def run_dir(tmp_path):
     ("{run}/x86_64-kpti-default", "without a kernel fault that names a function"),
     ("{tmp}/nosuchrun/cell", "no such run directory"),
     ("{tmp}/cell", "results.json: cannot read"),
+    ("{run}/aarch64-nokpti-evil", "name it with --module"),
+    ("{run}/aarch64-kpti-tree", "pass --kernel-src"),
 ])
 def test_a_run_cell_that_cannot_be_debugged_is_one_line(tmp_path, cache, run_dir, spec, said):
     r = lab("debug", spec.format(run=run_dir, tmp=tmp_path))
@@ -228,7 +241,7 @@ def test_a_run_cell_that_cannot_be_debugged_is_one_line(tmp_path, cache, run_dir
 
 @pytest.mark.parametrize("args, said", [
     (("--kernel", "kpti", "{run}/x86_64-nokpti-default"), "--arch and --kernel go together"),
-    (("--break", "f", "{run}/x86_64-nokpti-default"), "drop --module and --break"),
+    (("--break", "f", "{run}/x86_64-nokpti-default"), "drop --break"),
     (("{run}/x86_64-nokpti-default", "more"), "not 2 words"),
     (("--core", "--arch", "x86_64", "{run}/x86_64-nokpti-default"), "drop --arch"),
     (("--core",), "one RUN/CELL after --core"),

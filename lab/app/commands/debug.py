@@ -147,15 +147,14 @@ def _pane_beside(console: Path) -> str | None:
 def _failed_cell(args, spec: str, batch: Path | None) -> int:
     """lab debug RUN/CELL: the cell's steps again on the +dbg form of its kernel, gdb
     attached before the step that failed, a breakpoint where its fault happened."""
-    if args.breaks or args.module:
-        raise UserError("lab debug RUN/CELL takes the cell's own modules and breakpoint: "
-                        "drop --module and --break")
-    f = debugging.failure(spec)
+    if args.breaks:
+        raise UserError("lab debug RUN/CELL breaks where the cell's fault happened: drop "
+                        "--break")
+    f = debugging.failure(spec, _modules(args.module), args.kernel_src)
     arch = get_arch(f.model.arch)
     assert f.model.variant is not None      # a loaded scenario's cells are resolved
-    source = Path(f.cell.kernel_source["path"]) if f.cell.kernel_source.get("describe", "") \
-        and Path(str(f.cell.kernel_source.get("path", ""))).is_dir() else None
-    kbuild = _kernel(arch, kconfig.with_dbg(arch, f.model.variant), source, f.drivers)
+    kbuild = _kernel(arch, kconfig.with_dbg(arch, f.model.variant), args.kernel_src,
+                     f.drivers)
     t = debugging.target(kbuild)
     breaks = (f.site.function,)
     debugging.check_breaks(breaks, t)
