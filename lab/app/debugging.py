@@ -422,7 +422,9 @@ def core(spec: str, kernels: Path) -> tuple[Path, Target]:
     digest = str(cell.kernel.get("hash", ""))
     entry = kernels / f"{cell.cell.arch}-{cell.cell.kernel}-{digest[:12]}"
     try:
-        kbuild = cached_kernel(entry) if len(digest) >= 12 else None
+        # Only an entry of the cache (gdb runs the entry's gdb scripts, Python).
+        inside = entry.resolve().parent == kernels.resolve() and len(digest) >= 12
+        kbuild = cached_kernel(entry) if inside else None
     except (OSError, CorruptEntry):
         kbuild = None
     if kbuild is None:

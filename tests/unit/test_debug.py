@@ -204,6 +204,11 @@ def run_dir(tmp_path):
     escaping = f.boot(0, f.step("a", Status.ERROR, message="panic"))
     escaping.logs = {"vmcore": "../../../etc/passwd"}
     hostile = f.cell("x86_64", "nokpti+dbg", "panic", escaping)
+    # A kernel the cache does not hold (gdb would run its entry's scripts).
+    sneaky = f.boot(0, f.step("a", Status.ERROR, message="panic"))
+    sneaky.logs = {"vmcore": "vmcore"}
+    outside = f.cell("x86_64", "gone", "panic", sneaky)
+    outside.kernel = {"hash": "a" * 64}
     # A run whose record names a module directory and a kernel tree to build: never
     # built unless the command line names them too (a Kbuild is a program).
     evil_boot = f.boot(0, f.step("a", Status.FAIL, message="oops"))
@@ -213,7 +218,8 @@ def run_dir(tmp_path):
     tree.kernel_source = {"path": str(tmp_path / "linux"), "describe": "v6.1"}
     out = tmp_path / "run"
     out.mkdir()
-    results = f.run(ok, bad, odd, hostile, evil, tree)
+    results = f.run(ok, bad, odd, hostile, evil, tree, outside)
+    (out / "vmcore").write_bytes(b"\0" * 64)
     for entry in results.scenarios:
         if entry["name"] == "evil":
             entry["drivers"] = [str(tmp_path / "evil-module")]
@@ -248,6 +254,7 @@ def test_a_run_cell_that_cannot_be_debugged_is_one_line(tmp_path, cache, run_dir
     (("--core", "{run}/aarch64-nokpti-default"), "no vmcore"),
     # A results.json that names a file outside its run is not followed.
     (("--core", "{run}/x86_64-nokpti+dbg-panic"), "is not a file in"),
+    (("--core", "{run}/x86_64-gone-panic"), "no longer in the cache"),
     ((), "give --arch and --kernel"),
 ])
 def test_what_lab_debug_is_asked_must_make_one_sense(tmp_path, cache, run_dir, args, said):
