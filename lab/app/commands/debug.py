@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from lab.app import debugging, driverloop, report
-from lab.app.commands.guest import _logdir
-from lab.app.commands.options import builds, kernel_src_arg, seconds
+from lab.app.commands.options import builds, kernel_src_arg, logs_dir, seconds
 from lab.arches import ARCHES, get_arch
 from lab.artifacts import build, kconfig
 from lab.artifacts.kernel import kernels_dir
@@ -69,7 +68,7 @@ def cmd_debug(args) -> int:
     modules = _modules(args.module)
     breaks = _checked_breaks(args.breaks)
     ((arch, variant),) = builds(args.arch, args.kernel)
-    logdir = _logdir(args, "debug")
+    logdir = logs_dir(args, "debug")
     kbuild = _kernel(arch, kconfig.with_dbg(arch, variant), args.kernel_src, modules)
     t = debugging.target(kbuild)
     debugging.check_breaks(breaks, t)
@@ -163,7 +162,7 @@ def _failed_cell(args, spec: str, batch: Path | None) -> int:
                      f"{len(f.steps)} step(s) on {arch.name}/{kbuild.kernel}, gdb attached "
                      f"before {f.steps[-1].name!r}")
     guest = Guest(kbuild, (*debugging.CMDLINE, *f.model.cmdline_words),
-                  logdir=_logdir(args, "debug"), gdb=True,
+                  logdir=logs_dir(args, "debug"), gdb=True,
                   boot_deadline_s=f.scenario.boot_timeout)
     with _logs_on_error(guest):
         for i, step in enumerate(f.steps[:-1], 1):
@@ -186,7 +185,7 @@ def _core(args, spec: str, batch: Path | None) -> int:
         raise UserError("lab debug --core reads the cell's own vmcore and kernel: drop "
                         "--arch, --kernel, --module and --break")
     vmcore, t = debugging.core(spec, kernels_dir())
-    logdir = _logdir(args, "core")
+    logdir = logs_dir(args, "core")
     logdir.mkdir(parents=True, exist_ok=True)
     script = logdir / "gdb-core.gdb"
     script.write_text(debugging.core_script(t, vmcore))

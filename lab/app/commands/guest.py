@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import shutil
 import sys
-import time
 from pathlib import Path
 
 from lab.app import report, terminal
@@ -17,15 +15,14 @@ from lab.app.commands.options import (
     ensure,
     int_in,
     kernel_src_arg,
+    logs_dir,
     seconds,
-    writable,
 )
 from lab.arches import ARCHES
 from lab.artifacts import build
 from lab.core import inputs
 from lab.core.errors import LabError, UserError
 from lab.core.model import GuestFile
-from lab.core.paths import cache_dir
 from lab.guest.guest import Guest
 
 
@@ -67,17 +64,9 @@ def _sysctl(text: str) -> tuple[str, str]:
     return name, value
 
 
-def _logdir(args, what: str) -> Path:
-    if args.logs:
-        return writable("--logs", args.logs)
-    logdir = cache_dir() / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{what}-{os.getpid()}"
-    build.hold(logdir)            # in the cache: gc leaves it while this lab runs
-    return logdir
-
-
 def _guest(args, what: str, **kw) -> Guest:
     ((arch, variant),) = builds(args.arch, args.kernel)
-    logdir = _logdir(args, what)            # checked before the build
+    logdir = logs_dir(args, what)            # checked before the build
     kbuild = ensure(arch, variant, source=args.kernel_src, files=tuple(args.add))
     return Guest(kbuild, tuple(args.cmdline.split()), logdir=logdir, accel=args.accel,
                  memory_mb=args.memory, sysctls=tuple(args.sysctl), restore=not args.cold, **kw)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from lab.artifacts import build, kconfig
 from lab.core import inputs
 from lab.core.errors import UserError
 from lab.core.model import ArchProfile, GuestFile, KernelBuild, KernelVariant
+from lab.core.paths import cache_dir
 from lab.core.results import RunResult
 from lab.run import runner
 
@@ -187,3 +189,13 @@ def cluster_arg(p: argparse.ArgumentParser) -> None:
                         "on an in-process cluster of N workers with local[:N] (default "
                         "$LAB_CLUSTER; see docs/cluster.md). -j does not apply then: each "
                         "worker's qemu=N resource says how many guests it runs")
+
+
+def logs_dir(args, what: str) -> Path:
+    """--logs DIR (checked), else a new directory under $LAB_CACHE/logs that gc leaves
+    alone while this lab runs."""
+    if args.logs:
+        return writable("--logs", args.logs)
+    logdir = cache_dir() / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{what}-{os.getpid()}"
+    build.hold(logdir)            # in the cache: gc leaves it while this lab runs
+    return logdir
