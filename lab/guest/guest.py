@@ -197,7 +197,7 @@ class Guest(Cloning):
             self.template = None
 
     def _dump_core(self) -> None:
-        """The panicked guest's memory, as an ELF vmcore in its logs (crash reads it with
+        """The panicked guest's memory, as an ELF vmcore in its logs (gdb reads it with
         the kernel's vmlinux: lab debug --core), holes punched where the guest left
         its memory zero. Skipped, with a warning, when the disk has too little room;
         a failure is a warning too: close() must not fail."""
