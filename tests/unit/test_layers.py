@@ -34,11 +34,17 @@ def module_name(path: Path) -> str:
 
 
 @functools.cache
+def syntax(path: Path) -> ast.Module:
+    """path parsed once for the whole session (the checks only walk the trees)."""
+    return ast.parse(path.read_text())
+
+
+@functools.cache
 def lab_imports(path: Path) -> tuple[tuple[str, int], ...]:
     """Every lab module path imports, anywhere in it (a function's import counts),
     with its line; `from lab.x import y` counts as lab.x.y when that is a module."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(syntax(path)):
         if isinstance(node, ast.Import):
             found += [(a.name, node.lineno) for a in node.names if a.name.split(".")[0] == "lab"]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
@@ -108,7 +114,8 @@ def test_there_is_no_import_circle():
             visit(m, [m])
 
 
-def _calls(path: Path) -> list[tuple[str, int]]:
+@functools.cache
+def _calls(path: Path) -> tuple[tuple[str, int], ...]:
     """Dotted names of everything path calls or raises, with lines."""
     def dotted(node: ast.AST) -> str:
         if isinstance(node, ast.Name):
@@ -117,13 +124,13 @@ def _calls(path: Path) -> list[tuple[str, int]]:
             return f"{dotted(node.value)}.{node.attr}"
         return ""
     out = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(syntax(path)):
         if isinstance(node, ast.Call):
             out.append((dotted(node.func), node.lineno))
         elif isinstance(node, ast.Raise) and node.exc is not None:
             exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
             out.append((dotted(exc), node.lineno))
-    return out
+    return tuple(out)
 
 
 def _offenders(forbidden: re.Pattern, allowed) -> list[str]:
@@ -145,7 +152,7 @@ def test_only_app_touches_the_terminal():
     for path in SOURCES:
         if package_of(module_name(path)) == "app":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(syntax(path)):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
                     and node.value.id == "sys" and node.attr in ("stdin", "stdout", "stderr"):
                 found.append(f"{path.relative_to(LAB)}:{node.lineno} sys.{node.attr}")
@@ -183,7 +190,7 @@ THIRD_PARTY = {"qemu": "guest/monitor.py", "yaml": "scenario/scenario.py",
 def test_each_third_party_library_has_one_importer(library, home):
     def imports(path: Path) -> set[str]:
         names = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(syntax(path)):
             if isinstance(node, ast.Import):
                 names |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
