@@ -44,7 +44,6 @@ from lab.arches import get_arch
 from lab.artifacts import elf
 from lab.artifacts.image import kernel_tree
 from lab.artifacts.kernel import cached_kernel
-from lab.artifacts.kernel import vmlinux as kernel_vmlinux
 from lab.core.deadline import Deadline
 from lab.core.errors import GuestError, InfraError, LabError, UserError
 from lab.core.model import Cell, KernelBuild, KernelMessage, Scenario, Step
@@ -102,7 +101,7 @@ def _gdb_path(path: Path) -> str:
 def target(kbuild: KernelBuild) -> Target:
     """The Target of a built +dbg kernel (its modules: the kernel's own in the
     build tree, and those built for its images, drivers/ and --module's)."""
-    vmlinux = kernel_vmlinux(kbuild)
+    vmlinux = kbuild.vmlinux
     if vmlinux is None:
         raise InfraError(f"kernel {kbuild.arch}/{kbuild.kernel} has no vmlinux with debug "
                          "information (lab debug boots the +dbg form of a variant)")
@@ -121,14 +120,13 @@ def check_breaks(breaks: tuple[str, ...], t: Target) -> None:
     gdb would otherwise keep a pending breakpoint for it and wait forever."""
     if not breaks:
         return
-    known = set(elf.functions(t.vmlinux))
-    for ko in module_files(t):
-        known |= elf.functions(ko)
+    kos = module_files(t)
+    known = set(elf.functions(t.vmlinux)).union(*(elf.functions(ko) for ko in kos))
     for name in breaks:
         if not FUNCTION.fullmatch(name):
             raise UserError(f"--break {name!r}: not a function name")
         if name not in known:
-            mods = ", ".join(p.name for p in module_files(t)) or "no module"
+            mods = ", ".join(p.name for p in kos) or "no module"
             raise UserError(f"--break {name}: no function {name} in {t.kbuild.arch}/"
                             f"{t.kbuild.kernel}'s vmlinux nor in {mods}")
 
@@ -201,11 +199,8 @@ NOT_REACHED = 3
 
 
 def gdb_argv(setup: Path, batch: Path | None, trailer: Path) -> list[str]:
-    argv = [GDB, "-q", "-nx", "-x", str(setup)]
-    if batch is not None:
-        argv = [GDB, "-q", "-nx", "-batch", "-x", str(setup), "-x", str(batch),
-                "-x", str(trailer)]
-    return argv
+    after = ["-x", str(batch), "-x", str(trailer)] if batch else []
+    return [GDB, "-q", "-nx", *(["-batch"] if batch else []), "-x", str(setup), *after]
 
 
 class Session:
@@ -265,19 +260,16 @@ class Session:
         killed. Its exit status."""
         gdb = self.gdb
         assert gdb is not None
-        for action in (None, signal.SIGINT, signal.SIGKILL):
-            if action is not None and gdb.poll() is None:
-                if action == signal.SIGKILL:
-                    proc.stop_group(gdb, 0.0)
-                else:
-                    gdb.send_signal(action)
+        try:
+            gdb.wait(timeout=FINISH_S)
+        except subprocess.TimeoutExpired:
+            gdb.send_signal(signal.SIGINT)
             try:
                 gdb.wait(timeout=FINISH_S)
-                break
             except subprocess.TimeoutExpired:
-                continue
+                proc.stop_group(gdb, 0.0)
         self._join()
-        return gdb.returncode if gdb.returncode is not None else -9
+        return gdb.returncode
 
     def attached(self, action: Callable[[], T] | None, terminal: bool) -> tuple[T | None, int]:
         """action (CMD, or a cell's failing step) run with gdb attached: in this
@@ -329,8 +321,6 @@ class Failure:
     """A failed cell of a run, as lab debug reproduces it: its scenario's steps up to
     the one that failed, the modules under test, and the function its fault names."""
 
-    run: Path
-    cell: CellResult
     scenario: Scenario
     model: Cell
     steps: tuple[Step, ...]          # the failing step last
@@ -387,7 +377,15 @@ def failure(spec: str, named: tuple[Path, ...], source: Path | None) -> Failure:
         raise UserError(f"{spec}: {path} no longer has the cell {cell.id!r}")
     steps = tuple(st for st in s.steps if st.applies(model))[: failed + 1]
     fault, site = found[0]
-    return Failure(run, cell, s, model, steps, tuple(named), site, fault)
+    return Failure(s, model, steps, tuple(named), site, fault)
+
+
+def up_to_failing(f: Failure, guest: Guest, kbuild: KernelBuild) -> Callable[[], str]:
+    """The cell's steps before the one that failed, run now; that one, to run with gdb
+    attached."""
+    for i, step in enumerate(f.steps[:-1], 1):
+        execute(step, i, guest, kbuild)
+    return lambda: execute(f.steps[-1], len(f.steps), guest, kbuild)
 
 
 def execute(step: Step, index: int, guest: Guest, kbuild: KernelBuild) -> str:
@@ -449,9 +447,21 @@ def core_script(t: Target, vmcore: Path) -> str:
     ]) + "\n"
 
 
-def core_argv(script: Path, batch: Path | None) -> list[str]:
-    return [GDB, "-q", "-nx", *(["-batch"] if batch else []), "-x", str(script),
+def open_core(vmcore: Path, t: Target, batch: Path | None, logdir: Path
+              ) -> tuple[int, str | None]:
+    """gdb on vmcore: with batch, its commands run and gdb's output returned (exit 0 when
+    gdb ended well, else 1); without, a person's session at the terminal (its status,
+    no output)."""
+    logdir.mkdir(parents=True, exist_ok=True)
+    script = logdir / "gdb-core.gdb"
+    script.write_text(core_script(t, vmcore))
+    argv = [GDB, "-q", "-nx", *(["-batch"] if batch else []), "-x", str(script),
             *(["-x", str(batch)] if batch else [])]
+    if batch is None:
+        return proc.interactive(argv, cwd=logdir), None
+    done = proc.run(argv, deadline=CORE_DEADLINE_S, cwd=logdir, check=False,
+                    log_path=logdir / "gdb.log")
+    return (0 if done.returncode == 0 else 1), done.output
 
 
 def _cell(spec: str) -> tuple[Path, CellResult, RunResult]:

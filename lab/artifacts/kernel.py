@@ -128,12 +128,6 @@ def kernel_artifacts(kdir: Path) -> list[Path]:
             *([kdir / VMLINUX] if meta.get("vmlinux") == VMLINUX else [])]
 
 
-def vmlinux(build: KernelBuild) -> Path | None:
-    """The vmlinux with debug information of a +dbg kernel; None for any other."""
-    path = build.image.parent / VMLINUX
-    return path if _meta(build.image.parent).get("vmlinux") == VMLINUX else None
-
-
 def _check(kdir: Path) -> None:
     """A kernel entry's cache.Check: its meta.json, and its image as long as
     the build tree's copy of it (when the tree is there)."""
@@ -162,7 +156,8 @@ def _from_meta(kdir: Path) -> KernelBuild:
                        image=kdir / meta["image"], config=kdir / "config",
                        build_dir=kdir / "obj", release=meta["release"],
                        source_path=str(info.get("path", meta.get("source", ""))),
-                       source=str(info.get("describe", "")))
+                       source=str(info.get("describe", "")),
+                       vmlinux=kdir / VMLINUX if meta.get("vmlinux") == VMLINUX else None)
 
 
 def cached_kernel(kdir: Path) -> KernelBuild:

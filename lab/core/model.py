@@ -90,6 +90,8 @@ class KernelBuild:
     initramfs: Path | None = None
     source_path: str = ""   # the kernel tree it was built from
     source: str = ""        # what that tree was: git describe --dirty, or a tree hash
+    #: The vmlinux with debug information of a +dbg kernel (None for any other).
+    vmlinux: Path | None = None
 
     def to_json(self) -> dict:
         return {

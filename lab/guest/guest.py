@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from lab.arches import get_arch
-from lab.artifacts.kernel import VMLINUX
 from lab.core.deadline import Deadline
 from lab.core.errors import AbnormalShutdown, GuestError, InfraError, LabError
 from lab.core.model import BootFacts, CommandResult, KernelBuild, KernelMessage, accel_label
@@ -65,7 +64,7 @@ class Guest(Cloning):
         self.accel = facts.choose_accel(self.arch, accel)
         self.icount = icount
         #: A kernel with debug information (a +dbg one) leaves a vmcore when it panics.
-        self.post_mortem = (build.image.parent / VMLINUX).is_file()
+        self.post_mortem = build.vmlinux is not None
         hold = (f"panic={PANIC_HOLD_S}",) if self.post_mortem else ()
         self.cmdline = qemu.kernel_cmdline(self.arch, (*hold, *cmdline))
         #: The vmcore this guest left in its logs, if it panicked.

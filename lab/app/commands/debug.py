@@ -165,10 +165,8 @@ def _failed_cell(args, spec: str, batch: Path | None) -> int:
                   logdir=logs_dir(args, "debug"), gdb=True,
                   boot_deadline_s=f.scenario.boot_timeout)
     with _logs_on_error(guest):
-        for i, step in enumerate(f.steps[:-1], 1):
-            debugging.execute(step, i, guest, kbuild)
-        outcome, status = _attached(guest, t, breaks, batch, lambda: debugging.execute(
-            f.steps[-1], len(f.steps), guest, kbuild))
+        failing = debugging.up_to_failing(f, guest, kbuild)
+        outcome, status = _attached(guest, t, breaks, batch, failing)
     if outcome:
         report.err.print(f"the step {f.steps[-1].name!r}: {outcome}")
     if status == debugging.NOT_REACHED:
@@ -185,17 +183,10 @@ def _core(args, spec: str, batch: Path | None) -> int:
         raise UserError("lab debug --core reads the cell's own vmcore and kernel: drop "
                         "--arch, --kernel, --module and --break")
     vmcore, t = debugging.core(spec, kernels_dir())
-    logdir = logs_dir(args, "core")
-    logdir.mkdir(parents=True, exist_ok=True)
-    script = logdir / "gdb-core.gdb"
-    script.write_text(debugging.core_script(t, vmcore))
-    argv = debugging.core_argv(script, batch)
-    if batch is None:
-        return proc.interactive(argv, cwd=logdir)
-    done = proc.run(argv, deadline=debugging.CORE_DEADLINE_S, cwd=logdir, check=False,
-                    log_path=logdir / "gdb.log")
-    _show(done.output.rstrip("\n"))
-    return 0 if done.returncode == 0 else 1
+    code, output = debugging.open_core(vmcore, t, batch, logs_dir(args, "core"))
+    if output is not None:
+        _show(output.rstrip("\n"))
+    return code
 
 
 def register(sub) -> None:
