@@ -26,8 +26,11 @@ def lab(*args: str, env: dict | None = None, timeout: float = 1800,
                           env={**os.environ, **(env or {})}, timeout=timeout, input=input)
 
 
-def lab_qemus() -> list[str]:
-    """Every running QEMU that this test session started, directly or through a lab."""
+def lab_qemus(guests: bool = False) -> list[str]:
+    """Every running QEMU that this test session started, directly or through a lab;
+    guests: only those that boot a kernel (a lab also runs `qemu-system-* --version`
+    and probes, which come and go in a moment: a test that waits for a guest before
+    it signals the lab must not take one for a guest)."""
     found = []
     mark = SESSION_MARK.encode()
     for proc in Path("/proc").iterdir():
@@ -38,7 +41,7 @@ def lab_qemus() -> list[str]:
             environ = (proc / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if mark in environ:
+        if mark in environ and (not guests or b"-kernel" in cmd):
             found.append(b" ".join(cmd).decode(errors="replace"))
     return found
 

@@ -161,9 +161,10 @@ def test_ctrl_c_in_a_step_leaves_partial_results_no_qemu_and_the_tree(tree, tmp_
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
         deadline = time.monotonic() + 600
-        while not lab_qemus() and time.monotonic() < deadline and proc.poll() is None:
+        while not lab_qemus(guests=True) and time.monotonic() < deadline \
+                and proc.poll() is None:
             time.sleep(0.2)
-        assert lab_qemus(), "no guest was booted"
+        assert lab_qemus(guests=True), "no guest was booted"
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 130, stdout[-2000:] + stderr[-2000:]

@@ -117,7 +117,7 @@ def test_ctrl_c_shuts_the_guest_down_and_exits_130(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while not lab_qemus():
+        while not lab_qemus(guests=True):
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.1)
         time.sleep(3)                   # booted, and into the command
