@@ -54,6 +54,12 @@ GDB_SOCKET = "gdb.sock"
 #: The virtserialports' names, which the guest's init looks for (images/tools/labconsole.c):
 #: chardev id -> port name.
 PORTS = {"shell": "lab.shell", "kmsg": "lab.kmsg"}
+#: The virtio-serial device's ports: 0 (a console's, kept free on x86_64, where the
+#: console is a UART) and the two above. QEMU's default is 31, and the guest's driver
+#: sets up two virtqueues and their buffers for every one: 52 ms of a 0.6 s aarch64
+#: boot under TCG went to virtio_console_init (initcall_debug), where 3 ports take
+#: a few.
+MAX_PORTS = 1 + len(PORTS)
 #: Between two looks for QEMU's sockets: it makes them some 30 ms after it starts, and
 #: a restored guest's whole start is 0.15 s.
 SOCKET_POLL_S = 0.002
@@ -87,7 +93,7 @@ def channel_devices(arch: ArchProfile) -> list[str]:
     The kernel console: a virtconsole on the virtio-serial device, or the first UART.
     The shell and the forwarded /dev/kmsg: virtserialports, which QEMU throttles (the
     guest's writer waits) where a virtconsole drops."""
-    argv = ["-device", arch.virtio_serial]
+    argv = ["-device", f"{arch.virtio_serial},max_ports={MAX_PORTS}"]
     argv += (["-device", "virtconsole,chardev=kernel"] if arch.console_kind == "virtconsole"
              else ["-serial", "chardev:kernel"])
     return argv + [w for chardev, name in PORTS.items()

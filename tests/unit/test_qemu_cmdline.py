@@ -35,7 +35,7 @@ def test_aarch64_has_a_virtconsole_two_ports_and_leaves_the_pl011_to_the_dut_soc
     args = argv("aarch64")
     assert ("-M", "virt") in pairs(args) and ("-cpu", "cortex-a72") in pairs(args)
     devices = [b for a, b in pairs(args) if a == "-device"]
-    assert devices[:2] == ["virtio-serial-device", "virtconsole,chardev=kernel"]
+    assert devices[:2] == ["virtio-serial-device,max_ports=3", "virtconsole,chardev=kernel"]
     assert all(port in pairs(args) for port in SHELL_PORTS)
     assert ("-serial", "chardev:dut") in pairs(args)
     assert f"socket,id=dut,path={RUN}/dut.sock,server=on,wait=off" in args
@@ -44,7 +44,7 @@ def test_aarch64_has_a_virtconsole_two_ports_and_leaves_the_pl011_to_the_dut_soc
 def test_x86_has_the_kernel_on_a_uart_two_ports_on_virtio_serial_pci_and_no_dut():
     args = argv("x86_64")
     assert [b for a, b in pairs(args) if a == "-serial"] == ["chardev:kernel"]
-    assert ("-device", "virtio-serial-pci") in pairs(args)
+    assert ("-device", "virtio-serial-pci,max_ports=3") in pairs(args)
     assert all(port in pairs(args) for port in SHELL_PORTS)
     assert not any("dut" in a for a in args)
 
