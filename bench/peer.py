@@ -2,6 +2,7 @@
 """The lab against labgrid: the same kernels and initramfs, interleaved, with and without host load.
 
     .venv/bin/python bench/peer.py [--runs 3] [--arch aarch64 x86_64] [--json FILE]
+                                   [--boot-only]
 
 Per repetition, per arch (kernel nokpti, TCG), per load ('none', then 'load': one
 `sh -c 'while :; do :; done'` per host core, started before the cell's two sessions
@@ -10,8 +11,13 @@ alternating from one repetition to the next. A session: the boot, 20 round trips
 of `true`, then `seq 1 N` sized to 200 KB and to 2 MB, each output compared byte
 for byte with what seq prints.
 
-- lab: Guest(build, accel="tcg"); boot = Guest.__enter__ (launch to the shell set
-  up); round trip = g.run("true"); outputs from r.output (or its spill file).
+- lab: two boots per session. cold boot = Guest(build, accel="tcg").__enter__
+  (launch to the shell set up: the kernel boots, as when a template is made).
+  boot = the same with restore=True, the lab's boot as `lab exec`, `lab shell`,
+  scenarios and the pytest plugin give it: a clone of the snapshot template of that
+  kernel, initramfs and command line, made once before the first session (its
+  time is printed, a one-off per template). round trip = g.run("true") and the
+  outputs (r.output, or its spill file) on the restored guest.
 - labgrid: QEMUDriver + ShellDriver from a generated environment YAML, driven by
   bench/peer_labgrid.py in a venv of its own (~/.cache/lab/bench/labgrid-venv,
   made on first use: labgrid 26.x from PyPI, else the newest). Its console is a
@@ -22,6 +28,7 @@ for byte with what seq prints.
   powered on, to the ShellDriver's first successful run("true"); its output is
   run()'s lines joined with "\\n".
 
+labgrid boots its kernel every session: its one boot is both its figures.
 Prints per arch x load x figure each tool's median over its sessions (a round trip:
 the median of the session's medians), labgrid/lab (>1: the lab is faster) and
 'exact' as sessions exact / sessions (for boot and round trip: sessions that got
@@ -63,7 +70,8 @@ VENV = Path.home() / ".cache" / "lab" / "bench" / "labgrid-venv"
 HELPER = Path(__file__).resolve().parent / "peer_labgrid.py"
 RTTS = 20
 SIZES = {"200KB": 200_000, "2MB": 2_000_000}
-FIGURES = (("boot", "s"), ("round trip", "ms"), ("200KB", "s"), ("2MB", "s"))
+FIGURES = (("boot", "s"), ("cold boot", "s"), ("round trip", "ms"), ("200KB", "s"),
+           ("2MB", "s"))
 #: labgrid's serial console per arch, and what the shell (PID 1) runs first (busybox's
 #: links are in the image).
 UART = {
@@ -116,20 +124,33 @@ def start_load() -> list[subprocess.Popen]:
     return procs
 
 
-def lab_session(build) -> dict:
+def make_template(build) -> float:
+    """The snapshot template the sessions' restored guests come from (made by a cold
+    boot the first time, found in the cache after): the seconds it took."""
+    with tempfile.TemporaryDirectory(prefix="lab-peer-") as tmp:
+        started = time.monotonic()
+        with Guest(build, logdir=Path(tmp), accel="tcg", restore=True):
+            return time.monotonic() - started
+
+
+def lab_session(build, sizes: dict[str, int]) -> dict:
     out: dict = {"rtt_s": [], "outputs": {}}
     with tempfile.TemporaryDirectory(prefix="lab-peer-") as tmp:
-        guest = Guest(build, logdir=Path(tmp), accel="tcg")
+        started = time.monotonic()
+        with Guest(build, logdir=Path(tmp) / "cold", accel="tcg") as cold:
+            out["cold_boot_s"] = time.monotonic() - started
+            out["cold_ready_s"] = cold.ready_s   # launch to the ready marker, before setup
+        guest = Guest(build, logdir=Path(tmp) / "restored", accel="tcg", restore=True)
         started = time.monotonic()
         with guest:
             out["boot_s"] = time.monotonic() - started
-            out["ready_s"] = guest.ready_s   # launch to the ready marker, before setup
+            assert guest.facts and guest.facts.boot == "restored", guest.facts
             for _ in range(RTTS):
                 t = time.monotonic()
                 r = guest.run("true", 30)
                 out["rtt_s"].append(time.monotonic() - t)
                 assert r.exit_code == 0, r
-            for label, nbytes in SIZES.items():
+            for label, nbytes in sizes.items():
                 n = seq_n(nbytes)
                 t = time.monotonic()
                 r = guest.run(f"seq 1 {n}", 600)
@@ -140,7 +161,7 @@ def lab_session(build) -> dict:
     return out
 
 
-def labgrid_session(python: Path, arch, build) -> dict:
+def labgrid_session(python: Path, arch, build, sizes: dict[str, int]) -> dict:
     uart, script = UART[arch.name]
     boot_args = [a for a in arch.cmdline if not a.startswith("console=")]
     cfg = {"qemu": shutil.which(arch.qemu) or arch.qemu, "machine": arch.machine,
@@ -150,7 +171,7 @@ def labgrid_session(python: Path, arch, build) -> dict:
            "kernel": str(build.image), "prompt": "/ # ", "rtts": RTTS,
            "boot_args": " ".join([f"console={uart}", *boot_args, "rdinit=/bin/sh",
                                   "--", "-c", f'"{script}"']),
-           "outputs": {label: seq_n(nbytes) for label, nbytes in SIZES.items()}}
+           "outputs": {label: seq_n(nbytes) for label, nbytes in sizes.items()}}
     proc = subprocess.Popen([str(python), str(HELPER)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -167,9 +188,10 @@ def labgrid_session(python: Path, arch, build) -> dict:
     return json.loads(lines[-1])
 
 
-def session(tool: str, python: Path, arch, build) -> dict:
+def session(tool: str, python: Path, arch, build, sizes: dict[str, int]) -> dict:
     try:
-        out = lab_session(build) if tool == "lab" else labgrid_session(python, arch, build)
+        out = (lab_session(build, sizes) if tool == "lab"
+               else labgrid_session(python, arch, build, sizes))
     except Exception:
         out = {"error": traceback.format_exc()}
     if "error" in out:
@@ -181,6 +203,9 @@ def figure(s: dict, name: str) -> tuple[float | None, bool]:
     """A session's value of one figure (None: it never got there) and whether it is exact."""
     if name == "boot":
         return s.get("boot_s"), "boot_s" in s
+    if name == "cold boot":
+        key = "boot_s" if s.get("tool") == "labgrid" else "cold_boot_s"
+        return s.get(key), key in s
     if name == "round trip":
         rtts = s.get("rtt_s") or []
         ok = len(rtts) == RTTS
@@ -193,12 +218,14 @@ def fmt(value: float | None, unit: str) -> str:
     return "-" if value is None else f"{value:.3f} {unit}"
 
 
-def table(sessions: list[dict], arches: list[str]) -> None:
+def table(sessions: list[dict], arches: list[str], sizes: dict[str, int]) -> None:
     print("| arch | load | figure | lab | labgrid | labgrid/lab | lab exact | labgrid exact |")
     print("|---|---|---|---|---|---|---|---|")
     for arch in arches:
         for load in ("none", "load"):
             for name, unit in FIGURES:
+                if unit == "s" and "boot" not in name and name not in sizes:
+                    continue
                 med, exact = {}, {}
                 for tool in ("lab", "labgrid"):
                     mine = [s for s in sessions
@@ -227,7 +254,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--arch", nargs="+", default=["aarch64", "x86_64"], choices=list(ARCHES))
     ap.add_argument("--json", type=Path, help="write every session's raw numbers here")
+    ap.add_argument("--boot-only", action="store_true",
+                    help="boots and round trips only, no outputs (a labgrid session takes "
+                         "seconds instead of minutes, so many runs fit)")
     args = ap.parse_args()
+    sizes = {} if args.boot_only else SIZES
     signal.signal(signal.SIGTERM, signal.default_int_handler)   # as Ctrl-C
     began = time.monotonic()
     sessions: list[dict] = []
@@ -235,6 +266,10 @@ def main() -> None:
     try:
         python, version = labgrid_python()
         builds = {a: lab_kernel(a, "nokpti") for a in args.arch}
+        for arch, build in builds.items():
+            print(f"the lab's snapshot template, {arch}: {make_template(build):.2f} s "
+                  "(a one-off per kernel, initramfs and command line)", file=sys.stderr,
+                  flush=True)
         for rep in range(args.runs):
             order = ("lab", "labgrid") if rep % 2 == 0 else ("labgrid", "lab")
             for arch in args.arch:
@@ -245,7 +280,7 @@ def main() -> None:
                             print(f"run {rep + 1}/{args.runs} {arch} load={cond} {tool}",
                                   file=sys.stderr, flush=True)
                             loadavg = os.getloadavg()[0]
-                            s = session(tool, python, ARCHES[arch], builds[arch])
+                            s = session(tool, python, ARCHES[arch], builds[arch], sizes)
                             sessions.append({"rep": rep, "arch": arch, "load": cond,
                                              "tool": tool, "loadavg_before": loadavg, **s})
                             dump(args.json, version, args.runs, began, sessions, True)
@@ -260,8 +295,8 @@ def main() -> None:
     elapsed = time.monotonic() - began
     print(f"{stopped}labgrid {version} against the lab, kernel nokpti, TCG, {args.runs} "
           f"run(s), {elapsed / 60:.1f} min; outputs: `seq 1 N` of "
-          + ", ".join(f"{k} (N={seq_n(v)})" for k, v in SIZES.items()))
-    table(sessions, args.arch)
+          + (", ".join(f"{k} (N={seq_n(v)})" for k, v in sizes.items()) or "none"))
+    table(sessions, args.arch, sizes)
     dump(args.json, version, args.runs, began, sessions, bool(stopped))
     if stopped:
         sys.exit(130)

@@ -56,6 +56,8 @@ class ArchProfile:
     #: (dump-guest-memory's paging, which gdb needs to read a vmcore): QEMU 7.2 maps
     #: x86's page tables, not arm64's.
     dump_paging: bool = False
+    #: The firmware QEMU runs before the kernel (-bios), when not the machine's own.
+    firmware: str = ""
 
 
 @dataclass(frozen=True)

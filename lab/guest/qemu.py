@@ -122,6 +122,8 @@ def command_line(arch: ArchProfile, kernel: Path, initramfs: Path, cmdline: str,
         "-qmp", f"unix:{rundir / 'qmp.sock'},server=on,wait=off",
         "-chardev", sock("kernel"), *(w for name in PORTS for w in ("-chardev", sock(name))),
     ]
+    if arch.firmware:
+        argv += ["-bios", arch.firmware]
     if icount:
         argv += ["-icount", "shift=0"]
     argv += channel_devices(arch)

@@ -87,11 +87,25 @@ def test_a_step_that_prints_5_mb_has_all_of_it_in_its_own_file(userland):
     assert kept.read_bytes() == b"a" * 5_000_000 + b"\nend\n"
 
 
+#: For each filesystem init can do without: "TYPE KERNEL-HAS-IT MOUNTED" (1 or 0).
+OPTIONAL_MOUNTS = ("for t in devpts debugfs hugetlbfs; do "
+                   "printf '%s %d %d\\n' $t $(grep -c \"\t$t\\$\" /proc/filesystems) "
+                   "$(grep -c \" $t \" /proc/mounts); done")
+
+
 @pytest.mark.parametrize("arch", ARCHES)
 def test_exec_has_the_usual_dev_and_bash(arch):
     r = lab("exec", "--arch", arch, "--kernel", "nokpti", "--",
             "sh", "-c", "echo hi > /dev/stdout; ls /dev/fd/ /dev/shm /dev/pts")
     assert r.returncode == 0 and r.stdout.startswith("hi\n"), r.stderr
+    # init mounts an optional filesystem exactly when the kernel has it (mounting one
+    # it lacks makes the kernel run modprobe first, tens of ms of every boot)
+    r = lab("exec", "--arch", arch, "--kernel", "nokpti", "--", "sh", "-c", OPTIONAL_MOUNTS)
+    assert r.returncode == 0, r.stderr
+    seen = {t: (has, mounted) for t, has, mounted in (line.split() for line in
+                                                       r.stdout.splitlines())}
+    assert seen == {"devpts": ("1", "1"), "debugfs": ("1", "1"),
+                    "hugetlbfs": ("0", "0")}, r.stdout
     r = lab("exec", "--arch", arch, "--kernel", "nokpti", "--",
             "bash", "-c", "echo ${BASH_VERSION}")
     assert r.returncode == 0 and r.stdout.startswith("5."), r.stderr

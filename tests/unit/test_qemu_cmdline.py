@@ -47,6 +47,8 @@ def test_x86_has_the_kernel_on_a_uart_two_ports_on_virtio_serial_pci_and_no_dut(
     assert ("-device", "virtio-serial-pci,max_ports=3") in pairs(args)
     assert all(port in pairs(args) for port in SHELL_PORTS)
     assert not any("dut" in a for a in args)
+    # qboot, not SeaBIOS's POST (x86 only: the virt board boots the kernel itself)
+    assert ("-bios", "qboot.rom") in pairs(args) and "-bios" not in argv("aarch64")
 
 
 def test_accel_cpu_memory_and_icount():
