@@ -24,7 +24,8 @@ for byte with what seq prints.
   board UART, so the same initramfs boots with rdinit=/bin/sh: busybox sh is PID 1
   (x86_64: the 16550, console=ttyS0; aarch64: the PL011, whose driver is a module
   in this kernel, so the shell loads serial_core and amba-pl011 from the
-  initramfs first and then runs on /dev/ttyAMA0). boot = QEMUDriver activated and
+  initramfs first and then runs on /dev/ttyAMA0). Its machine is the lab's (board,
+  CPU, memory, firmware: x86_64's qboot). boot = QEMUDriver activated and
   powered on, to the ShellDriver's first successful run("true"); its output is
   run()'s lines joined with "\\n".
 
@@ -167,7 +168,8 @@ def labgrid_session(python: Path, arch, build, sizes: dict[str, int]) -> dict:
     cfg = {"qemu": shutil.which(arch.qemu) or arch.qemu, "machine": arch.machine,
            "cpu": arch.cpu, "memory": f"{arch.memory_mb}M",
            "extra_args": "-accel tcg -smp 1 -nodefaults -no-user-config -no-reboot "
-                         f"-initrd {build.initramfs}",
+                         f"-initrd {build.initramfs}"
+                         + (f" -bios {arch.firmware}" if arch.firmware else ""),
            "kernel": str(build.image), "prompt": "/ # ", "rtts": RTTS,
            "boot_args": " ".join([f"console={uart}", *boot_args, "rdinit=/bin/sh",
                                   "--", "-c", f'"{script}"']),
