@@ -198,9 +198,11 @@ TRAILER = "delete\ndetach\n"
 NOT_REACHED = 3
 
 
-def gdb_argv(setup: Path, batch: Path | None, trailer: Path) -> list[str]:
-    after = ["-x", str(batch), "-x", str(trailer)] if batch else []
-    return [GDB, "-q", "-nx", *(["-batch"] if batch else []), "-x", str(setup), *after]
+def gdb_argv(setup: Path, batch: Path | None, trailer: Path | None = None) -> list[str]:
+    """gdb running setup, then (batch mode) batch's commands and trailer's."""
+    after = [str(f) for f in (batch, trailer) if batch and f]
+    return [GDB, "-q", "-nx", *(["-batch"] if batch else []), "-x", str(setup),
+            *(w for f in after for w in ("-x", f))]
 
 
 class Session:
@@ -455,8 +457,7 @@ def open_core(vmcore: Path, t: Target, batch: Path | None, logdir: Path
     logdir.mkdir(parents=True, exist_ok=True)
     script = logdir / "gdb-core.gdb"
     script.write_text(core_script(t, vmcore))
-    argv = [GDB, "-q", "-nx", *(["-batch"] if batch else []), "-x", str(script),
-            *(["-x", str(batch)] if batch else [])]
+    argv = gdb_argv(script, batch)
     if batch is None:
         return proc.interactive(argv, cwd=logdir), None
     done = proc.run(argv, deadline=CORE_DEADLINE_S, cwd=logdir, check=False,
