@@ -46,7 +46,12 @@
  * kmsg: copies /dev/kmsg records (one per read, "prio,seq,usec,flags;text\n"
  * plus " KEY=value" lines) to PORT, several per write when they come faster
  * than the port takes them. A record the ring buffer overwrote before it was
- * read shows as a gap in the sequence numbers, which the lab reports.
+ * read shows as a gap in the sequence numbers, which the lab reports. A line
+ * the host writes to PORT asks for a barrier: everything the kernel logged
+ * before it is forwarded, then the line comes back after SYNC (below). The
+ * lab waits for that before it reads a command's faults, so a warning that is
+ * still on its way is not missed (the shell's port and this one are not
+ * ordered with each other).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -85,6 +90,13 @@
  * says POLLIN|POLLHUP and read says 0 at once).
  */
 #define HOST_AWAY_MS 20
+/*
+ * kmsg: the host asks the forwarder to catch up by a line on its port (at most
+ * SYNC_REQ bytes); once every record /dev/kmsg has then is forwarded, the
+ * answer is SYNC, that line, "@@", on a line of its own.
+ */
+#define SYNC "@@LAB-SYNC@@"
+#define SYNC_REQ 64
 
 struct pipe_buf {
 	char data[BUF];
@@ -419,35 +431,87 @@ static noreturn void run_shell(const char *path, const char *noncefile, const ch
 	}
 }
 
-static noreturn void forward_kmsg(const char *path)
+/* Forward what /dev/kmsg has now, until a read says it has no more (one record
+ * per read; several records per port write).
+ */
+static void forward_records(int fd, int port)
 {
 	static char batch[BUF];
-	int port, fd;
+	ssize_t n = 0;
 
-	port = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+	while (n >= 0) {
+		size_t len = 0;
+
+		while (BUF - len >= 8192) {
+			n = read(fd, batch + len, BUF - len);
+			if (n < 0 && errno == EPIPE)
+				continue;	/* overwritten: the lab sees the gap */
+			if (n <= 0) {
+				n = -1;
+				break;
+			}
+			len += n;
+		}
+		if (len)
+			write_all(port, batch, len);
+	}
+}
+
+/* Answer the last whole request line in req (each one asked for all before it):
+ * SYNC, the line, "@@". Keeps an unfinished line for the next read.
+ */
+static void answer(int port, char *req, size_t *have)
+{
+	char reply[sizeof(SYNC) + SYNC_REQ + 4], *end, *start;
+	int n;
+
+	end = memrchr(req, '\n', *have);
+	if (!end) {
+		if (*have >= SYNC_REQ)
+			*have = 0;	/* no line that long is a request */
+		return;
+	}
+	start = memrchr(req, '\n', end - req);
+	start = start ? start + 1 : req;
+	n = snprintf(reply, sizeof(reply), SYNC "%.*s@@\n", (int)(end - start), start);
+	write_all(port, reply, n);
+	*have -= end + 1 - req;
+	memmove(req, end + 1, *have);
+}
+
+static noreturn void forward_kmsg(const char *path)
+{
+	char req[SYNC_REQ];
+	size_t have = 0;
+	int port, fd, away = 0;
+
+	port = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (port < 0)
 		die(path);
 	fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		die("/dev/kmsg");
 	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		size_t len = 0;
+		/* a port whose host end is away says POLLHUP at once: see above */
+		struct pollfd p[2] = { { .fd = fd, .events = POLLIN },
+				       { .fd = away ? -1 : port, .events = POLLIN } };
+		ssize_t n;
 
-		/* one record per read; gather what is there, up to a batch */
-		while (BUF - len >= 8192) {
-			ssize_t n = read(fd, batch + len, BUF - len);
-
-			if (n < 0 && errno == EPIPE)
-				continue;	/* overwritten: the lab sees the gap */
-			if (n <= 0)
-				break;
-			len += n;
-		}
-		if (len)
-			write_all(port, batch, len);
-		else if (poll(&p, 1, -1) < 0 && errno != EINTR)
+		forward_records(fd, port);
+		if (poll(p, 2, away ? HOST_AWAY_MS : -1) < 0 && errno != EINTR)
 			die("poll /dev/kmsg");
+		away = 0;
+		if (!(p[1].revents & (POLLIN | POLLHUP)))
+			continue;
+		n = read(port, req + have, sizeof(req) - have);
+		if (n <= 0) {
+			away = 1;	/* host end not connected: read says 0 */
+			continue;
+		}
+		have += n;
+		/* every record logged before the request goes out before the answer */
+		forward_records(fd, port);
+		answer(port, req, &have);
 	}
 }
 

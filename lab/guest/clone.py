@@ -104,12 +104,15 @@ class Cloning:
             if scratch is None:          # another guest made it while this one waited
                 return snapshot.lookup(self.arch.name, key), ""
             self.facts = self._cold(qemu.RamFile(scratch / snapshot.RAM, shared=True))
-            if self.faults():
-                kinds = ", ".join(sorted({f.kind for f in self.faults()}))
+            assert self.kernel
+            if not self.kernel.sync():
+                return None, "no template made: the guest's kernel log did not catch up " \
+                             "(its forwarder did not answer)"
+            if self.kernel.faults():
+                kinds = ", ".join(sorted({f.kind for f in self.kernel.faults()}))
                 return None, f"no template made: the boot printed a kernel {kinds}"
             meta = self._template_meta(key, self.facts)
             self._monitor.save_state(scratch / snapshot.STATE, Deadline(SAVE_DEADLINE_S))
-            assert self.kernel
             meta = replace(meta, kmsg_seq=self.kernel.next_seq())   # the guest is stopped
             self._teardown()
             template = snapshot.finish(scratch, meta)

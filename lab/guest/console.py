@@ -157,6 +157,11 @@ _STAMPED = re.compile(r"\[\s*(\d+)\.(\d{6})\] (.*)")
 #: A /dev/kmsg record's head: priority, sequence number, microseconds, flags.
 _RECORD = re.compile(r"(\d+),(\d+),(\d+),[^;]*;(.*)")
 _ESCAPED = re.compile(r"\\x([0-9a-fA-F]{2})")
+#: The forwarder's answer to a request to catch up (labconsole.c: SYNC): the
+#: request's line comes back between the markers once every record before it has.
+_SYNCED = re.compile(r"@@LAB-SYNC@@(\w+)-(\d+)@@")
+#: How long a kernel log sync waits for the guest's answer.
+SYNC_S = 2.0
 #: How many lines KernelLog remembers as seen on one stream and not yet on the
 #: other (a line the kernel console filters out by level never comes twice).
 TWIN_KEYS = 50_000
@@ -212,6 +217,12 @@ class KernelLog(threading.Thread):
         self.echo_all = False
         self._kmsg: tuple[socket.socket, threading.Thread] | None = None
         self._kmsg_seen = time.monotonic()
+        #: Requests to catch up: this log's own token (an answer the guest owed a
+        #: template's lab is not this one's), the last asked, the last answered.
+        self._token = secrets.token_hex(4)
+        self._asked = self._answered = 0
+        self._kmsg_gone = False
+        self._answer = threading.Condition(self._lock)
 
     def run(self) -> None:
         try:
@@ -230,10 +241,22 @@ class KernelLog(threading.Thread):
         reader.start()
 
     def _read_kmsg(self, sock: socket.socket) -> None:
+        try:
+            self._forwarded(sock)
+        finally:
+            with self._lock:
+                self._kmsg_gone = True
+                self._answer.notify_all()
+
+    def _forwarded(self, sock: socket.socket) -> None:
         for line in _lines(sock):
             self._kmsg_seen = time.monotonic()
             record = kmsg_lines(line)
-            if record is None:        # a record's " KEY=value" line
+            if record is None:        # a record's " KEY=value" line, or an answer
+                if (m := _SYNCED.fullmatch(line)) and m.group(1) == self._token:
+                    with self._lock:
+                        self._answered = max(self._answered, int(m.group(2)))
+                        self._answer.notify_all()
                 continue
             seq, usec, texts = record
             with self._lock:
@@ -289,6 +312,27 @@ class KernelLog(threading.Thread):
     def faults(self) -> list[KernelMessage]:
         with self._lock:
             return list(self.scanner.faults)
+
+    def sync(self, within_s: float = SYNC_S) -> bool:
+        """Wait until every record the guest's kernel had logged by now is in this
+        log (the forwarder's barrier, labconsole.c); False if it did not answer
+        within within_s, or has gone. The shell's channel and the kernel log's are
+        not ordered with each other: a warning a command printed may come after
+        the command's end marker, and the command's faults are read after this."""
+        with self._lock:
+            if self._kmsg is None or self._kmsg_gone or self.panicked.is_set() \
+                    or self.stopped:
+                return False
+            self._asked += 1
+            ticket, sock = self._asked, self._kmsg[0]
+        try:
+            sock.sendall(f"{self._token}-{ticket}\n".encode())
+        except OSError:
+            return False
+        with self._lock:
+            return self._answer.wait_for(
+                lambda: self._answered >= ticket or self._kmsg_gone, within_s) \
+                and self._answered >= ticket
 
     def next_seq(self, quiet_s: float = 0.1, within_s: float = 2.0) -> int | None:
         """The next kernel log record's sequence number, once the forwarded log has

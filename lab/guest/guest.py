@@ -244,13 +244,15 @@ class Guest(Cloning):
     def run(self, command: str, timeout: float | Deadline = COMMAND_DEADLINE_S,
             output_file: Path | None = None) -> CommandResult:
         """Run a shell command in the guest; its whole output also goes to output_file,
-        if given. Kernel faults seen meanwhile come along."""
+        if given. The kernel faults it logged come along (faults() waits for the
+        kernel log to catch up)."""
         assert self.shell and self.kernel
         before = len(self.kernel.faults())
         started = time.monotonic()
         reply = self.shell.run(command, timeout, output_file)
-        return CommandResult(command, reply.output, reply.exit_code, time.monotonic() - started,
-                             tuple(self.kernel.faults()[before:]), reply.output_file,
+        elapsed = time.monotonic() - started
+        return CommandResult(command, reply.output, reply.exit_code, elapsed,
+                             tuple(self.faults()[before:]), reply.output_file,
                              reply.shell_reset)
 
     def put_file(self, data: bytes, path: str, mode: int = 0o644,
@@ -269,7 +271,14 @@ class Guest(Cloning):
         return self.shell.spawn(command, timeout, encoding)
 
     def faults(self) -> list[KernelMessage]:
-        return self.kernel.faults() if self.kernel else []
+        """The kernel faults so far, with every record the guest logged before this
+        call: the kernel log's channel lags the shell's at times, and a warning a
+        command printed may still be on its way (a guest that cannot answer, as a
+        panicked or stopped one, gets what has come)."""
+        if self.kernel is None:
+            return []
+        self.kernel.sync()
+        return self.kernel.faults()
 
     def tainted(self) -> int:
         """The kernel's taint flags. Background output may share the command's

@@ -8,7 +8,9 @@ lab connects (-qmp unix:PATH and every -chardev socket,id=NAME,path=PATH), and:
 - serves QMP: the greeting, qmp_capabilities, cont, stop, query-status,
   human-monitor-command (a canned answer), quit, and an error reply for any
   other command;
-- plays the guest on the chardevs: boot lines on `kernel`; on `shell` the
+- plays the guest on the chardevs: boot lines on `kernel`, and as /dev/kmsg
+  records on `kmsg`, which answers the lab's requests to catch up as
+  labconsole's forwarder does (after every record logged before); on `shell` the
   ready marker and a tiny shell that emulates the few commands the lab's
   protocol and the tests use (nothing is ever run on the host); `dut` echoes
   what it gets, like a UART with a loopback plug.
@@ -23,6 +25,11 @@ FAKE_QEMU_MODE picks a misbehaviour:
   drop   lose 1000 bytes of every shell-console write over 4096 bytes, as QEMU's
          virtconsole does when the host reads too slowly (still counted as sent)
   warn   print a kernel WARNING during boot
+  slowwarn  the same, but the WARNING (and what follows it) reaches the host
+         LOG_LAG_S late, after the shell's ready marker, unless the lab asks
+         the forwarder to catch up: a log that lags behind the shell
+  slowlog  what the shell writes to /dev/kmsg reaches the host LOG_LAG_S late
+         (after the command's end marker), unless the lab asks to catch up
 A RAM file (-object memory-backend-file) is made as QEMU makes it; the template's
 boot (share=on) writes a page of it. migrate (to `fd:NAME`, a file descriptor
 passed on QMP and named by getfd) saves the fake shell's files and counters,
@@ -61,6 +68,8 @@ PANIC_LINES = ["Kernel panic - not syncing: sysrq triggered crash",
                "CPU: 0 PID: 1 Comm: sh Not tainted 6.1.0-fake #1",
                "---[ end Kernel panic - not syncing: sysrq triggered crash ]---"]
 FLOOD_LINE = b"flood " * 680 + b"\r\n"
+#: How late kernel messages come in slowwarn mode.
+LOG_LAG_S = 1.0
 #: What the lab's shell prints where labconsole puts its count of bytes sent.
 COUNT = b"\x01LAB-TX-CNT\x01"
 
@@ -135,6 +144,7 @@ class Shell:
         self.status = 0
         self.later: list[tuple[float, str]] = []   # background output: (when, text)
         self.stopped = ""                          # the kernel's last line, once powered off
+        self.logged: list[str] = []                # written to /dev/kmsg, not yet printed
         self.files = {"/proc/sys/kernel/tainted": b"0\n", "/proc/version": RELEASE.encode()}
         self.vars: dict[str, str] = {}
 
@@ -193,6 +203,9 @@ class Shell:
             return out
         if target == "/proc/sysrq-trigger" and out.startswith("c"):
             raise Panic()
+        if target == "/dev/kmsg":
+            self.logged += out.splitlines()
+            return ""
         old = self.files.get(target, b"") if append else b""
         self.files[target] = old + out.encode("latin-1", errors="replace")   # bytes as chars
         return ""
@@ -286,6 +299,9 @@ class FakeQemu:
         self.running = False
         self.shell = Shell()
         self.sent = 0
+        self.kseq = 0     # the next /dev/kmsg record's sequence number
+        self.backlog: list[tuple[float, str]] = []   # logged, not yet sent (slowwarn)
+        self.backlog_due = 0.0
         self.lines: list[str] = []
         self.busy: object = None      # a command waiting out a sleep: (generator, resume time)
         for name, path in sockets.items():
@@ -320,6 +336,23 @@ class FakeQemu:
     def tty(self, name: str, text: str) -> None:
         self.send(name, text.replace("\n", "\r\n").encode())
 
+    def printk(self, seconds: float, text: str, lag: bool = False) -> None:
+        """A kernel message: on the kernel console, and as a /dev/kmsg record;
+        LOG_LAG_S later if it lags (and so does every one after it until then)."""
+        self.backlog.append((seconds, text))
+        if lag and not self.backlog_due:
+            self.backlog_due = time.monotonic() + LOG_LAG_S
+        if not self.backlog_due:
+            self.catch_up()
+
+    def catch_up(self) -> None:
+        """Send the kernel messages not sent yet."""
+        backlog, self.backlog, self.backlog_due = self.backlog, [], 0.0
+        for seconds, text in backlog:
+            self.tty("kernel", f"[{seconds:12.6f}] {text}\n")
+            self.send("kmsg", f"6,{self.kseq},{round(seconds * 1e6)},-;{text}\n".encode())
+            self.kseq += 1
+
     def exit(self, code: int) -> None:
         for path in self.paths.values():
             Path(path).unlink(missing_ok=True)
@@ -327,7 +360,8 @@ class FakeQemu:
 
     def loop(self) -> None:
         while True:
-            wake = [t for t, _ in self.shell.later] + ([self.busy[1]] if self.busy else [])
+            wake = [t for t, _ in self.shell.later] + ([self.busy[1]] if self.busy else []) \
+                + ([self.backlog_due] if self.backlog_due else [])
             timeout = max(0.0, min(wake) - time.monotonic()) if wake else None
             # Accepts first: the lab connects the consoles before it sends cont,
             # and what the guest prints must not go out before they are accepted.
@@ -352,6 +386,8 @@ class FakeQemu:
                         self.drop(name)
                     else:
                         getattr(self, f"on_{name}", self.on_other)(name, data)
+            if self.backlog_due and time.monotonic() >= self.backlog_due:
+                self.catch_up()
             if self.busy and time.monotonic() >= self.busy[1]:
                 self.resume(self.busy[0])
             for when, text in [x for x in self.shell.later if x[0] <= time.monotonic()]:
@@ -428,7 +464,7 @@ class FakeQemu:
         fd = self.named_fds.pop(uri.removeprefix("fd:"))
         if command == "migrate":
             state = {"files": {k: v.decode("latin-1") for k, v in self.shell.files.items()},
-                     "vars": self.shell.vars, "sent": self.sent}
+                     "vars": self.shell.vars, "sent": self.sent, "kseq": self.kseq}
             with os.fdopen(fd, "w") as fh:
                 fh.write(json.dumps(state))
             self.migration = "completed"
@@ -440,7 +476,7 @@ class FakeQemu:
             print(f"qemu-system: load of migration failed: {exc}", file=sys.stderr, flush=True)
             self.exit(1)
         self.shell.files = {k: v.encode("latin-1") for k, v in state["files"].items()}
-        self.shell.vars, self.sent = state["vars"], state["sent"]
+        self.shell.vars, self.sent, self.kseq = state["vars"], state["sent"], state["kseq"]
         self.started, self.migration = True, "completed"
 
     def touch_ram(self) -> None:
@@ -454,9 +490,9 @@ class FakeQemu:
     def boot(self) -> None:
         self.touch_ram()
         for line in BOOT_LINES:
-            self.tty("kernel", f"[    0.000000] {line}\n")
-        if MODE == "warn":
-            self.tty("kernel", "[    0.500000] WARNING: CPU: 0 PID: 1 at init/main.c:1 fake\n")
+            self.printk(0, line)
+        if MODE in ("warn", "slowwarn"):
+            self.printk(0.5, "WARNING: CPU: 0 PID: 1 at init/main.c:1 fake", MODE == "slowwarn")
         if MODE == "panic":
             self.panic()
         self.tty("shell", "\n@@LAB-READY@@\n")
@@ -465,7 +501,7 @@ class FakeQemu:
 
     def panic(self) -> None:
         for line in PANIC_LINES:
-            self.tty("kernel", f"[    1.000000] {line}\n")
+            self.printk(1, line)
         self.exit(0)   # panic=-1 reboots, and -no-reboot makes that an exit
 
     def on_shell(self, name: str, data: bytes) -> None:
@@ -487,9 +523,12 @@ class FakeQemu:
             self.busy = (command, time.monotonic() + seconds)
             return
         except StopIteration as done:
+            for text in self.shell.logged:   # logged before the command ended
+                self.printk(2, text, lag=MODE == "slowlog")
+            self.shell.logged.clear()
             self.tty("shell", done.value or "")
             if self.shell.stopped:   # the machine stops; QEMU stays up, silent
-                self.tty("kernel", f"[    9.000000] {self.shell.stopped}\n")
+                self.printk(9, self.shell.stopped)
                 self.lines.clear()
                 self.busy = ("stopped", time.monotonic() + 1e6)
                 return
@@ -501,6 +540,14 @@ class FakeQemu:
                               "\n@@LAB-READY@@\n")
             self.lines.clear()
         self.next_line()
+
+    def on_kmsg(self, name: str, data: bytes) -> None:
+        """Requests to catch up: the last whole line comes back (every record
+        before it has been sent: this fake sends them as it logs them)."""
+        *lines, self.buffers[name] = (self.buffers.get(name, b"") + data).split(b"\n")
+        if lines:
+            self.catch_up()
+            self.send(name, b"@@LAB-SYNC@@" + lines[-1] + b"@@\n")
 
     def on_dut(self, name: str, data: bytes) -> None:
         self.send(name, data)

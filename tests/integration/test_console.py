@@ -54,12 +54,25 @@ def test_every_kernel_line_is_logged_once_in_order_under_load(lab_boot, arch, ho
     n = 20_000
     r = guest.run(f"i=0; while [ $i -lt {n} ]; do echo \"lab-kmsg $i\" > /dev/kmsg; "
                   f"i=$((i + 1)); done; echo done", 300)
-    assert r.exit_code == 0
-    guest.run("sleep 1")    # the forwarder's last batch
+    assert r.exit_code == 0    # run() waited for the kernel log to catch up
     log = (guest.logdir / "console.log").read_text()
     seen = [int(m) for m in re.findall(r"\] lab-kmsg (\d+)$", log, re.M)]
     assert seen == list(range(n))
     assert "lines lost" not in log and not guest.faults()
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_a_warning_a_command_logs_comes_with_that_command_under_load(lab_boot, arch,
+                                                                     host_load):
+    """The kernel log's channel and the shell's are not ordered with each other; each
+    command's own warning is in its result, and never in the next command's."""
+    guest = lab_boot(arch, "nokpti")
+    for n in range(15):
+        r = guest.run(f"echo 'WARNING: CPU: 0 PID: 1 at lab/barrier.c:{n} lab_barrier' "
+                      "> /dev/kmsg; echo '---[ end trace 0000000000000000 ]---' > /dev/kmsg")
+        assert [f.text.splitlines()[0].split("] ", 1)[1] for f in r.faults] == \
+            [f"WARNING: CPU: 0 PID: 1 at lab/barrier.c:{n} lab_barrier"]
+        assert guest.run("true").faults == ()
 
 
 def test_a_gap_in_the_kernel_log_is_reported_as_lost_lines(lab_boot):

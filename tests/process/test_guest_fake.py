@@ -65,6 +65,33 @@ def test_a_panic_during_boot_is_a_guest_panic(fake_qemu, tmp_path):
     assert not g.machine.rundir.exists()
 
 
+@pytest.mark.parametrize("mode", ["ok", "slowlog"])
+def test_a_warning_a_command_logged_comes_with_that_command_and_no_other(guest, fake_qemu,
+                                                                         mode):
+    """slowlog: the warning reaches the host after the command's end marker (the
+    kernel log's channel and the shell's are not ordered); the lab waits for the
+    kernel log to catch up before it reads the command's faults."""
+    fake_qemu(mode)
+    g = guest()
+    warned = g.run("echo 'WARNING: CPU: 0 PID: 9 at drivers/x.c:1 probe' > /dev/kmsg")
+    assert [f.kind for f in warned.faults] == ["warning"]
+    assert g.run("echo after").faults == ()
+    assert [f.kind for f in g.faults()] == ["warning"]
+    started = time.monotonic()
+    assert g.kernel.sync()
+    assert time.monotonic() - started < 0.5                  # answered, not waited out
+
+
+def test_a_kernel_log_that_cannot_answer_is_read_as_it_is(guest):
+    """A panicked or stopped guest's forwarder cannot answer: faults() gives what came."""
+    g = guest()
+    with pytest.raises(GuestLost):
+        g.run("poweroff -f")
+    started = time.monotonic()
+    assert g.kernel.sync() is False and g.faults() == []
+    assert time.monotonic() - started < 0.5
+
+
 def test_a_hung_command_ends_at_its_deadline_and_the_guest_still_quits(guest):
     g = guest()
     started = time.monotonic()
