@@ -1,9 +1,13 @@
 """The cache's bound: what is in it, and removing the least recently used.
 
 A unit is what gc removes whole: each entry under the cache's top-level
-directories (a kernel build with its initramfs images and modules, an extracted
-source, a set of guest tools, a guest's logs), and each image with host files
-appended (kernels/*/with-files/*.cpio), which grows fastest. debs/ (the guest
+directories (a kernel build with its modules, an extracted source, a set of
+guest tools, a guest's logs), and each initramfs image of a kernel: its images
+(kernels/*/initramfs-*.cpio, one for every change of the guest's tools or
+drivers, so a kernel in daily use gathers dozens that nothing uses any more)
+and its images with host files appended (kernels/*/with-files/*.cpio), which
+grow fastest. An image no longer used goes before its kernel does; one removed
+while still wanted is packed again in seconds. debs/ (the guest
 packages), locks/ and test-trees/ (see NOT_UNITS) are never units; the ccache/
 of an older lab, which built through ccache, is units like any other;
 nor is a scratch place (a name starting with a dot), whose builder is still at
@@ -81,13 +85,15 @@ def default_bound() -> int:
     return parse_size(value) if value else DEFAULT_BOUND
 
 
-def _disk_size(path: Path, skip: Path | None = None) -> int:
+def _disk_size(path: Path, skip: frozenset[Path] = frozenset()) -> int:
+    """path's size on disk, without what is in skip."""
     if not path.is_dir() or path.is_symlink():
         return path.lstat().st_blocks * 512 if path.exists() or path.is_symlink() else 0
     total = 0
     for root, dirs, files in os.walk(path):
-        if skip is not None and Path(root) == skip.parent:
-            dirs[:] = [d for d in dirs if Path(root, d) != skip]
+        if skip:
+            dirs[:] = [d for d in dirs if Path(root, d) not in skip]
+            files = [f for f in files if Path(root, f) not in skip]
         for name in files + dirs:
             try:
                 total += os.lstat(os.path.join(root, name)).st_blocks * 512
@@ -129,9 +135,9 @@ def _load_sizes() -> dict[str, list[int]]:
             and all(type(n) is int and n >= 0 for n in v)}
 
 
-def _unit_size(path: Path, inner: Path | None, sizes: dict[str, list[int]]) -> int:
-    """path's size on disk, without inner; a settled unit's as remembered when its
-    directory has not changed since."""
+def _unit_size(path: Path, inner: frozenset[Path], sizes: dict[str, list[int]]) -> int:
+    """path's size on disk, without the units inside it; a settled unit's as
+    remembered when its directory has not changed since."""
     rel = str(path.relative_to(cache_dir()))
     settled = rel.split("/")[0] in SETTLED and path.suffix != ".cpio" and path.is_dir()
     if settled:
@@ -154,8 +160,16 @@ def _held(locks: list[Path]) -> bool:
     return False
 
 
-def _paths() -> Iterator[tuple[Path, Path | None]]:
-    """Every unit's path, and what inside it is a unit of its own (with-files)."""
+def _images(entry: Path) -> list[Path]:
+    """A kernel entry's initramfs images, each a unit of its own."""
+    files = entry / "with-files"
+    return sorted(entry.glob("initramfs-*.cpio")) + \
+        (sorted(files.glob("*.cpio")) if files.is_dir() else [])
+
+
+def _paths() -> Iterator[tuple[Path, frozenset[Path]]]:
+    """Every unit's path, and what inside it is not its own (its images, with their
+    manifests, and the with-files directory that holds some of them)."""
     root = cache_dir()
     for top in sorted(root.iterdir()) if root.is_dir() else ():
         if top.name in NOT_UNITS or not top.is_dir() or top.name.startswith("."):
@@ -163,11 +177,15 @@ def _paths() -> Iterator[tuple[Path, Path | None]]:
         for child in sorted(top.iterdir()):
             if child.name.startswith(".") or child.name.endswith(".json"):
                 continue
-            inner = child / "with-files"
-            yield child, inner if inner.is_dir() else None
-            if inner.is_dir():
-                for image in sorted(inner.glob("*.cpio")):
-                    yield image, None
+            images = _images(child) if top.name == "kernels" and child.is_dir() else []
+            yield child, frozenset([*images, *(_manifest(i) for i in images),
+                                    child / "with-files"])
+            for image in images:
+                yield image, frozenset()
+
+
+def _manifest(image: Path) -> Path:
+    return image.with_name(image.name + ".manifest.json")
 
 
 def units() -> list[Unit]:
@@ -178,7 +196,7 @@ def units() -> list[Unit]:
         locks = _locks_under(path, listing)
         size = _unit_size(path, inner, sizes)
         if path.suffix == ".cpio":   # an image with its manifest beside it
-            size += _disk_size(path.with_name(path.name + ".manifest.json"))
+            size += _disk_size(_manifest(path))
         stamps = [p.stat().st_mtime for p in (path, *locks) if p.exists()]
         found.append(Unit(path, size, max(stamps, default=0.0), _held(locks)))
     live = {u.name for u in found}
@@ -204,7 +222,7 @@ def _remove(unit: Unit) -> bool:
         unit.path.rename(gone)
         cache.remove(gone)
         if unit.path.suffix == ".cpio":
-            cache.remove(unit.path.with_name(unit.path.name + ".manifest.json"))
+            cache.remove(_manifest(unit.path))
     # The lock files stay (a few bytes each): one unlinked under a process that
     # waits on it would hide that process's use from the next gc.
     return True

@@ -97,6 +97,34 @@ def test_an_image_with_files_is_a_unit_of_its_own(store):
     assert list(images.iterdir()) == [] and (kdir / "blob").exists()
 
 
+def test_each_initramfs_image_of_a_kernel_is_a_unit_and_a_stale_one_goes_first(store):
+    """Every change of the guest's tools or drivers packs a new image beside the
+    kernel; the ones nothing uses any more go before the kernel they belong to."""
+    kdir = entry(store, "kernels/aarch64-nokpti-0123456789ab", 2, 100)
+    for name, age in (("initramfs-old.cpio", 5000), ("initramfs-new.cpio", 10)):
+        (kdir / name).write_bytes(b"0" * MIB)
+        (kdir / f"{name}.manifest.json").write_text("{}")
+        os.utime(kdir / name, (time.time() - age,) * 2)
+    os.utime(kdir, (time.time() - 100,) * 2)
+    sizes = {u.name: u.size // MIB for u in gc.units()}
+    assert sizes == {"kernels/aarch64-nokpti-0123456789ab": 2,
+                     "kernels/aarch64-nokpti-0123456789ab/initramfs-old.cpio": 1,
+                     "kernels/aarch64-nokpti-0123456789ab/initramfs-new.cpio": 1}
+    removed, _ = gc.collect(3 * MIB + MIB // 2)
+    assert [u.name for u in removed] == ["kernels/aarch64-nokpti-0123456789ab/"
+                                         "initramfs-old.cpio"]
+    assert sorted(p.name for p in kdir.iterdir()) == [
+        "blob", "initramfs-new.cpio", "initramfs-new.cpio.manifest.json"]
+    p = holder(kdir / "initramfs-new.cpio")          # a running lab boots from it
+    try:
+        removed, _ = gc.collect(0)
+        assert [u.name for u in removed] == []       # its kernel is in use through it
+        assert (kdir / "initramfs-new.cpio").exists()
+    finally:
+        p.kill()
+        p.wait()
+
+
 @pytest.mark.parametrize("text, size", [("1G", 1 << 30), ("500M", 500 * MIB), ("1.5GiB",
                                         3 << 29), ("1024", 1024), ("2k", 2048), ("1 TB", 1 << 40)])
 def test_sizes_are_read_as_people_write_them(text, size):
@@ -134,7 +162,7 @@ def test_a_settled_units_size_is_remembered_until_its_directory_changes(tmp_path
     real = gc._disk_size
     monkeypatch.setattr(gc, "_disk_size", lambda p, s=None: walked.append(p) or real(p, s))
     assert {u.name: u.size for u in gc.units()} == first and entry not in walked
-    (entry / "initramfs-1.cpio").write_bytes(b"y" * 50_000)      # the entry's top level
+    (entry / "vmlinux").write_bytes(b"y" * 50_000)               # the entry's top level
     again = {u.name: u.size for u in gc.units()}
     name = str(entry.relative_to(tmp_path))
     assert entry in walked and again[name] > first[name]
