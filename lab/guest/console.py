@@ -161,7 +161,7 @@ _ESCAPED = re.compile(r"\\x([0-9a-fA-F]{2})")
 #: request's line comes back between the markers once every record before it has.
 _SYNCED = re.compile(r"@@LAB-SYNC@@(\w+)-(\d+)@@")
 #: How long a kernel log sync waits for the guest's answer.
-SYNC_S = 2.0
+SYNC_S = 5.0
 #: How many lines KernelLog remembers as seen on one stream and not yet on the
 #: other (a line the kernel console filters out by level never comes twice).
 TWIN_KEYS = 50_000
