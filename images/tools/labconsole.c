@@ -658,11 +658,34 @@ static int wait_port(const char *name, char *node, size_t size)
 	return 0;
 }
 
+/*
+ * The kernel gives init /dev/console as its stdio, unless it could not open
+ * it: on aarch64, hvc0 is registered by the virtio-serial driver's work queue,
+ * which may come after the kernel opens the console ("unable to open an
+ * initial console"). Then init's messages would go nowhere, and the first
+ * files it opened would become a program's fds 0-2: they go to /dev/kmsg (a
+ * node in the image, as /dev/console is, for before devtmpfs is mounted).
+ */
+static void stdio_or_kmsg(void)
+{
+	int fd, i;
+
+	if (fcntl(0, F_GETFD) >= 0 && fcntl(2, F_GETFD) >= 0)
+		return;
+	fd = open("/dev/kmsg", O_WRONLY);
+	for (i = 0; fd >= 0 && i < 3; i++)
+		if (fd != i && fcntl(i, F_GETFD) < 0)
+			dup2(fd, i);
+	if (fd > 2)
+		close(fd);
+}
+
 static int lab_init(const char *ready)
 {
 	static char * const shell[] = { "/bin/sh", "-i", NULL };
 	char node[300];
 
+	stdio_or_kmsg();
 	set_up();
 	if (wait_port("lab.shell", node, sizeof(node))) {
 		static const char msg[] = "lab-init: no virtserialport named lab.shell\n";

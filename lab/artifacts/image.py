@@ -346,6 +346,7 @@ def _pack(build: KernelBuild, name: str, binaries: dict[str, Path],
         for d in _DIRS:
             cpio.dir(d)
         cpio.chardev("dev/console", 5, 1)
+        cpio.chardev("dev/kmsg", 1, 11)   # init's stdio when the console is not up yet
         cpio.symlink("init", f"usr/bin/{tools['labconsole'].name}")
         for where, binary in binaries.items():
             cpio.file(where, binary.read_bytes(), 0o755)

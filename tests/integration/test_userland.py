@@ -109,6 +109,12 @@ def test_exec_has_the_usual_dev_and_bash(arch):
     r = lab("exec", "--arch", arch, "--kernel", "nokpti", "--",
             "bash", "-c", "echo ${BASH_VERSION}")
     assert r.returncode == 0 and r.stdout.startswith("5."), r.stderr
+    # init always has stdio: the console, or /dev/kmsg when the kernel could not open
+    # the console in time (aarch64's hvc0 registers late), so its messages are logged
+    r = lab("exec", "--arch", arch, "--kernel", "nokpti", "--",
+            "sh", "-c", "for fd in 0 1 2; do readlink /proc/1/fd/$fd; done")
+    assert r.returncode == 0 and len(r.stdout.split()) == 3, (r.stdout, r.stderr)
+    assert all(fd in ("/dev/console", "/dev/kmsg") for fd in r.stdout.split()), r.stdout
 
 
 @pytest.mark.parametrize("arch", ARCHES)
