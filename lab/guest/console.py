@@ -160,6 +160,9 @@ _ESCAPED = re.compile(r"\\x([0-9a-fA-F]{2})")
 #: The forwarder's answer to a request to catch up (labconsole.c: SYNC): the
 #: request's line comes back between the markers once every record before it has.
 _SYNCED = re.compile(r"@@LAB-SYNC@@(\w+)-(\d+)@@")
+#: The forwarder's answer to a cue from the shell's relay: every record logged
+#: before the shell printed the end marker with that count has been forwarded.
+_CUED = re.compile(r"@@LAB-SYNC@@c(\d+)@@")
 #: How long a kernel log sync waits for the guest's answer.
 SYNC_S = 5.0
 #: How many lines KernelLog remembers as seen on one stream and not yet on the
@@ -221,6 +224,8 @@ class KernelLog(threading.Thread):
         #: template's lab is not this one's), the last asked, the last answered.
         self._token = secrets.token_hex(4)
         self._asked = self._answered = 0
+        #: The highest shell count the forwarder has caught up with.
+        self._cued = 0
         self._kmsg_gone = False
         self._answer = threading.Condition(self._lock)
 
@@ -256,6 +261,10 @@ class KernelLog(threading.Thread):
                 if (m := _SYNCED.fullmatch(line)) and m.group(1) == self._token:
                     with self._lock:
                         self._answered = max(self._answered, int(m.group(2)))
+                        self._answer.notify_all()
+                elif m := _CUED.fullmatch(line):
+                    with self._lock:
+                        self._cued = max(self._cued, int(m.group(1)))
                         self._answer.notify_all()
                 continue
             seq, usec, texts = record
@@ -313,16 +322,25 @@ class KernelLog(threading.Thread):
         with self._lock:
             return list(self.scanner.faults)
 
-    def sync(self, within_s: float = SYNC_S) -> bool:
+    def sync(self, within_s: float = SYNC_S, mark: int | None = None) -> bool:
         """Wait until every record the guest's kernel had logged by now is in this
-        log (the forwarder's barrier, labconsole.c); False if it did not answer
-        within within_s, or has gone. The shell's channel and the kernel log's are
-        not ordered with each other: a warning a command printed may come after
-        the command's end marker, and the command's faults are read after this."""
+        log; False if the forwarder did not answer within within_s, or cannot (a
+        panicked, stopped or gone guest). The shell's channel and the kernel log's
+        are not ordered with each other: a warning a command printed may come after
+        the command's end marker, and the command's faults are read after this.
+
+        mark: the shell's count in a command's end marker. The relay cued the
+        forwarder with it as the marker went out, so this only waits for that
+        answer (no request: a round trip less per command). Without one, this
+        asks the forwarder (labconsole.c: SYNC)."""
         with self._lock:
             if self._kmsg is None or self._kmsg_gone or self.panicked.is_set() \
                     or self.stopped:
                 return False
+            if mark is not None:
+                return self._answer.wait_for(
+                    lambda: self._cued >= mark or self._kmsg_gone, within_s) \
+                    and self._cued >= mark
             self._asked += 1
             ticket, sock = self._asked, self._kmsg[0]
         try:
@@ -632,6 +650,8 @@ class Reply:
     exit_code: int
     output_file: Path | None = None
     shell_reset: bool = False
+    #: labconsole's count in the end marker (KernelLog.sync's mark), if it had one.
+    mark: int | None = None
 
 
 @dataclass(frozen=True)
@@ -812,14 +832,15 @@ class Shell:
             self._restart(int(fields[0]), what)
             return Reply(text, int(fields[0]), kept, shell_reset=True)
         status, sent = int(fields[0]), fields[1]
-        if len(sent) == COUNT_DIGITS and sent.isdigit() and int(sent) - self._tx_base != at:
+        counted = len(sent) == COUNT_DIGITS and sent.isdigit()
+        if counted and int(sent) - self._tx_base != at:
             raise OutputLost(f"{what}: output lost: the guest had sent "
                              f"{int(sent) - self._tx_base} bytes on "
                              f"the shell console before its end marker's count, the lab "
                              f"received {at}; "
                              f"{output.size} bytes of output arrived"
                              + (f" (in {kept})" if kept else ""))
-        return Reply(text, status, kept)
+        return Reply(text, status, kept, mark=int(sent) if counted else None)
 
     def put_file(self, data: bytes, path: str, mode: int = 0o644,
                  deadline: Deadline | None = None) -> None:

@@ -244,15 +244,16 @@ class Guest(Cloning):
     def run(self, command: str, timeout: float | Deadline = COMMAND_DEADLINE_S,
             output_file: Path | None = None) -> CommandResult:
         """Run a shell command in the guest; its whole output also goes to output_file,
-        if given. The kernel faults it logged come along (faults() waits for the
-        kernel log to catch up)."""
+        if given. The kernel faults it logged come along: the kernel log is read once
+        it has caught up with the command's end (KernelLog.sync)."""
         assert self.shell and self.kernel
         before = len(self.kernel.faults())
         started = time.monotonic()
         reply = self.shell.run(command, timeout, output_file)
         elapsed = time.monotonic() - started
+        self.kernel.sync(mark=reply.mark)
         return CommandResult(command, reply.output, reply.exit_code, elapsed,
-                             tuple(self.faults()[before:]), reply.output_file,
+                             tuple(self.kernel.faults()[before:]), reply.output_file,
                              reply.shell_reset)
 
     def put_file(self, data: bytes, path: str, mode: int = 0o644,

@@ -9,8 +9,9 @@ lab connects (-qmp unix:PATH and every -chardev socket,id=NAME,path=PATH), and:
   human-monitor-command (a canned answer), quit, and an error reply for any
   other command;
 - plays the guest on the chardevs: boot lines on `kernel`, and as /dev/kmsg
-  records on `kmsg`, which answers the lab's requests to catch up as
-  labconsole's forwarder does (after every record logged before); on `shell` the
+  records on `kmsg`, which answers the lab's requests to catch up and the
+  relay's cue for each count it stamps as labconsole's forwarder does (after
+  every record logged before); on `shell` the
   ready marker and a tiny shell that emulates the few commands the lab's
   protocol and the tests use (nothing is ever run on the host); `dut` echoes
   what it gets, like a UART with a loopback plug.
@@ -28,8 +29,9 @@ FAKE_QEMU_MODE picks a misbehaviour:
   slowwarn  the same, but the WARNING (and what follows it) reaches the host
          LOG_LAG_S late, after the shell's ready marker, unless the lab asks
          the forwarder to catch up: a log that lags behind the shell
-  slowlog  what the shell writes to /dev/kmsg reaches the host LOG_LAG_S late
-         (after the command's end marker), unless the lab asks to catch up
+  slowlog  what the shell writes to /dev/kmsg, and the answers to the relay's
+         cues after it, reach the host LOG_LAG_S late (after the command's end
+         marker), unless the lab asks to catch up
 A RAM file (-object memory-backend-file) is made as QEMU makes it; the template's
 boot (share=on) writes a page of it. migrate (to `fd:NAME`, a file descriptor
 passed on QMP and named by getfd) saves the fake shell's files and counters,
@@ -300,7 +302,9 @@ class FakeQemu:
         self.shell = Shell()
         self.sent = 0
         self.kseq = 0     # the next /dev/kmsg record's sequence number
-        self.backlog: list[tuple[float, str]] = []   # logged, not yet sent (slowwarn)
+        #: Kernel messages logged and cues from the relay (None, count), not yet
+        #: sent: all at once in order, unless they lag (slowwarn, slowlog).
+        self.backlog: list[tuple[float | None, str | int]] = []
         self.backlog_due = 0.0
         self.lines: list[str] = []
         self.busy: object = None      # a command waiting out a sleep: (generator, resume time)
@@ -317,8 +321,11 @@ class FakeQemu:
         client = self.clients.get(name)
         if client is None:
             return
+        counts: list[int] = []
         if name == "shell":   # labconsole's count, where the shell asks for it
-            data = re.sub(re.escape(COUNT), lambda m: b"%012d" % (self.sent + m.start()), data)
+            data = re.sub(re.escape(COUNT),
+                          lambda m: b"%012d" % (counts.append(self.sent + m.start())
+                                                or counts[-1]), data)
             self.sent += len(data)
             if MODE == "drop" and len(data) > 4096:
                 data = data[:2048] + data[3048:]
@@ -326,6 +333,10 @@ class FakeQemu:
             client.sendall(data)
         except OSError:
             self.drop(name)
+        for count in counts:   # the relay cues the kmsg forwarder as the marker goes out
+            self.backlog.append((None, count))
+            if not self.backlog_due:
+                self.catch_up()
 
     def drop(self, name: str) -> None:
         client = self.clients.pop(name, None)
@@ -349,6 +360,9 @@ class FakeQemu:
         """Send the kernel messages not sent yet."""
         backlog, self.backlog, self.backlog_due = self.backlog, [], 0.0
         for seconds, text in backlog:
+            if seconds is None:
+                self.send("kmsg", b"@@LAB-SYNC@@c%d@@\n" % text)
+                continue
             self.tty("kernel", f"[{seconds:12.6f}] {text}\n")
             self.send("kmsg", f"6,{self.kseq},{round(seconds * 1e6)},-;{text}\n".encode())
             self.kseq += 1
