@@ -537,6 +537,8 @@ static noreturn void forward_kmsg(const char *path, int cue)
 			forward_records(fd, port);
 			n = snprintf(reply, sizeof(reply), SYNC "c%llu@@\n", count);
 			write_all(port, reply, n);
+		} else if (p[2].revents & (POLLHUP | POLLERR)) {
+			cue = -1;	/* the relay is gone: poll would say so at once */
 		}
 		if (!(p[1].revents & (POLLIN | POLLHUP)))
 			continue;
