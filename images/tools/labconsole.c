@@ -413,6 +413,10 @@ static noreturn void run_shell(const char *path, const char *noncefile, const ch
 	if (pipe2(wake, O_NONBLOCK | O_CLOEXEC))
 		die("pipe");
 	signal(SIGCHLD, on_sigchld);
+	/* a cue to a kmsg forwarder that is gone (or never started) is EPIPE,
+	 * not the relay's end; PROG gets every signal back at its default
+	 */
+	signal(SIGPIPE, SIG_IGN);
 	for (;;) {
 		char nonce[64] = "", marker[128];
 		int master, status, fd, n;

@@ -75,6 +75,18 @@ def test_a_warning_a_command_logs_comes_with_that_command_under_load(lab_boot, a
         assert guest.run("true").faults == ()
 
 
+def test_the_shell_outlives_its_kernel_log_forwarder_and_keeps_default_signals(lab_boot):
+    """The relay cues the forwarder through a pipe: with the forwarder gone, a cue is
+    EPIPE, not a SIGPIPE that ends the relay; and the shell's programs still get
+    SIGPIPE (bit 12 of SigIgn clear), as the relay ignores it for itself only."""
+    guest = lab_boot("x86_64", "nokpti")
+    assert guest.run("kill -9 $(pidof lab-kmsg); sleep 0.3; echo gone").output == "gone\n"
+    r = guest.run("echo still here; grep SigIgn /proc/self/status")
+    assert r.exit_code == 0 and r.output.startswith("still here\n"), r.output
+    ignored = int(r.output.split()[-1], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1))
+
+
 def test_a_gap_in_the_kernel_log_is_reported_as_lost_lines(lab_boot):
     """The forwarder stopped while 40,000 records (more than the 1 MB log buffer
     holds) are written: the records it never read are a gap, and a fault."""
